@@ -1,0 +1,1 @@
+pub use rsrtmp_engine as rtmp;
