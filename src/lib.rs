@@ -1,1 +1,25 @@
+//! rsrtmp: RTMP for GStreamer.
+//!
+//! The plugin `rsrtmp` registers the RTMP elements. The protocol itself lives in the pure
+//! engine crate `rsrtmp-engine`, re-exported here as [`rtmp`]; the elements (and the tokio
+//! drivers under them) are thin layers on top of it.
+
 pub use rsrtmp_engine as rtmp;
+
+use gst::glib;
+
+fn plugin_init(_plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    Ok(())
+}
+
+gst::plugin_define!(
+    rsrtmp,
+    env!("CARGO_PKG_DESCRIPTION"),
+    plugin_init,
+    concat!(env!("CARGO_PKG_VERSION"), "-", env!("COMMIT_ID")),
+    "MIT/X11",
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_REPOSITORY"),
+    env!("BUILD_REL_DATE")
+);
