@@ -18,7 +18,7 @@ use crate::amf3::{self, Amf3Error};
 
 /// Hard ceiling on nesting, whatever the caller asks for, so decoding (and dropping the
 /// result) cannot overflow the stack.
-const DEPTH_CAP: usize = 512;
+const DEPTH_CAP: usize = 256;
 
 mod marker {
     pub const NUMBER: u8 = 0x00;
@@ -208,7 +208,7 @@ impl From<amf3::Value> for Value {
 /// the enclosing AMF0 value left).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Deepest nesting of values; a top-level value is at depth 1. Capped at 512 whatever
+    /// Deepest nesting of values; a top-level value is at depth 1. Capped at 256 whatever
     /// is asked, to keep the stack bounded.
     pub max_depth: usize,
     /// Most values produced by one decode call (for AMF3 this includes copies made to

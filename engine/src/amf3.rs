@@ -434,10 +434,13 @@ impl<'a> Decoder<'a> {
     }
 
     fn charge(&mut self, values: usize, offset: usize) -> Result<()> {
-        self.budget = self.budget.checked_sub(values).ok_or(Amf3Error::TooManyValues {
-            offset,
-            limit: self.limits.max_values,
-        })?;
+        self.budget = self
+            .budget
+            .checked_sub(values)
+            .ok_or(Amf3Error::TooManyValues {
+                offset,
+                limit: self.limits.max_values,
+            })?;
         Ok(())
     }
 
@@ -545,6 +548,18 @@ impl<'a> Decoder<'a> {
         declared.min((self.buf.len() - self.pos) / min_bytes_each)
     }
 
+    /// Reads a complex value's header: `Err` carries the resolved reference placeholder,
+    /// `Ok` the inline length or count.
+    fn inline_header(&mut self, offset: usize) -> Result<std::result::Result<usize, Value>> {
+        let h = self.u29()? as usize;
+        if h & 1 == 0 {
+            return Ok(Err(self.object_ref(h >> 1, offset)?));
+        }
+        Ok(Ok(h >> 1))
+    }
+
+    // The complex cases live in their own functions: one big match would make every level
+    // of nesting pay for the stack space of all of them.
     fn value(&mut self, depth: usize) -> Result<Value> {
         let offset = self.pos;
         if depth > self.limits.max_depth {
@@ -555,185 +570,162 @@ impl<'a> Decoder<'a> {
         }
         self.charge(1, offset)?;
         let m = self.u8("value marker")?;
-        Ok(match m {
-            marker::UNDEFINED => Value::Undefined,
-            marker::NULL => Value::Null,
-            marker::FALSE => Value::Boolean(false),
-            marker::TRUE => Value::Boolean(true),
+        match m {
+            marker::UNDEFINED => Ok(Value::Undefined),
+            marker::NULL => Ok(Value::Null),
+            marker::FALSE => Ok(Value::Boolean(false)),
+            marker::TRUE => Ok(Value::Boolean(true)),
             marker::INTEGER => {
                 let u = self.u29()?;
                 // Sign-extend bit 28.
-                Value::Integer(((u << 3) as i32) >> 3)
+                Ok(Value::Integer(((u << 3) as i32) >> 3))
             }
-            marker::DOUBLE => Value::Double(self.f64("double")?),
-            marker::STRING => Value::String(self.string()?),
-            marker::XML_DOC | marker::XML | marker::BYTE_ARRAY => {
-                let h = self.u29()? as usize;
-                if h & 1 == 0 {
-                    return self.object_ref(h >> 1, offset);
-                }
-                let slot = self.new_slot();
-                let bytes = self.take((h >> 1) as u64, "XML or ByteArray body")?;
-                self.slots[slot].done = true;
-                match m {
-                    marker::BYTE_ARRAY => Value::ByteArray(bytes.to_vec()),
-                    marker::XML => Value::Xml(String::from_utf8_lossy(bytes).into_owned()),
-                    _ => Value::XmlDocument(String::from_utf8_lossy(bytes).into_owned()),
-                }
+            marker::DOUBLE => Ok(Value::Double(self.f64("double")?)),
+            marker::STRING => Ok(Value::String(self.string()?)),
+            marker::XML_DOC | marker::XML | marker::BYTE_ARRAY | marker::DATE => {
+                self.leaf_object(m, offset)
             }
-            marker::DATE => {
-                let h = self.u29()? as usize;
-                if h & 1 == 0 {
-                    return self.object_ref(h >> 1, offset);
-                }
-                let slot = self.new_slot();
-                let millis = self.f64("date")?;
-                self.slots[slot].done = true;
-                Value::Date(millis)
-            }
-            marker::ARRAY => {
-                let h = self.u29()? as usize;
-                if h & 1 == 0 {
-                    return self.object_ref(h >> 1, offset);
-                }
-                let slot = self.new_slot();
-                let mut assoc = Vec::new();
-                loop {
-                    let key = self.string()?;
-                    if key.is_empty() {
-                        break;
-                    }
-                    let v = self.child(assoc.len(), depth + 1)?;
-                    assoc.push((key, v));
-                }
-                let count = h >> 1;
-                let mut dense = Vec::with_capacity(self.capacity(count, 1));
-                for i in 0..count {
-                    dense.push(self.child(assoc.len() + i, depth + 1)?);
-                }
-                self.slots[slot].done = true;
-                Value::Array { assoc, dense }
-            }
-            marker::OBJECT => self.object(offset, depth)?,
+            marker::ARRAY => self.array(offset, depth),
+            marker::OBJECT => self.object(offset, depth),
             marker::VECTOR_INT | marker::VECTOR_UINT | marker::VECTOR_DOUBLE => {
-                let h = self.u29()? as usize;
-                if h & 1 == 0 {
-                    return self.object_ref(h >> 1, offset);
-                }
-                let slot = self.new_slot();
-                let count = (h >> 1) as u64;
-                let fixed = self.u8("vector fixed flag")? != 0;
-                let v = if m == marker::VECTOR_DOUBLE {
-                    let body = self.take(count * 8, "Vector<Number> items")?;
-                    let items = body
-                        .chunks_exact(8)
-                        .map(|c| f64::from_be_bytes(c.try_into().expect("8 bytes")))
-                        .collect();
-                    Value::VectorDouble { fixed, items }
-                } else {
-                    let body = self.take(count * 4, "Vector<int> or Vector<uint> items")?;
-                    let words = body
-                        .chunks_exact(4)
-                        .map(|c| u32::from_be_bytes(c.try_into().expect("4 bytes")));
-                    if m == marker::VECTOR_INT {
-                        Value::VectorInt {
-                            fixed,
-                            items: words.map(|w| w as i32).collect(),
-                        }
-                    } else {
-                        Value::VectorUint {
-                            fixed,
-                            items: words.collect(),
-                        }
-                    }
-                };
-                self.slots[slot].done = true;
-                v
+                self.number_vector(m, offset)
             }
-            marker::VECTOR_OBJECT => {
-                let h = self.u29()? as usize;
-                if h & 1 == 0 {
-                    return self.object_ref(h >> 1, offset);
-                }
-                let slot = self.new_slot();
-                let count = h >> 1;
-                let fixed = self.u8("vector fixed flag")? != 0;
-                let type_name = self.string()?;
-                let mut items = Vec::with_capacity(self.capacity(count, 1));
-                for i in 0..count {
-                    items.push(self.child(i, depth + 1)?);
-                }
-                self.slots[slot].done = true;
-                Value::VectorObject {
+            marker::VECTOR_OBJECT => self.object_vector(offset, depth),
+            marker::DICTIONARY => self.dictionary(offset, depth),
+            marker => Err(Amf3Error::UnknownMarker { offset, marker }),
+        }
+    }
+
+    /// XMLDocument, XML, ByteArray and Date: in the object table, but without children.
+    #[inline(never)]
+    fn leaf_object(&mut self, m: u8, offset: usize) -> Result<Value> {
+        let len = match self.inline_header(offset)? {
+            Ok(len) => len,
+            Err(placeholder) => return Ok(placeholder),
+        };
+        let slot = self.new_slot();
+        let v = if m == marker::DATE {
+            // The date header's other bits are unused.
+            Value::Date(self.f64("date")?)
+        } else {
+            let bytes = self.take(len as u64, "XML or ByteArray body")?;
+            match m {
+                marker::BYTE_ARRAY => Value::ByteArray(bytes.to_vec()),
+                marker::XML => Value::Xml(String::from_utf8_lossy(bytes).into_owned()),
+                _ => Value::XmlDocument(String::from_utf8_lossy(bytes).into_owned()),
+            }
+        };
+        self.slots[slot].done = true;
+        Ok(v)
+    }
+
+    #[inline(never)]
+    fn array(&mut self, offset: usize, depth: usize) -> Result<Value> {
+        let count = match self.inline_header(offset)? {
+            Ok(count) => count,
+            Err(placeholder) => return Ok(placeholder),
+        };
+        let slot = self.new_slot();
+        let mut assoc = Vec::new();
+        loop {
+            let key = self.string()?;
+            if key.is_empty() {
+                break;
+            }
+            let v = self.child(assoc.len(), depth + 1)?;
+            assoc.push((key, v));
+        }
+        let mut dense = Vec::with_capacity(self.capacity(count, 1));
+        for i in 0..count {
+            dense.push(self.child(assoc.len() + i, depth + 1)?);
+        }
+        self.slots[slot].done = true;
+        Ok(Value::Array { assoc, dense })
+    }
+
+    #[inline(never)]
+    fn number_vector(&mut self, m: u8, offset: usize) -> Result<Value> {
+        let count = match self.inline_header(offset)? {
+            Ok(count) => count as u64,
+            Err(placeholder) => return Ok(placeholder),
+        };
+        let slot = self.new_slot();
+        let fixed = self.u8("vector fixed flag")? != 0;
+        let v = if m == marker::VECTOR_DOUBLE {
+            let body = self.take(count * 8, "Vector<Number> items")?;
+            let items = body
+                .chunks_exact(8)
+                .map(|c| f64::from_be_bytes(c.try_into().expect("8 bytes")))
+                .collect();
+            Value::VectorDouble { fixed, items }
+        } else {
+            let body = self.take(count * 4, "Vector<int> or Vector<uint> items")?;
+            let words = body
+                .chunks_exact(4)
+                .map(|c| u32::from_be_bytes(c.try_into().expect("4 bytes")));
+            if m == marker::VECTOR_INT {
+                Value::VectorInt {
                     fixed,
-                    type_name,
-                    items,
+                    items: words.map(|w| w as i32).collect(),
+                }
+            } else {
+                Value::VectorUint {
+                    fixed,
+                    items: words.collect(),
                 }
             }
-            marker::DICTIONARY => {
-                let h = self.u29()? as usize;
-                if h & 1 == 0 {
-                    return self.object_ref(h >> 1, offset);
-                }
-                let slot = self.new_slot();
-                let count = h >> 1;
-                let weak_keys = self.u8("dictionary weak-keys flag")? != 0;
-                let mut entries = Vec::with_capacity(self.capacity(count, 2));
-                for i in 0..count {
-                    let k = self.child(2 * i, depth + 1)?;
-                    let v = self.child(2 * i + 1, depth + 1)?;
-                    entries.push((k, v));
-                }
-                self.slots[slot].done = true;
-                Value::Dictionary { weak_keys, entries }
-            }
-            marker => return Err(Amf3Error::UnknownMarker { offset, marker }),
+        };
+        self.slots[slot].done = true;
+        Ok(v)
+    }
+
+    #[inline(never)]
+    fn object_vector(&mut self, offset: usize, depth: usize) -> Result<Value> {
+        let count = match self.inline_header(offset)? {
+            Ok(count) => count,
+            Err(placeholder) => return Ok(placeholder),
+        };
+        let slot = self.new_slot();
+        let fixed = self.u8("vector fixed flag")? != 0;
+        let type_name = self.string()?;
+        let mut items = Vec::with_capacity(self.capacity(count, 1));
+        for i in 0..count {
+            items.push(self.child(i, depth + 1)?);
+        }
+        self.slots[slot].done = true;
+        Ok(Value::VectorObject {
+            fixed,
+            type_name,
+            items,
         })
     }
 
+    #[inline(never)]
+    fn dictionary(&mut self, offset: usize, depth: usize) -> Result<Value> {
+        let count = match self.inline_header(offset)? {
+            Ok(count) => count,
+            Err(placeholder) => return Ok(placeholder),
+        };
+        let slot = self.new_slot();
+        let weak_keys = self.u8("dictionary weak-keys flag")? != 0;
+        let mut entries = Vec::with_capacity(self.capacity(count, 2));
+        for i in 0..count {
+            let k = self.child(2 * i, depth + 1)?;
+            let v = self.child(2 * i + 1, depth + 1)?;
+            entries.push((k, v));
+        }
+        self.slots[slot].done = true;
+        Ok(Value::Dictionary { weak_keys, entries })
+    }
+
+    #[inline(never)]
     fn object(&mut self, offset: usize, depth: usize) -> Result<Value> {
         let h = self.u29()? as usize;
         if h & 1 == 0 {
             return self.object_ref(h >> 1, offset);
         }
         let slot = self.new_slot();
-        let traits = if h & 2 == 0 {
-            let index = h >> 2;
-            self.traits
-                .get(index)
-                .cloned()
-                .ok_or(Amf3Error::BadTraitsRef {
-                    offset,
-                    index,
-                    known: self.traits.len(),
-                })?
-        } else if h & 4 != 0 {
-            let class_name = self.string()?;
-            let t = Rc::new(Traits {
-                class_name,
-                dynamic: false,
-                externalizable: true,
-                members: Vec::new(),
-            });
-            self.traits.push(t.clone());
-            t
-        } else {
-            let count = h >> 4;
-            let class_name = self.string()?;
-            let mut members = Vec::with_capacity(self.capacity(count, 1));
-            for _ in 0..count {
-                members.push(self.string()?);
-            }
-            let t = Rc::new(Traits {
-                class_name,
-                dynamic: h & 8 != 0,
-                externalizable: false,
-                members,
-            });
-            self.traits.push(t.clone());
-            t
-        };
-
+        let traits = self.traits(h, offset)?;
         let object = if traits.externalizable {
             let Some(member) = flex_member(&traits.class_name) else {
                 return Err(Amf3Error::UnsupportedExternalizable {
@@ -757,17 +749,11 @@ impl<'a> Decoder<'a> {
                 let v = self.child(i, depth + 1)?;
                 sealed.push((name.clone(), v));
             }
-            let mut dynamic_members = Vec::new();
-            if traits.dynamic {
-                loop {
-                    let key = self.string()?;
-                    if key.is_empty() {
-                        break;
-                    }
-                    let v = self.child(sealed.len() + dynamic_members.len(), depth + 1)?;
-                    dynamic_members.push((key, v));
-                }
-            }
+            let dynamic_members = if traits.dynamic {
+                self.dynamic_members(sealed.len(), depth)?
+            } else {
+                Vec::new()
+            };
             Object {
                 class_name: traits.class_name.clone(),
                 dynamic: traits.dynamic,
@@ -778,6 +764,61 @@ impl<'a> Decoder<'a> {
         };
         self.slots[slot].done = true;
         Ok(Value::Object(Box::new(object)))
+    }
+
+    /// The traits of an object whose header `h` is not an object reference.
+    #[inline(never)]
+    fn traits(&mut self, h: usize, offset: usize) -> Result<Rc<Traits>> {
+        if h & 2 == 0 {
+            let index = h >> 2;
+            return self
+                .traits
+                .get(index)
+                .cloned()
+                .ok_or(Amf3Error::BadTraitsRef {
+                    offset,
+                    index,
+                    known: self.traits.len(),
+                });
+        }
+        let t = if h & 4 != 0 {
+            Traits {
+                class_name: self.string()?,
+                dynamic: false,
+                externalizable: true,
+                members: Vec::new(),
+            }
+        } else {
+            let count = h >> 4;
+            let class_name = self.string()?;
+            let mut members = Vec::with_capacity(self.capacity(count, 1));
+            for _ in 0..count {
+                members.push(self.string()?);
+            }
+            Traits {
+                class_name,
+                dynamic: h & 8 != 0,
+                externalizable: false,
+                members,
+            }
+        };
+        let t = Rc::new(t);
+        self.traits.push(t.clone());
+        Ok(t)
+    }
+
+    /// Dynamic members up to the empty-string end; their child numbers start at `first`.
+    #[inline(never)]
+    fn dynamic_members(&mut self, first: usize, depth: usize) -> Result<Vec<(String, Value)>> {
+        let mut members = Vec::new();
+        loop {
+            let key = self.string()?;
+            if key.is_empty() {
+                return Ok(members);
+            }
+            let v = self.child(first + members.len(), depth + 1)?;
+            members.push((key, v));
+        }
     }
 
     /// Replaces the placeholders of this call's object references with copies, in wire
@@ -1211,4 +1252,557 @@ pub fn encode_to_bytes(v: &Value) -> Bytes {
     let mut out = BytesMut::new();
     encode(v, &mut out);
     out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn enc(v: &Value) -> Vec<u8> {
+        encode_to_bytes(v).to_vec()
+    }
+
+    fn obj(class_name: &str, dynamic: bool, sealed: Vec<(&str, Value)>) -> Value {
+        Value::Object(Box::new(Object {
+            class_name: class_name.into(),
+            dynamic,
+            sealed: sealed.into_iter().map(|(k, v)| (k.into(), v)).collect(),
+            dynamic_members: Vec::new(),
+            externalized: None,
+        }))
+    }
+
+    #[test]
+    fn u29_golden_vectors() {
+        let cases: [(u32, &[u8]); 7] = [
+            (127, &[0x7F]),
+            (128, &[0x81, 0x00]),
+            (16383, &[0xFF, 0x7F]),
+            (16384, &[0x81, 0x80, 0x00]),
+            (2_097_152, &[0x80, 0xC0, 0x80, 0x00]),
+            (0x0FFF_FFFF, &[0xBF, 0xFF, 0xFF, 0xFF]),
+            (0x1FFF_FFFF, &[0xFF, 0xFF, 0xFF, 0xFF]),
+        ];
+        for (v, bytes) in cases {
+            let mut out = Vec::new();
+            write_u29(&mut out, v);
+            assert_eq!(out, bytes, "encoding {v:#x}");
+            let mut d = Decoder::new(bytes);
+            assert_eq!(d.u29().unwrap(), v, "decoding {bytes:02x?}");
+            assert!(d.is_empty());
+        }
+    }
+
+    #[test]
+    fn integer_is_signed_29_bit_and_falls_back_to_double() {
+        assert_eq!(enc(&Value::Integer(-1)), [0x04, 0xFF, 0xFF, 0xFF, 0xFF]);
+        assert_eq!(
+            enc(&Value::Integer(INT_MIN)),
+            [0x04, 0xC0, 0x80, 0x80, 0x00]
+        );
+        assert_eq!(
+            decode(&[0x04, 0xFF, 0xFF, 0xFF, 0xFF]),
+            Ok(Value::Integer(-1))
+        );
+        assert_eq!(
+            decode(&[0x04, 0xC0, 0x80, 0x80, 0x00]),
+            Ok(Value::Integer(INT_MIN))
+        );
+        assert_eq!(
+            decode(&[0x04, 0xBF, 0xFF, 0xFF, 0xFF]),
+            Ok(Value::Integer(INT_MAX))
+        );
+        let mut double = vec![0x05];
+        double.extend_from_slice(&268_435_456f64.to_be_bytes());
+        assert_eq!(enc(&Value::Integer(INT_MAX + 1)), double);
+        assert_eq!(decode(&double), Ok(Value::Double(268_435_456.0)));
+    }
+
+    #[test]
+    fn scalar_markers() {
+        assert_eq!(enc(&Value::Undefined), [0x00]);
+        assert_eq!(enc(&Value::Null), [0x01]);
+        assert_eq!(enc(&false.into()), [0x02]);
+        assert_eq!(enc(&true.into()), [0x03]);
+        assert_eq!(enc(&"".into()), [0x06, 0x01]);
+        assert_eq!(enc(&"ab".into()), [0x06, 0x05, b'a', b'b']);
+        assert_eq!(
+            enc(&Value::Xml("x".into())),
+            [0x0B, 0x03, b'x'],
+            "XML is length-prefixed, not a table string"
+        );
+        assert_eq!(enc(&Value::ByteArray(vec![9, 8])), [0x0C, 0x05, 9, 8]);
+        let mut date = vec![0x08, 0x01];
+        date.extend_from_slice(&1.5f64.to_be_bytes());
+        assert_eq!(enc(&Value::Date(1.5)), date);
+        assert_eq!(decode(&date), Ok(Value::Date(1.5)));
+        assert_eq!(
+            decode(&[0x0D, 0x05, 0x01, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 7]),
+            Ok(Value::VectorInt {
+                fixed: true,
+                items: vec![-1, 7]
+            })
+        );
+        assert_eq!(
+            decode(&[0x0E, 0x03, 0x00, 0xFF, 0xFF, 0xFF, 0xFF]),
+            Ok(Value::VectorUint {
+                fixed: false,
+                items: vec![u32::MAX]
+            })
+        );
+    }
+
+    #[test]
+    fn repeated_strings_are_sent_by_reference() {
+        let v = Value::Array {
+            assoc: vec![("abc".into(), "abc".into())],
+            dense: vec!["abc".into(), "".into()],
+        };
+        let bytes = enc(&v);
+        assert_eq!(
+            bytes,
+            [
+                0x09, 0x05, // array, 2 dense
+                0x07, b'a', b'b', b'c', // key "abc" (table 0)
+                0x06, 0x00, // value: string ref 0
+                0x01, // end of associative part
+                0x06, 0x00, // string ref 0
+                0x06, 0x01, // empty string, never a reference
+            ]
+        );
+        assert_eq!(decode(&bytes), Ok(v));
+    }
+
+    #[test]
+    fn repeated_traits_are_sent_by_reference() {
+        let v = Value::Array {
+            assoc: vec![],
+            dense: vec![
+                obj("C", false, vec![("a", Value::Integer(1))]),
+                obj("C", false, vec![("a", Value::Integer(2))]),
+            ],
+        };
+        let bytes = enc(&v);
+        assert_eq!(
+            bytes,
+            [
+                0x09, 0x05, 0x01, // array of 2
+                0x0A, 0x13, 0x03, b'C', 0x03, b'a', 0x04, 0x01, // inline traits, 1 sealed
+                0x0A, 0x01, 0x04, 0x02, // traits ref 0
+            ]
+        );
+        assert_eq!(decode(&bytes), Ok(v));
+    }
+
+    #[test]
+    fn object_references_are_resolved_to_copies() {
+        // [ {a: 1}, <ref 1> ]; the array itself is object 0.
+        let bytes = [
+            0x09, 0x05, 0x01, 0x0A, 0x0B, 0x01, 0x03, b'a', 0x04, 0x01, 0x01, 0x0A, 0x02,
+        ];
+        let o = Value::object([("a", Value::Integer(1))]);
+        assert_eq!(
+            decode(&bytes),
+            Ok(Value::Array {
+                assoc: vec![],
+                dense: vec![o.clone(), o]
+            })
+        );
+    }
+
+    #[test]
+    fn references_reach_values_from_earlier_decode_calls() {
+        // Value 1: [1]. Value 2: <ref 0>, the first array.
+        let bytes = [0x09, 0x03, 0x01, 0x04, 0x01, 0x09, 0x00];
+        let a = Value::Array {
+            assoc: vec![],
+            dense: vec![Value::Integer(1)],
+        };
+        assert_eq!(decode_all(&bytes), Ok(vec![a.clone(), a]));
+    }
+
+    #[test]
+    fn one_encoder_context_across_values() {
+        let values = [Value::from("shared"), Value::from("shared")];
+        let mut e = Encoder::new();
+        let mut out = Vec::new();
+        for v in &values {
+            e.encode(v, &mut out);
+        }
+        assert_eq!(out[out.len() - 2..], [0x06, 0x00], "second is a reference");
+        assert_eq!(decode_all(&out).unwrap(), values);
+    }
+
+    #[test]
+    fn flex_externalizable_classes() {
+        let mut bytes = vec![0x0A, 0x07, (ARRAY_COLLECTION.len() << 1 | 1) as u8];
+        bytes.extend_from_slice(ARRAY_COLLECTION.as_bytes());
+        bytes.extend_from_slice(&[0x09, 0x03, 0x01, 0x04, 0x05]);
+        let v = decode(&bytes).unwrap();
+        let source = Value::Array {
+            assoc: vec![],
+            dense: vec![Value::Integer(5)],
+        };
+        assert_eq!(v, Object::array_collection(source.clone()).into());
+        assert_eq!(v.get("source"), Some(&source));
+        assert_eq!(enc(&v), bytes);
+
+        let proxy: Value = Object::object_proxy(Value::object([("x", true.into())])).into();
+        assert_eq!(decode(&enc(&proxy)), Ok(proxy));
+    }
+
+    #[test]
+    fn unknown_externalizable_class_is_named_in_the_error() {
+        let bytes = [0x0A, 0x07, 0x0B, b'a', b'.', b'B', b'c', b'd', 0xAA];
+        let err = decode(&bytes).unwrap_err();
+        assert_eq!(
+            err,
+            Amf3Error::UnsupportedExternalizable {
+                offset: 0,
+                class_name: "a.Bcd".into()
+            }
+        );
+        assert!(err.to_string().contains("\"a.Bcd\""), "{err}");
+    }
+
+    #[test]
+    fn dictionary_and_object_vector_round_trip() {
+        let v = Value::Dictionary {
+            weak_keys: true,
+            entries: vec![
+                ("k".into(), Value::Integer(1)),
+                (
+                    Value::VectorObject {
+                        fixed: false,
+                        type_name: "*".into(),
+                        items: vec![Value::Null, "k".into()],
+                    },
+                    Value::VectorDouble {
+                        fixed: true,
+                        items: vec![0.5, -1.0],
+                    },
+                ),
+            ],
+        };
+        assert_eq!(decode(&enc(&v)), Ok(v));
+    }
+
+    #[test]
+    fn reference_loop_is_an_error() {
+        // An array whose only element is a reference to itself.
+        assert_eq!(
+            decode(&[0x09, 0x03, 0x01, 0x09, 0x00]),
+            Err(Amf3Error::ReferenceLoop {
+                offset: 3,
+                index: 0
+            })
+        );
+        // An object whose member refers to the object.
+        assert_eq!(
+            decode(&[0x0A, 0x0B, 0x01, 0x03, b'a', 0x0A, 0x00, 0x01]),
+            Err(Amf3Error::ReferenceLoop {
+                offset: 5,
+                index: 0
+            })
+        );
+    }
+
+    #[test]
+    fn unknown_references_are_errors() {
+        assert_eq!(
+            decode(&[0x09, 0x03, 0x01, 0x09, 0x02]),
+            Err(Amf3Error::BadObjectRef {
+                offset: 3,
+                index: 1,
+                known: 1
+            })
+        );
+        assert_eq!(
+            decode(&[0x06, 0x02]),
+            Err(Amf3Error::BadStringRef {
+                offset: 1,
+                index: 1,
+                known: 0
+            })
+        );
+        assert_eq!(
+            decode(&[0x0A, 0x05]),
+            Err(Amf3Error::BadTraitsRef {
+                offset: 0,
+                index: 1,
+                known: 0
+            })
+        );
+    }
+
+    #[test]
+    fn unknown_marker_and_trailing_bytes() {
+        assert_eq!(
+            decode(&[0x12]),
+            Err(Amf3Error::UnknownMarker {
+                offset: 0,
+                marker: 0x12
+            })
+        );
+        assert_eq!(
+            decode(&[0x01, 0x01]),
+            Err(Amf3Error::TrailingBytes {
+                offset: 1,
+                count: 1
+            })
+        );
+    }
+
+    /// Arrays that each hold two references to the previous one double in size per level.
+    #[test]
+    fn reference_amplification_is_bounded() {
+        let levels = 40;
+        let mut bytes = vec![0x09];
+        write_inline(&mut bytes, levels + 1);
+        bytes.extend_from_slice(&[0x01, 0x09, 0x01, 0x01]); // object 1: []
+        for k in 1..=levels {
+            // object k+1 = [ref k, ref k]
+            bytes.extend_from_slice(&[0x09, 0x05, 0x01]);
+            for _ in 0..2 {
+                bytes.push(0x09);
+                write_u29(&mut bytes, (k as u32) << 1);
+            }
+        }
+        let err = decode(&bytes).unwrap_err();
+        assert!(
+            matches!(err, Amf3Error::TooManyValues { limit: 65_536, .. }),
+            "{err}"
+        );
+    }
+
+    /// Each array holds a reference to the previous one: one level deeper per reference
+    /// without any nesting on the wire.
+    #[test]
+    fn reference_chains_respect_the_depth_limit() {
+        let levels = 100;
+        let mut bytes = vec![0x09];
+        write_inline(&mut bytes, levels + 1);
+        bytes.extend_from_slice(&[0x01, 0x09, 0x01, 0x01]);
+        for k in 1..=levels {
+            bytes.extend_from_slice(&[0x09, 0x03, 0x01, 0x09]);
+            write_u29(&mut bytes, (k as u32) << 1);
+        }
+        let err = decode(&bytes).unwrap_err();
+        assert!(matches!(err, Amf3Error::TooDeep { limit: 64, .. }), "{err}");
+    }
+
+    #[test]
+    fn megabyte_of_nesting_hits_the_depth_limit() {
+        let bytes = [0x09, 0x03, 0x01].repeat(350_000);
+        let err = decode(&bytes).unwrap_err();
+        assert_eq!(
+            err,
+            Amf3Error::TooDeep {
+                offset: 64 * 3,
+                limit: 64
+            }
+        );
+        // Asking for more depth than the cap still stops at the cap.
+        let limits = Limits {
+            max_depth: usize::MAX,
+            max_values: usize::MAX,
+        };
+        let err = Decoder::with_limits(&bytes, limits).decode().unwrap_err();
+        assert!(
+            matches!(err, Amf3Error::TooDeep { limit: 256, .. }),
+            "{err}"
+        );
+        // Objects, dictionaries and vectors nest through their own code paths.
+        let patterns: [&[u8]; 4] = [
+            &[0x0A, 0x0B, 0x01, 0x03, b'a'],
+            &[0x0A, 0x13, 0x01, 0x03, b'a'],
+            &[0x11, 0x03, 0x00],
+            &[0x10, 0x03, 0x00, 0x01],
+        ];
+        for p in patterns {
+            let bytes = p.repeat((1 << 20) / p.len());
+            let err = Decoder::with_limits(&bytes, limits).decode().unwrap_err();
+            assert!(
+                matches!(err, Amf3Error::TooDeep { limit: 256, .. }),
+                "{p:02x?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn huge_declared_lengths_in_short_input() {
+        let cases: [&[u8]; 5] = [
+            &[0x06, 0xFF, 0xFF, 0xFF, 0xFF, b'a'],
+            &[0x0C, 0xFF, 0xFF, 0xFF, 0xFF, 0],
+            &[0x0F, 0xFF, 0xFF, 0xFF, 0xFF, 0x00, 0x00],
+            &[0x09, 0xFF, 0xFF, 0xFF, 0xFF, 0x01, 0x01],
+            &[0x0A, 0xFF, 0xFF, 0xFF, 0xFB, 0x01, 0x01],
+        ];
+        for bytes in cases {
+            let err = decode(bytes).unwrap_err();
+            assert!(
+                matches!(err, Amf3Error::Truncated { .. }),
+                "{bytes:02x?}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn too_many_values() {
+        let v = Value::Array {
+            assoc: vec![],
+            dense: vec![Value::Null; 10],
+        };
+        let bytes = enc(&v);
+        let limits = Limits {
+            max_depth: 8,
+            max_values: 10,
+        };
+        assert_eq!(
+            Decoder::with_limits(&bytes, limits).decode(),
+            Err(Amf3Error::TooManyValues {
+                offset: bytes.len() - 1,
+                limit: 10
+            })
+        );
+        let limits = Limits {
+            max_values: 11,
+            ..limits
+        };
+        assert_eq!(Decoder::with_limits(&bytes, limits).decode(), Ok(v));
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced() {
+        assert_eq!(
+            decode(&[0x06, 0x05, 0xFF, b'a']),
+            Ok(Value::String("\u{FFFD}a".into()))
+        );
+    }
+
+    fn sample() -> Value {
+        Value::Array {
+            assoc: vec![("k".into(), Value::Date(3.0))],
+            dense: vec![
+                obj("Cls", true, vec![("m", "k".into())]),
+                Object::array_collection(Value::ByteArray(vec![1, 2, 3])).into(),
+                Value::VectorUint {
+                    fixed: false,
+                    items: vec![1, 2],
+                },
+                obj("Cls", true, vec![("m", Value::Integer(-300))]),
+                Value::Double(0.25),
+            ],
+        }
+    }
+
+    #[test]
+    fn truncation_at_every_byte_is_an_error() {
+        let bytes = enc(&sample());
+        assert_eq!(decode(&bytes), Ok(sample()));
+        for n in 0..bytes.len() {
+            let r = Decoder::new(&bytes[..n]).decode();
+            assert!(
+                matches!(r, Err(Amf3Error::Truncated { .. })),
+                "prefix {n}: {r:?}"
+            );
+        }
+    }
+
+    fn double() -> impl Strategy<Value = f64> {
+        any::<f64>().prop_filter("NaN never equals itself", |d| !d.is_nan())
+    }
+
+    pub(crate) fn arb_value() -> impl Strategy<Value = Value> {
+        // Small alphabets make repeats (and so references) common.
+        let text = prop_oneof!["[a-c]{0,3}", "\\PC{0,6}"];
+        let leaf = prop_oneof![
+            Just(Value::Undefined),
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Boolean),
+            (INT_MIN..=INT_MAX).prop_map(Value::Integer),
+            double().prop_map(Value::Double),
+            text.clone().prop_map(Value::String),
+            text.clone().prop_map(Value::XmlDocument),
+            text.prop_map(Value::Xml),
+            double().prop_map(Value::Date),
+            prop::collection::vec(any::<u8>(), 0..6).prop_map(Value::ByteArray),
+            (any::<bool>(), prop::collection::vec(any::<i32>(), 0..4))
+                .prop_map(|(fixed, items)| Value::VectorInt { fixed, items }),
+            (any::<bool>(), prop::collection::vec(any::<u32>(), 0..4))
+                .prop_map(|(fixed, items)| Value::VectorUint { fixed, items }),
+            (any::<bool>(), prop::collection::vec(double(), 0..4))
+                .prop_map(|(fixed, items)| Value::VectorDouble { fixed, items }),
+        ];
+        leaf.prop_recursive(4, 48, 5, |inner| {
+            let key = "[a-d]{1,3}";
+            let members = move |inner| prop::collection::vec((key, inner), 0..4);
+            prop_oneof![
+                (
+                    members(inner.clone()),
+                    prop::collection::vec(inner.clone(), 0..4)
+                )
+                    .prop_map(|(assoc, dense)| Value::Array { assoc, dense }),
+                (
+                    "[A-B]{0,2}",
+                    any::<bool>(),
+                    prop::collection::vec(("[a-d]{0,2}", inner.clone()), 0..3),
+                    members(inner.clone()),
+                )
+                    .prop_map(|(class_name, dynamic, sealed, dynamic_members)| {
+                        Value::Object(Box::new(Object {
+                            class_name,
+                            dynamic,
+                            sealed,
+                            dynamic_members: if dynamic { dynamic_members } else { Vec::new() },
+                            externalized: None,
+                        }))
+                    }),
+                inner
+                    .clone()
+                    .prop_map(|v| Object::array_collection(v).into()),
+                (
+                    any::<bool>(),
+                    "[*a-b]{0,2}",
+                    prop::collection::vec(inner.clone(), 0..4)
+                )
+                    .prop_map(|(fixed, type_name, items)| Value::VectorObject {
+                        fixed,
+                        type_name,
+                        items
+                    }),
+                (
+                    any::<bool>(),
+                    prop::collection::vec((inner.clone(), inner), 0..3)
+                )
+                    .prop_map(|(weak_keys, entries)| Value::Dictionary { weak_keys, entries }),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(v in arb_value()) {
+            let bytes = enc(&v);
+            let back = decode(&bytes).unwrap();
+            prop_assert_eq!(&back, &v);
+            prop_assert_eq!(enc(&back), bytes);
+        }
+
+        #[test]
+        fn round_trip_in_one_context(values in prop::collection::vec(arb_value(), 1..4)) {
+            let mut e = Encoder::new();
+            let mut out = Vec::new();
+            for v in &values {
+                e.encode(v, &mut out);
+            }
+            prop_assert_eq!(decode_all(&out).unwrap(), values);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+            let _ = decode_all(&bytes);
+        }
+    }
 }
