@@ -737,7 +737,7 @@ pub fn data_message(stream_id: u32, timestamp: u32, values: &[Value]) -> Message
 // the command layer independent of the accessor names the AMF module picks.
 
 fn encode_values(type_id: u8, values: &[Value]) -> Bytes {
-    Bytes::from(amf0::encode_command_payload(type_id, values))
+    amf0::encode_command_payload(type_id, values)
 }
 
 /// Properties of an object, ECMA array or typed object; empty for anything else.

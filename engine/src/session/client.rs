@@ -137,21 +137,34 @@ pub enum ClientEvent {
     },
     /// `connect` got `_error`; the description carries auth challenges (see [`crate::auth`]).
     /// A `Closed` event follows.
-    ConnectRejected { code: String, description: String },
-    PublishStarted { stream_id: u32 },
-    PlayStarted { stream_id: u32 },
+    ConnectRejected {
+        code: String,
+        description: String,
+    },
+    PublishStarted {
+        stream_id: u32,
+    },
+    PlayStarted {
+        stream_id: u32,
+    },
     /// An error-level status (BadName, StreamNotFound, ...) or `_error` while setting up the
     /// stream.
     StreamRejected(Status),
     /// Any other onStatus (Play.Reset, PublishNotify, Play.Stop, ...), and failed optional
     /// calls (`_error` to releaseStream / FCPublish / FCSubscribe), on `stream_id`.
-    Status { stream_id: u32, status: Status },
+    Status {
+        stream_id: u32,
+        status: Status,
+    },
     /// Audio, video or data for the stream being played. Data has `@setDataFrame` stripped.
     Media(Message),
     StreamBegin(u32),
     StreamEof(u32),
     /// A command the session does not act on (RPCs from the server).
-    Command { stream_id: u32, command: Command },
+    Command {
+        stream_id: u32,
+        command: Command,
+    },
     Closed(Arc<SessionError>),
 }
 
@@ -202,7 +215,7 @@ impl ClientSession {
     /// Starts a session; C0+C1 are ready in `poll_transmit` at once.
     pub fn new(config: ClientConfig, now: Millis, rng: &mut dyn rand::RngCore) -> Self {
         let time = config.c1_time.unwrap_or(now as u32);
-        let mut hs = ClientHandshake::new(config.handshake.clone(), time, rng);
+        let mut hs = ClientHandshake::new(config.handshake, time, rng);
         let mut conn = Conn::new(config.chunk_limits.clone());
         while let Some(b) = hs.poll_transmit() {
             conn.push_raw(b);
@@ -489,10 +502,11 @@ impl ClientSession {
                 self.send_cmd(0, &command::fc_publish(t, name));
             }
             Want::Play { .. } => {
-                let w = self.config.window_ack_size;
-                // The last Set Peer Bandwidth window was already echoed by the connection
-                // layer; this only sends when nothing was.
-                self.conn.send_window_ack(w);
+                // When the server sent Set Peer Bandwidth, the connection layer already
+                // answered with that window; a second, different value would only confuse.
+                if !self.conn.window_ack_sent() {
+                    self.conn.send_window_ack(self.config.window_ack_size);
+                }
             }
         }
         let t = self.txn(Txn::CreateStream);
@@ -619,10 +633,9 @@ impl ClientSession {
                         self.events.push_back(ClientEvent::StreamRejected(status));
                     }
                     // FFmpeg treats these as warnings; so do we.
-                    _ => self.events.push_back(ClientEvent::Status {
-                        stream_id,
-                        status,
-                    }),
+                    _ => self
+                        .events
+                        .push_back(ClientEvent::Status { stream_id, status }),
                 }
             }
             NetCommand::OnStatus(status) => self.on_status(stream_id, status),
@@ -632,9 +645,10 @@ impl ClientSession {
             }
             NetCommand::OnFcPublish(_) | NetCommand::OnFcUnpublish(_) => {}
             NetCommand::Close => return Err(SessionError::ServerClose),
-            _ => self
-                .events
-                .push_back(ClientEvent::Command { stream_id, command: cmd }),
+            _ => self.events.push_back(ClientEvent::Command {
+                stream_id,
+                command: cmd,
+            }),
         }
         Ok(())
     }
@@ -673,7 +687,8 @@ impl ClientSession {
             Some(StatusCode::PlayStart) if pending => {
                 let id = self.stream_id_or(stream_id);
                 self.stream = Stream::Active(id);
-                self.events.push_back(ClientEvent::PlayStarted { stream_id: id });
+                self.events
+                    .push_back(ClientEvent::PlayStarted { stream_id: id });
             }
             _ if pending && status.is_error() => {
                 self.stream = Stream::None;

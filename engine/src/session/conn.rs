@@ -125,12 +125,9 @@ impl Conn {
         }
     }
 
-    /// The last Window Ack Size the peer sent, or the common default.
-    pub(crate) fn peer_window(&self) -> u32 {
-        match self.stats.in_window_ack_size {
-            0 => DEFAULT_WINDOW,
-            w => w,
-        }
+    /// True once any Window Ack Size was sent.
+    pub(crate) fn window_ack_sent(&self) -> bool {
+        self.window_sent.is_some()
     }
 
     /// Sends an Acknowledgement when one is due for the bytes received so far.
@@ -161,10 +158,6 @@ impl Conn {
         self.ready.pop_front()
     }
 
-    pub(crate) fn has_output(&self) -> bool {
-        !self.ready.is_empty() || !self.pending.is_empty()
-    }
-
     /// Next message for the role, answering protocol control on the way.
     pub(crate) fn next(&mut self) -> Result<Option<Inbound>, SessionError> {
         loop {
@@ -181,7 +174,10 @@ impl Conn {
                     // is dropped rather than acted on.
                     if matches!(
                         m.type_id,
-                        msg_type::AUDIO | msg_type::VIDEO | msg_type::DATA_AMF0 | msg_type::DATA_AMF3
+                        msg_type::AUDIO
+                            | msg_type::VIDEO
+                            | msg_type::DATA_AMF0
+                            | msg_type::DATA_AMF3
                     ) {
                         self.inbound.push_back(Inbound::Message(m));
                     }
@@ -209,9 +205,12 @@ impl Conn {
             }
             Control::WindowAckSize(w) => {
                 self.stats.in_window_ack_size = w;
+                // Acknowledge at half the window, as FFmpeg and SRS do: a sender that stalls
+                // when a full window is unacknowledged never waits on us.
+                let cadence = (w / 2).max(1);
                 match &mut self.ack {
-                    Some(a) => a.set_window(w),
-                    None => self.ack = Some(AckTracker::new(w)),
+                    Some(a) => a.set_window(cadence),
+                    None => self.ack = Some(AckTracker::new(cadence)),
                 }
                 None
             }

@@ -105,7 +105,8 @@ pub enum ServerEvent {
         /// The part of `app` after `?` (auth parameters), without the `?`.
         query: Option<String>,
         tc_url: Option<String>,
-        connect: Connect,
+        /// The whole connect command, boxed to keep the event small.
+        connect: Box<Connect>,
     },
     /// Answer with `accept_publish` or `reject_publish`.
     PublishRequest {
@@ -115,17 +116,32 @@ pub enum ServerEvent {
         kind: String,
     },
     /// Answer with `accept_play` or `reject_play`.
-    PlayRequest { stream_id: u32, play: Play },
+    PlayRequest {
+        stream_id: u32,
+        play: Play,
+    },
     /// Audio, video or data from an accepted publisher. Data has `@setDataFrame` stripped, so
     /// metadata is a plain `onMetaData, value` body ready for players.
-    Media { stream_id: u32, message: Message },
+    Media {
+        stream_id: u32,
+        message: Message,
+    },
     /// The publisher on `stream_id` stopped (FCUnpublish, closeStream or deleteStream).
-    Unpublished { stream_id: u32 },
+    Unpublished {
+        stream_id: u32,
+    },
     /// A player on `stream_id` stopped (closeStream or deleteStream).
-    PlayStopped { stream_id: u32 },
-    StreamDeleted { stream_id: u32 },
+    PlayStopped {
+        stream_id: u32,
+    },
+    StreamDeleted {
+        stream_id: u32,
+    },
     /// A command the session does not act on.
-    Command { stream_id: u32, command: Command },
+    Command {
+        stream_id: u32,
+        command: Command,
+    },
     Closed(Arc<SessionError>),
 }
 
@@ -314,7 +330,10 @@ impl ServerSession {
         self.conn.set_out_chunk_size(self.config.chunk_size);
         let props = Value::Object(vec![
             ("fmsVer".into(), Value::String(self.config.fms_ver.clone())),
-            ("capabilities".into(), Value::Number(self.config.capabilities)),
+            (
+                "capabilities".into(),
+                Value::Number(self.config.capabilities),
+            ),
             ("mode".into(), Value::Number(1.0)),
         ]);
         let info = Status::new(StatusCode::ConnectSuccess, "Connection succeeded.")
@@ -348,11 +367,8 @@ impl ServerSession {
         };
         self.conn
             .send_control(Control::UserControl(UserControl::StreamBegin(stream_id)));
-        let st = Status::new(
-            StatusCode::PublishStart,
-            format!("{name} is now published"),
-        )
-        .with("details", Value::String(name.clone()));
+        let st = Status::new(StatusCode::PublishStart, format!("{name} is now published"))
+            .with("details", Value::String(name.clone()));
         self.send_cmd(stream_id, &command::on_status(&st));
         self.send_cmd(0, &command::on_fc_publish(&st));
         self.set_stream(stream_id, StreamState::Publishing(name));
@@ -360,7 +376,11 @@ impl ServerSession {
     }
 
     /// Rejects a publish with onStatus `NetStream.Publish.BadName`.
-    pub fn reject_publish(&mut self, stream_id: u32, description: &str) -> Result<(), SessionError> {
+    pub fn reject_publish(
+        &mut self,
+        stream_id: u32,
+        description: &str,
+    ) -> Result<(), SessionError> {
         self.check_open()?;
         let Some(StreamState::PublishRequested(_)) = self.stream(stream_id) else {
             return Err(self.no_request("reject_publish", stream_id));
@@ -614,7 +634,7 @@ impl ServerSession {
                 app: app.to_owned(),
                 query: query.map(str::to_owned),
                 tc_url: c.tc_url.clone(),
-                connect: c,
+                connect: Box::new(c),
             });
             return Ok(());
         }
