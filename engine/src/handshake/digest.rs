@@ -16,7 +16,6 @@ use super::HANDSHAKE_SIZE;
 pub const DIGEST_LEN: usize = 32;
 
 /// Length of a DH public key as embedded in C1/S1.
-#[allow(dead_code)] // RTMPE, next commit
 pub const DH_KEY_LEN: usize = 128;
 
 /// "Genuine Adobe Flash Player 001" followed by the 32-byte constant tail. C1 digests use the
@@ -66,7 +65,6 @@ impl Scheme {
     }
 
     /// Position of the 128-byte DH public key in a 1536-byte packet.
-    #[allow(dead_code)] // RTMPE, next commit
     pub fn dh_pos(self, packet: &[u8; HANDSHAKE_SIZE]) -> usize {
         match self {
             Scheme::Zero => sum4(packet, 1532) % 632 + 772,

@@ -12,14 +12,21 @@
 //!   under RTMPE or an invalid DH key are errors, and after an error every later call returns it
 //!   again.
 
+mod cipher;
+mod dh;
 mod digest;
 
 use bytes::Bytes;
 use rand::rngs::StdRng;
 use rand::{RngCore, SeedableRng};
 
+pub use cipher::Rc4Pair;
+pub use dh::DhKeyProblem;
+
+use cipher::encipher_signature;
+use dh::KeyPair;
 use digest::{
-    DIGEST_LEN, FMS_DIGEST_KEY, FP_DIGEST_KEY, GENUINE_FMS_KEY, GENUINE_FP_KEY, Scheme,
+    DH_KEY_LEN, DIGEST_LEN, FMS_DIGEST_KEY, FP_DIGEST_KEY, GENUINE_FMS_KEY, GENUINE_FP_KEY, Scheme,
     find_digest, imprint_digest, signature, signature_key,
 };
 
@@ -31,6 +38,9 @@ pub const TYPE_PLAIN: u8 = 3;
 
 /// C1 version of the digest handshake (9.0.124.2, what FFmpeg sends).
 const DIGEST_CLIENT_VERSION: [u8; 4] = [0x09, 0x00, 0x7C, 0x02];
+
+/// C1 version of an RTMPE client (128.0.3.2, what librtmp and FFmpeg send).
+const RTMPE_CLIENT_VERSION: [u8; 4] = [0x80, 0x00, 0x03, 0x02];
 
 /// How a client introduces itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -117,18 +127,52 @@ pub enum HandshakeError {
         /// S1 bytes 4..8.
         version: [u8; 4],
     },
-    /// Temporary: RTMPE is not wired in yet.
-    #[error("RTMPE (C0 = {0}) is not implemented yet")]
-    RtmpeNotImplemented(u8),
+    /// The peer's DH public key fails the validity check.
+    #[error(
+        "{side} DH public key at offset {offset} is invalid: {problem} (key starts {head:02x?})"
+    )]
+    InvalidPublicKey {
+        /// "client" (found in C1) or "server" (found in S1).
+        side: &'static str,
+        /// Where in C1/S1 the key was read.
+        offset: usize,
+        /// What is wrong with it.
+        problem: DhKeyProblem,
+        /// Its first 8 bytes.
+        head: [u8; 8],
+    },
+}
+
+/// Reads the peer's DH key at `offset` and computes the shared secret and the RC4 pair.
+fn agree(
+    own: &KeyPair,
+    packet: &[u8; HANDSHAKE_SIZE],
+    offset: usize,
+    side: &'static str,
+) -> Result<Rc4Pair, HandshakeError> {
+    let peer: &[u8; DH_KEY_LEN] = packet[offset..offset + DH_KEY_LEN]
+        .try_into()
+        .expect("DH positions keep the key inside the packet");
+    let secret = own.shared_secret(peer).map_err(|problem| {
+        let mut head = [0u8; 8];
+        head.copy_from_slice(&peer[..8]);
+        HandshakeError::InvalidPublicKey {
+            side,
+            offset,
+            problem,
+            head,
+        }
+    })?;
+    Ok(Rc4Pair::derive(&secret, own.public_key(), peer))
 }
 
 /// What a finished handshake established.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct HandshakeOutcome {
     /// The C0/S0 type in effect (3, 6, 8 or 9).
     pub kind: u8,
     /// The RC4 stream pair for RTMPE, already advanced past the 1536-byte warm-up; `None` for
-    /// types 3.
+    /// type 3.
     pub cipher: Option<Rc4Pair>,
     /// The peer's C1/S1 bytes 4..8.
     pub peer_version: [u8; 4],
@@ -139,12 +183,6 @@ pub struct HandshakeOutcome {
     /// Client role only: the last 32 bytes of S1, the HMAC key of the SWF verification answer
     /// (see [`swf_verification_token`]).
     pub swf_verification_key: Option<[u8; DIGEST_LEN]>,
-}
-
-/// Placeholder for the RTMPE stream cipher pair.
-#[derive(Debug, Clone)]
-pub struct Rc4Pair {
-    _private: (),
 }
 
 /// Answer to a server's SWF verification request: `01 01`, the SWF size twice (u32 BE), then
@@ -219,11 +257,26 @@ fn is_rtmpe_kind(kind: u8) -> bool {
     matches!(kind, 6 | 8 | 9)
 }
 
+/// The signature a C2/S2 of handshake type `kind` must end with.
+fn expected_signature(
+    kind: u8,
+    key: &[u8; DIGEST_LEN],
+    packet: &[u8; HANDSHAKE_SIZE],
+) -> [u8; DIGEST_LEN] {
+    let mut sig = signature(key, packet);
+    encipher_signature(kind, key, &mut sig);
+    sig
+}
+
 /// A packet whose last 32 bytes sign the rest: what a digest handshake sends as C2/S2.
-fn signed_packet(mut body: Box<[u8; HANDSHAKE_SIZE]>, key: &[u8; DIGEST_LEN]) -> Bytes {
-    let sig = signature(key, &body);
+fn signed_packet(kind: u8, mut body: Box<[u8; HANDSHAKE_SIZE]>, key: &[u8; DIGEST_LEN]) -> Bytes {
+    let sig = expected_signature(kind, key, &body);
     body[HANDSHAKE_SIZE - DIGEST_LEN..].copy_from_slice(&sig);
     Bytes::from(body.to_vec())
+}
+
+fn signature_of(packet: &[u8; HANDSHAKE_SIZE]) -> &[u8] {
+    &packet[HANDSHAKE_SIZE - DIGEST_LEN..]
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,6 +307,9 @@ pub struct ClientHandshake {
     s1_digest: Option<[u8; DIGEST_LEN]>,
     s1_tail: Option<[u8; DIGEST_LEN]>,
     warnings: Vec<String>,
+    /// Our DH key pair (RTMPE).
+    dh: Option<KeyPair>,
+    cipher: Option<Rc4Pair>,
 }
 
 impl ClientHandshake {
@@ -266,6 +322,7 @@ impl ClientHandshake {
         c1[0..4].copy_from_slice(&time.to_be_bytes());
         let mut error = None;
         let mut c1_digest = None;
+        let mut dh = None;
         let kind = match mode {
             ClientMode::Plain => {
                 c1[4..8].fill(0);
@@ -276,12 +333,17 @@ impl ClientHandshake {
                 c1_digest = Some(imprint_digest(&mut c1, Scheme::Zero, FP_DIGEST_KEY));
                 TYPE_PLAIN
             }
+            ClientMode::Rtmpe { kind } if is_rtmpe_kind(kind) => {
+                c1[4..8].copy_from_slice(&RTMPE_CLIENT_VERSION);
+                let pair = KeyPair::generate(&mut rng);
+                let at = Scheme::One.dh_pos(&c1);
+                c1[at..at + DH_KEY_LEN].copy_from_slice(pair.public_key());
+                c1_digest = Some(imprint_digest(&mut c1, Scheme::One, FP_DIGEST_KEY));
+                dh = Some(pair);
+                kind
+            }
             ClientMode::Rtmpe { kind } => {
-                error = Some(if is_rtmpe_kind(kind) {
-                    HandshakeError::RtmpeNotImplemented(kind)
-                } else {
-                    HandshakeError::UnsupportedRtmpeKind(kind)
-                });
+                error = Some(HandshakeError::UnsupportedRtmpeKind(kind));
                 kind
             }
         };
@@ -305,6 +367,8 @@ impl ClientHandshake {
             s1_digest: None,
             s1_tail: None,
             warnings: Vec::new(),
+            dh,
+            cipher: None,
         }
     }
 
@@ -388,9 +452,13 @@ impl ClientHandshake {
             ClientMode::Digest => s1[4] != 0,
             ClientMode::Rtmpe { .. } => true,
         };
+        let mut scheme = None;
         if validate {
             match find_digest(&s1, FMS_DIGEST_KEY) {
-                Some((_scheme, digest)) => self.s1_digest = Some(digest),
+                Some((found, digest)) => {
+                    self.s1_digest = Some(digest);
+                    scheme = Some(found);
+                }
                 None => self.warnings.push(format!(
                     "S1 digest (S1 version {:02x?}) matches neither scheme; answering with a plain C2",
                     self.peer_version
@@ -398,10 +466,33 @@ impl ClientHandshake {
             }
         }
 
+        if let Some(own) = &self.dh {
+            let offset = match scheme {
+                Some(scheme) => scheme.dh_pos(&s1),
+                // Without a valid digest, accept a valid key at the scheme-0 position (where
+                // FFmpeg looks in that case); random bytes there fail the check half the time
+                // and the range check almost never, so this is not a blind guess.
+                None => {
+                    let at = Scheme::Zero.dh_pos(&s1);
+                    let key: &[u8; DH_KEY_LEN] = s1[at..at + DH_KEY_LEN]
+                        .try_into()
+                        .expect("DH positions keep the key inside the packet");
+                    if dh::check_public_key(key).is_err() {
+                        return Err(HandshakeError::InvalidS1Digest {
+                            kind: self.server_kind,
+                            version: self.peer_version,
+                        });
+                    }
+                    at
+                }
+            };
+            self.cipher = Some(agree(own, &s1, offset, "server")?);
+        }
+
         let c2 = match self.s1_digest {
             Some(s1_digest) => {
                 let key = signature_key(&GENUINE_FP_KEY, &s1_digest);
-                signed_packet(random_packet(&mut self.rng), &key)
+                signed_packet(self.server_kind, random_packet(&mut self.rng), &key)
             }
             None => Bytes::from(s1.to_vec()),
         };
@@ -413,11 +504,11 @@ impl ClientHandshake {
         match (self.s1_digest, self.c1_digest) {
             (Some(_), Some(c1_digest)) => {
                 let key = signature_key(&GENUINE_FMS_KEY, &c1_digest);
-                let expected = signature(&key, s2);
-                if s2[HANDSHAKE_SIZE - DIGEST_LEN..] != expected && !echoes(s2, &self.c1) {
+                let expected = expected_signature(self.server_kind, &key, s2);
+                if signature_of(s2) != expected && !echoes(s2, &self.c1) {
                     self.warnings.push(format!(
                         "S2 signature {:02x?} does not match the expected {expected:02x?}",
-                        &s2[HANDSHAKE_SIZE - DIGEST_LEN..]
+                        signature_of(s2)
                     ));
                 }
             }
@@ -426,6 +517,9 @@ impl ClientHandshake {
                     self.warnings.push("S2 does not echo C1".to_owned());
                 }
             }
+        }
+        if let Some(cipher) = &mut self.cipher {
+            cipher.warm_up();
         }
     }
 
@@ -447,7 +541,7 @@ impl ClientHandshake {
     pub fn into_outcome(self) -> HandshakeOutcome {
         HandshakeOutcome {
             kind: self.server_kind,
-            cipher: None,
+            cipher: self.cipher,
             peer_version: self.peer_version,
             digest_verified: self.s1_digest.is_some(),
             warnings: self.warnings,
@@ -483,6 +577,7 @@ pub struct ServerHandshake {
     /// The C1 digest, when the client did the digest handshake.
     c1_digest: Option<[u8; DIGEST_LEN]>,
     warnings: Vec<String>,
+    cipher: Option<Rc4Pair>,
 }
 
 impl ServerHandshake {
@@ -502,6 +597,7 @@ impl ServerHandshake {
             peer_version: [0; 4],
             c1_digest: None,
             warnings: Vec::new(),
+            cipher: None,
         }
     }
 
@@ -585,13 +681,30 @@ impl ServerHandshake {
             }
             found
         };
-        if rtmpe {
-            return Err(HandshakeError::RtmpeNotImplemented(kind));
-        }
-
         let mut s1 = random_packet(&mut self.rng);
         s1[0..4].copy_from_slice(&self.time.to_be_bytes());
         s1[4..8].copy_from_slice(&self.config.version);
+        if let (true, Some((scheme, _))) = (rtmpe, found) {
+            // Check the client's key before spending a modular exponentiation on our own.
+            let client_at = scheme.dh_pos(c1);
+            let client_key: &[u8; DH_KEY_LEN] = c1[client_at..client_at + DH_KEY_LEN]
+                .try_into()
+                .expect("DH positions keep the key inside the packet");
+            dh::check_public_key(client_key).map_err(|problem| {
+                let mut head = [0u8; 8];
+                head.copy_from_slice(&client_key[..8]);
+                HandshakeError::InvalidPublicKey {
+                    side: "client",
+                    offset: client_at,
+                    problem,
+                    head,
+                }
+            })?;
+            let own = KeyPair::generate(&mut self.rng);
+            let at = Scheme::Zero.dh_pos(&s1);
+            s1[at..at + DH_KEY_LEN].copy_from_slice(own.public_key());
+            self.cipher = Some(agree(&own, c1, client_at, "client")?);
+        }
         self.s1_digest = imprint_digest(&mut s1, Scheme::Zero, FMS_DIGEST_KEY);
 
         let s2 = match found {
@@ -599,7 +712,7 @@ impl ServerHandshake {
                 self.c1_digest = Some(c1_digest);
                 // Built on C1 so that a client that only checks the echo is content as well.
                 let key = signature_key(&GENUINE_FMS_KEY, &c1_digest);
-                signed_packet(Box::new(*c1), &key)
+                signed_packet(kind, Box::new(*c1), &key)
             }
             None => Bytes::copy_from_slice(c1),
         };
@@ -616,23 +729,23 @@ impl ServerHandshake {
         let Some(s1) = &self.s1 else { return };
         if self.c1_digest.is_some() {
             let key = signature_key(&GENUINE_FP_KEY, &self.s1_digest);
-            let expected = signature(&key, c2);
-            if c2[HANDSHAKE_SIZE - DIGEST_LEN..] == expected {
-                return;
-            }
+            let expected = expected_signature(self.kind, &key, c2);
             if echoes(c2, s1) {
                 self.warnings.push(
                     "C2 is an echo of S1 instead of a signed C2 (FFmpeg style); accepted"
                         .to_owned(),
                 );
-            } else {
+            } else if signature_of(c2) != expected {
                 self.warnings.push(format!(
                     "C2 signature {:02x?} does not match the expected {expected:02x?}",
-                    &c2[HANDSHAKE_SIZE - DIGEST_LEN..]
+                    signature_of(c2)
                 ));
             }
         } else if !echoes(c2, s1) {
             self.warnings.push("C2 does not echo S1".to_owned());
+        }
+        if let Some(cipher) = &mut self.cipher {
+            cipher.warm_up();
         }
     }
 
@@ -654,7 +767,7 @@ impl ServerHandshake {
     pub fn into_outcome(self) -> HandshakeOutcome {
         HandshakeOutcome {
             kind: self.kind,
-            cipher: None,
+            cipher: self.cipher,
             peer_version: self.peer_version,
             digest_verified: self.c1_digest.is_some(),
             warnings: self.warnings,
