@@ -876,7 +876,7 @@ fn nth(v: &Value, i: usize) -> Option<&Value> {
         Value::VectorObject { items, .. } => items.get(i),
         Value::Dictionary { entries, .. } => entries
             .get(i / 2)
-            .map(|(k, v)| if i % 2 == 0 { k } else { v }),
+            .map(|(k, v)| if i.is_multiple_of(2) { k } else { v }),
         _ => None,
     }
 }
@@ -900,7 +900,7 @@ fn nth_mut(v: &mut Value, i: usize) -> Option<&mut Value> {
         Value::VectorObject { items, .. } => items.get_mut(i),
         Value::Dictionary { entries, .. } => entries
             .get_mut(i / 2)
-            .map(|(k, v)| if i % 2 == 0 { k } else { v }),
+            .map(|(k, v)| if i.is_multiple_of(2) { k } else { v }),
         _ => None,
     }
 }
@@ -1255,7 +1255,7 @@ pub fn encode_to_bytes(v: &Value) -> Bytes {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
