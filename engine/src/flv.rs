@@ -1022,9 +1022,10 @@ impl VideoInfo {
         Ok(info)
     }
 
-    /// A keyframe (FrameType 1), sequence headers included.
+    /// A keyframe (FrameType 1), sequence headers included. Metadata packets ignore FrameType,
+    /// so they never count.
     pub fn is_keyframe(&self) -> bool {
-        self.frame_type == 1
+        self.frame_type == 1 && self.packet_type != VideoPacketType::Metadata
     }
 
     /// A decoder configuration record: AVC packet type 0, SequenceStart or
@@ -1786,6 +1787,7 @@ mod tests {
         // Metadata.
         let v = VideoInfo::parse(b"\x94hvc1\x02").unwrap();
         assert_eq!(v.packet_type, VideoPacketType::Metadata);
+        assert!(!v.is_keyframe() && !v.is_coded_frame() && !v.is_sequence_header());
         // Command frame: no FourCC.
         let v = VideoInfo::parse(&[0xd1, 0x00]).unwrap();
         assert!(v.is_command());
