@@ -2,13 +2,18 @@
 //!
 //! The plugin `rsrtmp` registers the RTMP elements. The protocol itself lives in the pure
 //! engine crate `rsrtmp-engine`, re-exported here as [`rtmp`]; the elements (and the tokio
-//! drivers under them) are thin layers on top of it.
+//! drivers under them, in [`net`]) are thin layers on top of it.
 
 pub use rsrtmp_engine as rtmp;
 
+pub mod elements;
+pub mod net;
+
 use gst::glib;
 
-fn plugin_init(_plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    elements::clientsrc::register(plugin)?;
+    elements::clientsink::register(plugin)?;
     Ok(())
 }
 

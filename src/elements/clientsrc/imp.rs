@@ -1,0 +1,462 @@
+//! rtmpclientsrc: RTMP play in, FLV out.
+//!
+//! The connection task (`crate::net::client::Player`) hands over media frames; `create()`
+//! turns them into FLV buffers. The first buffers are the FLV header, the metadata and the
+//! sequence headers, flagged HEADER and also put into the caps as `streamheader`, so
+//! `flvdemux` (and playbin) work unchanged. DTS is the RTMP timestamp extended to 64 bits,
+//! PTS adds the composition time. After a reconnect the first buffer is flagged DISCONT and
+//! the new headers follow (the FLV header is not repeated).
+//!
+//! `unlock()` cancels only the wait in `create()`: a live source is unlocked on every
+//! PLAYING→PAUSED, and pausing must keep the connection.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+use gst_base::subclass::base_src::CreateSuccess;
+use gst_base::subclass::prelude::*;
+
+use crate::elements::clientcommon::{self, CommonSettings, Flushing};
+use crate::net::client::{ClientConfig, PlayConfig, PlayItem, Player, Stats};
+use crate::net::media::{self, MediaFrame, MediaKind};
+
+const DEFAULT_IDLE_TIMEOUT: u32 = 0;
+const DEFAULT_NO_EOF_IS_ERROR: bool = false;
+const DEFAULT_RECONNECT: bool = true;
+
+#[derive(Debug, Clone)]
+struct Settings {
+    common: CommonSettings,
+    /// Seconds; 0 = off.
+    idle_timeout: u32,
+    no_eof_is_error: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            common: CommonSettings::new(DEFAULT_RECONNECT),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            no_eof_is_error: DEFAULT_NO_EOF_IS_ERROR,
+        }
+    }
+}
+
+struct Started {
+    config: ClientConfig,
+    play: PlayConfig,
+    /// `None` until the first `create()` when `async-connect` is false.
+    player: Option<Arc<Player>>,
+}
+
+#[derive(Default)]
+enum State {
+    #[default]
+    Stopped,
+    Started(Box<Started>),
+}
+
+/// What `create()` builds its output from; only the streaming thread touches it.
+#[derive(Default)]
+struct Output {
+    /// Buffers ready to push, in order.
+    pending: VecDeque<gst::Buffer>,
+    /// Headers seen since the stream (re)started, collected until the first media frame.
+    collecting: Vec<MediaFrame>,
+    /// The stream header is complete and the caps are set.
+    headers_done: bool,
+    /// The FLV file header went out (it is not repeated after a reconnect).
+    file_header_sent: bool,
+    /// Mark the next buffer DISCONT.
+    discont: bool,
+    /// The last streamheader put in caps, to avoid setting equal caps again.
+    caps_headers: Vec<Vec<u8>>,
+    /// The task reported the end; nothing more will come.
+    eos: bool,
+}
+
+#[derive(Default)]
+pub struct RtmpClientSrc {
+    settings: Mutex<Settings>,
+    state: Mutex<State>,
+    output: Mutex<Output>,
+    flushing: Flushing,
+    last_stats: Mutex<Stats>,
+}
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "rtmpclientsrc",
+        gst::DebugColorFlags::empty(),
+        Some("RTMP client source"),
+    )
+});
+
+fn ms(ms: u64) -> gst::ClockTime {
+    gst::ClockTime::from_mseconds(ms)
+}
+
+fn tag_buffer(frame: &MediaFrame) -> Result<gst::Buffer, String> {
+    let bytes = media::flv_tag(frame).map_err(|e| e.to_string())?;
+    let mut buffer = gst::Buffer::from_slice(bytes);
+    {
+        let b = buffer.get_mut().expect("new buffer is writable");
+        let dts = frame.timestamp;
+        let pts = if frame.kind == MediaKind::Video {
+            dts.saturating_add_signed(frame.composition_time.into())
+        } else {
+            dts
+        };
+        b.set_dts(ms(dts));
+        b.set_pts(ms(pts));
+        if frame.header {
+            b.set_flags(gst::BufferFlags::HEADER);
+        }
+        if frame.kind == MediaKind::Video && !frame.keyframe && !frame.header {
+            b.set_flags(gst::BufferFlags::DELTA_UNIT);
+        }
+    }
+    Ok(buffer)
+}
+
+impl RtmpClientSrc {
+    fn player(&self) -> Result<Arc<Player>, gst::FlowError> {
+        let mut state = self.state.lock().unwrap();
+        let State::Started(started) = &mut *state else {
+            return Err(gst::FlowError::Flushing);
+        };
+        Ok(match &started.player {
+            Some(p) => p.clone(),
+            None => {
+                let p = Arc::new(self.start_player(started));
+                started.player = Some(p.clone());
+                p
+            }
+        })
+    }
+
+    fn start_player(&self, started: &Started) -> Player {
+        let notice = clientcommon::notice_fn(self.obj().upcast_ref(), *CAT, false);
+        Player::start(started.config.clone(), started.play.clone(), notice)
+    }
+
+    fn stats(&self) -> Stats {
+        let player = match &*self.state.lock().unwrap() {
+            State::Started(s) => s.player.clone(),
+            State::Stopped => None,
+        };
+        match player {
+            Some(p) => p.stats(),
+            None => self.last_stats.lock().unwrap().clone(),
+        }
+    }
+
+    /// Ends header collection: caps with `streamheader`, then the header buffers queued.
+    fn finish_headers(&self, out: &mut Output) -> Result<(), gst::FlowError> {
+        if out.headers_done {
+            return Ok(());
+        }
+        out.headers_done = true;
+        let mut buffers = Vec::new();
+        if !out.file_header_sent {
+            let meta = out
+                .collecting
+                .iter()
+                .find(|f| f.kind == MediaKind::Data)
+                .and_then(|f| media::metadata_streams(&f.payload));
+            let seen = |kind| out.collecting.iter().any(|f| f.kind == kind);
+            let (audio, video) = match meta {
+                Some((a, v)) => (a || seen(MediaKind::Audio), v || seen(MediaKind::Video)),
+                None => (seen(MediaKind::Audio), seen(MediaKind::Video)),
+            };
+            // Without any hint, announce both: flvdemux then waits for either.
+            let (audio, video) = if audio || video {
+                (audio, video)
+            } else {
+                (true, true)
+            };
+            let mut header = gst::Buffer::from_slice(media::flv_header(audio, video));
+            header
+                .get_mut()
+                .expect("new buffer is writable")
+                .set_flags(gst::BufferFlags::HEADER);
+            buffers.push(header);
+            out.file_header_sent = true;
+        }
+        for frame in std::mem::take(&mut out.collecting) {
+            buffers.push(tag_buffer(&frame).map_err(|e| {
+                gst::element_imp_error!(self, gst::StreamError::Format, ["{e}"]);
+                gst::FlowError::Error
+            })?);
+        }
+        let bytes: Vec<Vec<u8>> = buffers
+            .iter()
+            .map(|b| b.map_readable().map(|m| m.to_vec()).unwrap_or_default())
+            .collect();
+        if !buffers.is_empty() && bytes != out.caps_headers {
+            let array = gst::Array::new(buffers.iter().cloned());
+            let caps = gst::Caps::builder("video/x-flv")
+                .field("streamheader", array)
+                .build();
+            gst::debug!(
+                CAT,
+                imp = self,
+                "caps with {} streamheader buffers",
+                buffers.len()
+            );
+            // Caps go downstream before the buffers they describe.
+            self.obj().set_caps(&caps).map_err(|_| {
+                gst::element_imp_error!(self, gst::CoreError::Negotiation, ["cannot set caps"]);
+                gst::FlowError::NotNegotiated
+            })?;
+            out.caps_headers = bytes;
+        }
+        out.pending.extend(buffers);
+        Ok(())
+    }
+
+    fn accept(&self, out: &mut Output, frame: MediaFrame) -> Result<(), gst::FlowError> {
+        if !out.headers_done && frame.header {
+            out.collecting.push(frame);
+            return Ok(());
+        }
+        self.finish_headers(out)?;
+        let buffer = tag_buffer(&frame).map_err(|e| {
+            gst::element_imp_error!(self, gst::StreamError::Format, ["{e}"]);
+            gst::FlowError::Error
+        })?;
+        out.pending.push_back(buffer);
+        Ok(())
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for RtmpClientSrc {
+    const NAME: &'static str = "GstRtmpClientSrc";
+    type Type = super::RtmpClientSrc;
+    type ParentType = gst_base::PushSrc;
+    type Interfaces = (gst::URIHandler,);
+}
+
+impl ObjectImpl for RtmpClientSrc {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPERTIES: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            let mut props = clientcommon::properties(
+                DEFAULT_RECONNECT,
+                "Reconnect after losing a working connection (not after the end of the \
+                 stream), marking a discontinuity",
+            );
+            props.extend([
+                glib::ParamSpecUInt::builder("idle-timeout")
+                    .nick("Idle timeout")
+                    .blurb("Seconds without media after which the stream ends (EOS); 0 = off")
+                    .default_value(DEFAULT_IDLE_TIMEOUT)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecBoolean::builder("no-eof-is-error")
+                    .nick("No EOF is error")
+                    .blurb(
+                        "When the connection closes without StreamEOF (and is not \
+                         reconnected), post an error instead of ending the stream",
+                    )
+                    .default_value(DEFAULT_NO_EOF_IS_ERROR)
+                    .mutable_ready()
+                    .build(),
+            ]);
+            props
+        });
+        PROPERTIES.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut settings = self.settings.lock().unwrap();
+        match pspec.name() {
+            "idle-timeout" => settings.idle_timeout = value.get().expect("type checked"),
+            "no-eof-is-error" => settings.no_eof_is_error = value.get().expect("type checked"),
+            name => match clientcommon::set_property(&mut settings.common, name, value) {
+                Ok(true) => {}
+                Ok(false) => unimplemented!("property {name}"),
+                Err(e) => gst::warning!(CAT, imp = self, "cannot set {name}: {e}"),
+            },
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        if pspec.name() == "stats" {
+            return clientcommon::stats_structure(&self.stats()).to_value();
+        }
+        let settings = self.settings.lock().unwrap();
+        match pspec.name() {
+            "idle-timeout" => settings.idle_timeout.to_value(),
+            "no-eof-is-error" => settings.no_eof_is_error.to_value(),
+            name => clientcommon::property(&settings.common, name)
+                .unwrap_or_else(|| unimplemented!("property {name}")),
+        }
+    }
+
+    fn constructed(&self) {
+        self.parent_constructed();
+        let obj = self.obj();
+        obj.set_live(true);
+        obj.set_format(gst::Format::Time);
+        obj.set_do_timestamp(false);
+    }
+}
+
+impl GstObjectImpl for RtmpClientSrc {}
+
+impl ElementImpl for RtmpClientSrc {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "RTMP client source",
+                "Source/Network",
+                "Plays a stream from an RTMP server as FLV, reconnecting when the connection \
+                 is lost",
+                "rsrtmp developers",
+            )
+        });
+        Some(&*META)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let caps = gst::Caps::builder("video/x-flv").build();
+            vec![
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .expect("valid template"),
+            ]
+        });
+        TEMPLATES.as_ref()
+    }
+}
+
+impl BaseSrcImpl for RtmpClientSrc {
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = self.settings.lock().unwrap().clone();
+        let config = settings
+            .common
+            .client_config()
+            .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ["{e}"]))?;
+        let play = PlayConfig {
+            idle_timeout: (settings.idle_timeout > 0)
+                .then(|| Duration::from_secs(settings.idle_timeout.into())),
+            no_eof_is_error: settings.no_eof_is_error,
+        };
+        gst::debug!(
+            CAT,
+            imp = self,
+            "starting, location {}",
+            settings.common.location()
+        );
+        let mut started = Box::new(Started {
+            config,
+            play,
+            player: None,
+        });
+        if settings.common.async_connect {
+            started.player = Some(Arc::new(self.start_player(&started)));
+        }
+        *self.output.lock().unwrap() = Output::default();
+        *self.state.lock().unwrap() = State::Started(started);
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        let state = std::mem::take(&mut *self.state.lock().unwrap());
+        if let State::Started(started) = state
+            && let Some(player) = started.player
+        {
+            *self.last_stats.lock().unwrap() = player.stats();
+        }
+        *self.output.lock().unwrap() = Output::default();
+        gst::debug!(CAT, imp = self, "stopped");
+        Ok(())
+    }
+
+    fn is_seekable(&self) -> bool {
+        false
+    }
+
+    fn unlock(&self) -> Result<(), gst::ErrorMessage> {
+        self.flushing.set(true);
+        Ok(())
+    }
+
+    fn unlock_stop(&self) -> Result<(), gst::ErrorMessage> {
+        self.flushing.set(false);
+        Ok(())
+    }
+}
+
+impl PushSrcImpl for RtmpClientSrc {
+    fn create(
+        &self,
+        _buffer: Option<&mut gst::BufferRef>,
+    ) -> Result<CreateSuccess, gst::FlowError> {
+        // Only this thread locks `output`, so holding it across the wait blocks no one.
+        let mut out = self.output.lock().unwrap();
+        loop {
+            if let Some(mut buffer) = out.pending.pop_front() {
+                if std::mem::take(&mut out.discont) {
+                    buffer.make_mut().set_flags(gst::BufferFlags::DISCONT);
+                }
+                return Ok(CreateSuccess::NewBuffer(buffer));
+            }
+            if out.eos {
+                gst::info!(CAT, imp = self, "end of stream");
+                return Err(gst::FlowError::Eos);
+            }
+            let player = self.player()?;
+            let Some(item) = self.flushing.wait(player.next()) else {
+                gst::debug!(CAT, imp = self, "unlocked");
+                return Err(gst::FlowError::Flushing);
+            };
+            match item {
+                PlayItem::Frame(frame) => self.accept(&mut out, frame)?,
+                PlayItem::Discont => {
+                    gst::info!(CAT, imp = self, "reconnected: discontinuity");
+                    out.discont = true;
+                    out.headers_done = false;
+                    out.collecting.clear();
+                }
+                PlayItem::Eos => {
+                    // Headers still being collected go out before the end.
+                    self.finish_headers(&mut out)?;
+                    out.eos = true;
+                }
+                PlayItem::Error(e) => {
+                    gst::error!(CAT, imp = self, "{e}");
+                    self.post_error_message(clientcommon::error_message(&e, false));
+                    return Err(gst::FlowError::Error);
+                }
+            }
+        }
+    }
+}
+
+impl URIHandlerImpl for RtmpClientSrc {
+    const URI_TYPE: gst::URIType = gst::URIType::Src;
+
+    fn protocols() -> &'static [&'static str] {
+        clientcommon::SUPPORTED_SCHEMES
+    }
+
+    fn uri(&self) -> Option<String> {
+        Some(self.settings.lock().unwrap().common.location())
+    }
+
+    fn set_uri(&self, uri: &str) -> Result<(), glib::Error> {
+        self.settings.lock().unwrap().common.set_location(uri)
+    }
+}

@@ -1,0 +1,5 @@
+//! The GStreamer elements: thin adapters between pads and the drivers in `crate::net`.
+
+pub mod clientcommon;
+pub mod clientsink;
+pub mod clientsrc;
