@@ -485,14 +485,14 @@ pub fn error_message(e: &client::ClientError, is_sink: bool) -> gst::ErrorMessag
     use client::ErrorKind;
     let text = e.to_string();
     match (e.kind(), is_sink) {
-        (ErrorKind::Open, true) => gst::error_msg!(gst::ResourceError::OpenWrite, ["{text}"]),
-        (ErrorKind::Open, false) => gst::error_msg!(gst::ResourceError::OpenRead, ["{text}"]),
+        (ErrorKind::Open, true) => gst::error_msg!(gst::ResourceError::OpenWrite, ("{text}")),
+        (ErrorKind::Open, false) => gst::error_msg!(gst::ResourceError::OpenRead, ("{text}")),
         (ErrorKind::NotAuthorized, _) => {
-            gst::error_msg!(gst::ResourceError::NotAuthorized, ["{text}"])
+            gst::error_msg!(gst::ResourceError::NotAuthorized, ("{text}"))
         }
-        (ErrorKind::NotFound, _) => gst::error_msg!(gst::ResourceError::NotFound, ["{text}"]),
-        (ErrorKind::Lost, true) => gst::error_msg!(gst::ResourceError::Write, ["{text}"]),
-        (ErrorKind::Lost, false) => gst::error_msg!(gst::ResourceError::Read, ["{text}"]),
+        (ErrorKind::NotFound, _) => gst::error_msg!(gst::ResourceError::NotFound, ("{text}")),
+        (ErrorKind::Lost, true) => gst::error_msg!(gst::ResourceError::Write, ("{text}")),
+        (ErrorKind::Lost, false) => gst::error_msg!(gst::ResourceError::Read, ("{text}")),
     }
 }
 

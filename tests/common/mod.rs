@@ -6,6 +6,7 @@
 
 #![allow(dead_code)]
 
+use gst::prelude::*;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -140,13 +141,18 @@ pub fn test_media(seconds: u32) -> PathBuf {
     if path.exists() {
         return path;
     }
-    let tmp = media_dir().join(format!("h264-aac-{seconds}s.{}.tmp.flv", std::process::id()));
+    let tmp = media_dir().join(format!(
+        "h264-aac-{seconds}s.{}.tmp.flv",
+        std::process::id()
+    ));
     let status = Command::new("ffmpeg")
         .args(["-nostdin", "-loglevel", "error", "-y"])
         .args(["-f", "lavfi", "-i"])
         .arg(format!("testsrc2=size=320x240:rate=30:duration={seconds}"))
         .args(["-f", "lavfi", "-i"])
-        .arg(format!("sine=frequency=440:sample_rate=48000:duration={seconds}"))
+        .arg(format!(
+            "sine=frequency=440:sample_rate=48000:duration={seconds}"
+        ))
         .args([
             "-c:v", "libx264", "-preset", "veryfast", "-g", "30", "-pix_fmt", "yuv420p", "-b:v",
             "500k", "-c:a", "aac", "-b:a", "96k", "-f", "flv",
@@ -170,7 +176,13 @@ pub fn ffprobe_counts(path: &Path) -> (u64, u64) {
             .output()
             .expect("run ffprobe");
         let text = String::from_utf8_lossy(&out.stdout);
-        text.trim().lines().next().unwrap_or("0").trim().parse().unwrap_or(0)
+        text.trim()
+            .lines()
+            .next()
+            .unwrap_or("0")
+            .trim()
+            .parse()
+            .unwrap_or(0)
     };
     (count("v"), count("a"))
 }
@@ -235,4 +247,377 @@ pub fn drain_stderr(guard: &mut ChildGuard) -> std::thread::JoinHandle<String> {
         }
         all
     })
+}
+
+// ---- GStreamer helpers ----------------------------------------------------------------------
+
+/// Initialises GStreamer and registers the rsrtmp elements from the linked rlib (no
+/// GST_PLUGIN_PATH needed).
+pub fn init_gst() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        gst::init().expect("gst::init");
+        gstrsrtmp::plugin_register_static().expect("register rsrtmp");
+    });
+}
+
+/// Builds a pipeline from a gst-launch description.
+pub fn pipeline(description: &str) -> gst::Pipeline {
+    gst::parse::launch(description)
+        .unwrap_or_else(|e| panic!("cannot build {description:?}: {e}"))
+        .downcast::<gst::Pipeline>()
+        .expect("a pipeline")
+}
+
+/// What ended a pipeline run.
+#[derive(Debug)]
+pub enum RunEnd {
+    Eos,
+    /// The error message: source element, domain, text and debug details.
+    Error {
+        src: String,
+        error: gst::glib::Error,
+        debug: String,
+    },
+}
+
+impl RunEnd {
+    pub fn expect_eos(self) {
+        if let RunEnd::Error { src, error, debug } = self {
+            panic!("pipeline failed in {src}: {error} ({debug})");
+        }
+    }
+
+    pub fn expect_error(self) -> (gst::glib::Error, String) {
+        match self {
+            RunEnd::Eos => panic!("pipeline ended with EOS, an error was expected"),
+            RunEnd::Error { error, debug, .. } => (error, debug),
+        }
+    }
+}
+
+/// Plays `pipeline` until EOS or an error, at most `timeout` (then panics), and stops it.
+/// Progress and warning messages are printed as they come.
+pub fn run(pipeline: &gst::Pipeline, timeout: Duration) -> RunEnd {
+    // A failing state change posts its error on the bus, where `wait_end` finds it.
+    let _ = pipeline.set_state(gst::State::Playing);
+    let end = wait_end(pipeline, timeout);
+    pipeline.set_state(gst::State::Null).expect("set NULL");
+    end
+}
+
+/// Waits for EOS or an error on the bus of a running pipeline.
+pub fn wait_end(pipeline: &gst::Pipeline, timeout: Duration) -> RunEnd {
+    use gst::prelude::*;
+    let bus = pipeline.bus().expect("bus");
+    let deadline = Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "pipeline did not finish within {timeout:?}"
+        );
+        let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(left.as_millis() as u64))
+        else {
+            continue;
+        };
+        match msg.view() {
+            gst::MessageView::Eos(_) => return RunEnd::Eos,
+            gst::MessageView::Error(e) => {
+                return RunEnd::Error {
+                    src: msg
+                        .src()
+                        .map(|s| s.path_string().to_string())
+                        .unwrap_or_default(),
+                    error: e.error(),
+                    debug: e.debug().map(|d| d.to_string()).unwrap_or_default(),
+                };
+            }
+            gst::MessageView::Warning(w) => eprintln!("warning: {}", w.error()),
+            gst::MessageView::Progress(p) => {
+                let (kind, code, text) = p.get();
+                eprintln!("progress {kind:?} {code}: {text}");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Counts the buffers that reach `element`'s sink pad.
+pub fn count_buffers(
+    pipeline: &gst::Pipeline,
+    element: &str,
+) -> std::sync::Arc<std::sync::atomic::AtomicU64> {
+    use gst::prelude::*;
+    let counter = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let pad = pipeline
+        .by_name(element)
+        .unwrap_or_else(|| panic!("no element {element}"))
+        .static_pad("sink")
+        .expect("sink pad");
+    let c = counter.clone();
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+        c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        gst::PadProbeReturn::Ok
+    });
+    counter
+}
+
+/// Holds EOS back on `pad`: the first receiver gets a message when EOS arrives, and EOS goes
+/// on when the returned sender sends (or is dropped), at the latest after 60 s.
+pub fn hold_eos(pad: &gst::Pad) -> (std::sync::mpsc::Receiver<()>, std::sync::mpsc::Sender<()>) {
+    use gst::prelude::*;
+    let (arrived_tx, arrived_rx) = std::sync::mpsc::channel();
+    let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+    let arrived_tx = Mutex::new(arrived_tx);
+    let go_rx = Mutex::new(go_rx);
+    pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+        if let Some(gst::PadProbeData::Event(ev)) = &info.data
+            && ev.type_() == gst::EventType::Eos
+        {
+            let _ = arrived_tx.lock().unwrap().send(());
+            let _ = go_rx.lock().unwrap().recv_timeout(Duration::from_secs(60));
+        }
+        gst::PadProbeReturn::Ok
+    });
+    (arrived_rx, go_tx)
+}
+
+/// Reads a `u64` or `u32` field of a stats structure.
+pub fn stat(stats: &gst::StructureRef, field: &str) -> u64 {
+    stats
+        .get::<u64>(field)
+        .or_else(|_| stats.get::<u32>(field).map(u64::from))
+        .unwrap_or_else(|_| panic!("stats field {field} missing in {stats}"))
+}
+
+/// Sends SIGINT (ffmpeg then finishes its output file cleanly).
+pub fn interrupt(guard: &ChildGuard) {
+    let _ = Command::new("kill")
+        .arg("-INT")
+        .arg(guard.child.id().to_string())
+        .status();
+}
+
+/// ffmpeg reading `url` into `out` (stream copy to FLV), stdin closed, stderr piped.
+pub fn ffmpeg_reader(url: &str, out: &Path) -> ChildGuard {
+    require("ffmpeg", "ffmpeg");
+    ChildGuard::spawn(
+        "ffmpeg reader",
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-loglevel", "warning", "-y", "-i", url])
+            .args(["-c", "copy", "-f", "flv"])
+            .arg(out)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    )
+}
+
+/// ffmpeg publishing `media` to `url` in real time.
+pub fn ffmpeg_publisher(media: &Path, url: &str) -> ChildGuard {
+    require("ffmpeg", "ffmpeg");
+    ChildGuard::spawn(
+        "ffmpeg publisher",
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-loglevel", "warning", "-re", "-i"])
+            .arg(media)
+            .args(["-c", "copy", "-f", "flv", url])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    )
+}
+
+/// Waits until `log()` contains `needle`, at most `timeout`.
+pub fn wait_for_text(log: impl Fn() -> String, needle: &str, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if log().contains(needle) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{needle:?} did not appear within {timeout:?}");
+}
+
+/// The first video packet's flags in a media file as ffprobe reports them ("K__" for a key
+/// frame), and the number of video packets.
+pub fn first_video_packet_flags(path: &Path) -> String {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v",
+            "-show_entries",
+            "packet=flags",
+        ])
+        .args(["-of", "csv=p=0"])
+        .arg(path)
+        .output()
+        .expect("run ffprobe");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+// ---- a scripted RTMP server built from the engine ------------------------------------------
+
+pub use gstrsrtmp::rtmp::session::{ServerConfig, ServerEvent, ServerSession};
+
+/// What a scripted server decides about a connect: accept, or reject with a description.
+pub type ConnectScript = Box<dyn FnMut(&str, Option<&str>) -> Result<(), String> + Send>;
+
+/// What a scripted server recorded.
+#[derive(Debug, Default, Clone)]
+pub struct ServerLog {
+    /// (app, query) of every connect, in order.
+    pub connects: Vec<(String, Option<String>)>,
+    /// Media messages received from publishers.
+    pub media: Vec<gstrsrtmp::rtmp::message::Message>,
+    pub unpublished: bool,
+}
+
+/// How a scripted server answers play requests.
+#[derive(Clone)]
+pub enum PlayScript {
+    /// `NetStream.Play.StreamNotFound` with this description.
+    NotFound(String),
+    /// Accept and send these messages, then StreamEOF.
+    Serve(Vec<gstrsrtmp::rtmp::message::Message>),
+}
+
+/// An RTMP server on a free loopback port, one connection at a time, run by the engine's
+/// `ServerSession` on a plain thread, answering as its scripts say.
+pub struct ScriptedServer {
+    pub port: u16,
+    pub log: std::sync::Arc<Mutex<ServerLog>>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ScriptedServer {
+    pub fn start(mut connect: ConnectScript, play: PlayScript) -> ScriptedServer {
+        use std::sync::atomic::Ordering;
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let log = std::sync::Arc::new(Mutex::new(ServerLog::default()));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (log2, stop2) = (log.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            while !stop2.load(Ordering::SeqCst) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        serve_one(stream, &mut connect, &play, &log2, &stop2);
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(10)),
+                }
+            }
+        });
+        ScriptedServer {
+            port,
+            log,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn log(&self) -> ServerLog {
+        self.log.lock().unwrap().clone()
+    }
+}
+
+impl Drop for ScriptedServer {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn serve_one(
+    mut stream: TcpStream,
+    connect: &mut ConnectScript,
+    play: &PlayScript,
+    log: &Mutex<ServerLog>,
+    stop: &std::sync::atomic::AtomicBool,
+) {
+    use std::io::Write;
+    stream.set_nonblocking(false).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let epoch = Instant::now();
+    let now = || epoch.elapsed().as_millis() as u64;
+    let mut session = ServerSession::new(ServerConfig::default(), 0, &mut rand::rng());
+    let mut buf = vec![0u8; 65536];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        while let Some(bytes) = session.poll_transmit() {
+            if stream.write_all(&bytes).is_err() {
+                return;
+            }
+        }
+        let mut closed = false;
+        while let Some(event) = session.poll_event() {
+            match event {
+                ServerEvent::ConnectRequest { app, query, .. } => {
+                    log.lock()
+                        .unwrap()
+                        .connects
+                        .push((app.clone(), query.clone()));
+                    match connect(&app, query.as_deref()) {
+                        Ok(()) => session.accept_connect().unwrap(),
+                        Err(description) => session.reject_connect(&description).unwrap(),
+                    }
+                }
+                ServerEvent::PublishRequest { stream_id, .. } => {
+                    session.accept_publish(stream_id).unwrap();
+                }
+                ServerEvent::PlayRequest { stream_id, .. } => match play {
+                    PlayScript::NotFound(description) => {
+                        session.reject_play(stream_id, description).unwrap()
+                    }
+                    PlayScript::Serve(messages) => {
+                        session.accept_play(stream_id).unwrap();
+                        for m in messages {
+                            session.send_media(stream_id, m).unwrap();
+                        }
+                        session.end_stream(stream_id).unwrap();
+                    }
+                },
+                ServerEvent::Media { message, .. } => log.lock().unwrap().media.push(message),
+                ServerEvent::Unpublished { .. } => log.lock().unwrap().unpublished = true,
+                ServerEvent::Closed(_) => closed = true,
+                _ => {}
+            }
+        }
+        if closed {
+            while let Some(bytes) = session.poll_transmit() {
+                let _ = stream.write_all(&bytes);
+            }
+            return;
+        }
+        if stop.load(std::sync::atomic::Ordering::SeqCst) || Instant::now() > deadline {
+            return;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) => session.handle_peer_closed(),
+            Ok(n) => session.handle_input(&buf[..n], now()),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                session.handle_timeout(now())
+            }
+            Err(_) => session.handle_peer_closed(),
+        }
+    }
 }

@@ -136,7 +136,7 @@ impl RtmpClientSink {
                 return Err(gst::FlowError::Flushing);
             };
             let frames: Vec<MediaFrame> = started.demux.push(data).map_err(|e| {
-                gst::element_imp_error!(self, gst::StreamError::Decode, ["input is not FLV: {e}"]);
+                gst::element_imp_error!(self, gst::StreamError::Decode, ("input is not FLV: {e}"));
                 gst::FlowError::Error
             })?;
             let publisher = match &started.publisher {
@@ -275,7 +275,7 @@ impl BaseSinkImpl for RtmpClientSink {
         let config = settings
             .common
             .client_config()
-            .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ["{e}"]))?;
+            .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ("{e}")))?;
         let publish = PublishConfig {
             chunk_size: settings.chunk_size,
             stop_commands: settings.stop_commands.into(),
@@ -358,7 +358,7 @@ impl BaseSinkImpl for RtmpClientSink {
             return Ok(gst::FlowSuccess::Ok);
         }
         let map = buffer.clone().into_mapped_buffer_readable().map_err(|_| {
-            gst::element_imp_error!(self, gst::CoreError::Failed, ["cannot map buffer"]);
+            gst::element_imp_error!(self, gst::CoreError::Failed, ("cannot map buffer"));
             gst::FlowError::Error
         })?;
         self.send(Bytes::from_owner(map))

@@ -190,7 +190,7 @@ impl RtmpClientSrc {
         }
         for frame in std::mem::take(&mut out.collecting) {
             buffers.push(tag_buffer(&frame).map_err(|e| {
-                gst::element_imp_error!(self, gst::StreamError::Format, ["{e}"]);
+                gst::element_imp_error!(self, gst::StreamError::Format, ("{e}"));
                 gst::FlowError::Error
             })?);
         }
@@ -211,7 +211,7 @@ impl RtmpClientSrc {
             );
             // Caps go downstream before the buffers they describe.
             self.obj().set_caps(&caps).map_err(|_| {
-                gst::element_imp_error!(self, gst::CoreError::Negotiation, ["cannot set caps"]);
+                gst::element_imp_error!(self, gst::CoreError::Negotiation, ("cannot set caps"));
                 gst::FlowError::NotNegotiated
             })?;
             out.caps_headers = bytes;
@@ -227,7 +227,7 @@ impl RtmpClientSrc {
         }
         self.finish_headers(out)?;
         let buffer = tag_buffer(&frame).map_err(|e| {
-            gst::element_imp_error!(self, gst::StreamError::Format, ["{e}"]);
+            gst::element_imp_error!(self, gst::StreamError::Format, ("{e}"));
             gst::FlowError::Error
         })?;
         out.pending.push_back(buffer);
@@ -347,7 +347,7 @@ impl BaseSrcImpl for RtmpClientSrc {
         let config = settings
             .common
             .client_config()
-            .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ["{e}"]))?;
+            .map_err(|e| gst::error_msg!(gst::ResourceError::Settings, ("{e}")))?;
         let play = PlayConfig {
             idle_timeout: (settings.idle_timeout > 0)
                 .then(|| Duration::from_secs(settings.idle_timeout.into())),
