@@ -33,7 +33,7 @@ use crate::rtmp::auth;
 use crate::rtmp::command::StatusCode;
 use crate::rtmp::flv::TimestampExtender;
 pub use crate::rtmp::session::StopCommands;
-use crate::rtmp::session::{self, ClientEvent, ClientRole, ClientSession};
+use crate::rtmp::session::{self, ClientEvent, ClientRole, ClientSession, SessionError};
 use crate::rtmp::url::{RtmpUrl, Scheme};
 
 /// Frames the sink may queue ahead of the connection task.
@@ -378,6 +378,8 @@ struct Link {
     out_len: usize,
     buf: Vec<u8>,
     eof: bool,
+    /// Bytes read from the transport, whatever the session made of them.
+    received: u64,
     /// The session's clock starts here.
     epoch: Instant,
 }
@@ -407,6 +409,7 @@ impl Link {
             out_len,
             buf,
             eof,
+            received,
             ..
         } = self;
         let reading = !*eof;
@@ -420,7 +423,10 @@ impl Link {
                         *eof = true;
                         session.handle_peer_closed();
                     }
-                    n => session.handle_input(&buf[..n], now),
+                    n => {
+                        *received += n as u64;
+                        session.handle_input(&buf[..n], now);
+                    }
                 }
             }
             r = writer.write(out.front().map_or(&[][..], |b| &b[..])), if writing => {
@@ -516,6 +522,7 @@ async fn attempt(ctx: &Ctx, query: Option<&str>) -> Result<Link, Attempt> {
         out_len: 0,
         buf: vec![0; 64 * 1024],
         eof: false,
+        received: 0,
         epoch,
     };
     let started = match ctx.role {
@@ -562,9 +569,17 @@ async fn attempt(ctx: &Ctx, query: Option<&str>) -> Result<Link, Attempt> {
                     }));
                 }
                 ClientEvent::Closed(reason) => {
+                    let handshake = matches!(
+                        *reason,
+                        SessionError::Handshake(_) | SessionError::HandshakeTimeout { .. }
+                    );
                     return Err(Attempt::Failed(ClientError::Failed {
                         target,
-                        stage: stage(&link, connected, ctx.role),
+                        stage: if handshake {
+                            "in the handshake"
+                        } else {
+                            stage(&link, connected, ctx.role)
+                        },
                         reason: reason.to_string(),
                     }));
                 }
@@ -593,7 +608,7 @@ async fn attempt(ctx: &Ctx, query: Option<&str>) -> Result<Link, Attempt> {
 
 /// What a connection that has not started its stream yet was waiting for.
 fn stage(link: &Link, connected: bool, role: ClientRole) -> &'static str {
-    let received = link.session.stats().in_bytes_total;
+    let received = link.received;
     if connected {
         match role {
             ClientRole::Publish => "waiting for NetStream.Publish.Start",

@@ -137,6 +137,9 @@ fn media_dir() -> PathBuf {
 /// see half a file).
 pub fn test_media(seconds: u32) -> PathBuf {
     require("ffmpeg", "ffmpeg");
+    // Tests of one binary run on parallel threads and would share the temporary name below.
+    static MAKING: Mutex<()> = Mutex::new(());
+    let _one_at_a_time = MAKING.lock().unwrap_or_else(|e| e.into_inner());
     let path = media_dir().join(format!("h264-aac-{seconds}s.flv"));
     if path.exists() {
         return path;
