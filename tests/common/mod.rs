@@ -394,21 +394,33 @@ pub fn stat(stats: &gst::StructureRef, field: &str) -> u64 {
         .unwrap_or_else(|_| panic!("stats field {field} missing in {stats}"))
 }
 
-/// Sends SIGINT (ffmpeg then finishes its output file cleanly).
-pub fn interrupt(guard: &ChildGuard) {
-    let _ = Command::new("kill")
-        .arg("-INT")
-        .arg(guard.child.id().to_string())
-        .status();
+/// Stops an ffmpeg the way a user does with Ctrl-C, so it writes its output file out. The
+/// first SIGINT only ends ffmpeg's loop at its next packet; an idle reader needs a second one
+/// to leave its blocking read (more than three would make it exit without finishing).
+pub fn interrupt(guard: &mut ChildGuard) {
+    for _ in 0..2 {
+        if !matches!(guard.child.try_wait(), Ok(None)) {
+            return;
+        }
+        let _ = Command::new("kill")
+            .arg("-INT")
+            .arg(guard.child.id().to_string())
+            .status();
+        std::thread::sleep(Duration::from_millis(500));
+    }
 }
 
-/// ffmpeg reading `url` into `out` (stream copy to FLV), stdin closed, stderr piped.
+/// ffmpeg reading `url` into `out` (stream copy to FLV), stdin closed, stderr piped. It ends
+/// by itself, writing its file out, once no data came for 2 s (`-rw_timeout`): its RTMP
+/// reader throws away what it has buffered when it sees the stream unpublished, so tests that
+/// want every frame keep the stream up until this reader is done.
 pub fn ffmpeg_reader(url: &str, out: &Path) -> ChildGuard {
     require("ffmpeg", "ffmpeg");
     ChildGuard::spawn(
         "ffmpeg reader",
         Command::new("ffmpeg")
-            .args(["-nostdin", "-loglevel", "warning", "-y", "-i", url])
+            .args(["-nostdin", "-loglevel", "warning", "-y"])
+            .args(["-rw_timeout", "2000000", "-i", url])
             .args(["-c", "copy", "-f", "flv"])
             .arg(out)
             .stdin(Stdio::null())
@@ -623,4 +635,40 @@ fn serve_one(
             Err(_) => session.handle_peer_closed(),
         }
     }
+}
+
+/// Waits until some process listens on 127.0.0.1:`port`, without connecting (a one-client
+/// server such as `ffmpeg -listen 1` would take the probe for its client).
+pub fn wait_for_listen(port: u16, timeout: Duration) {
+    let needle = format!(":{port:04X} ");
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+            let text = std::fs::read_to_string(table).unwrap_or_default();
+            // Local address is the second column; state 0A is LISTEN.
+            if text.lines().any(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                cols.len() > 3 && format!("{} ", cols[1]).ends_with(&needle) && cols[3] == "0A"
+            }) {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("nothing listens on port {port} after {timeout:?}");
+}
+
+/// Waits until nginx has logged `count` lines containing `needle` (e.g. "play: name='s'").
+pub fn wait_for_nginx(nginx: &Nginx, needle: &str, count: usize, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if nginx.error_log().matches(needle).count() >= count {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!(
+        "nginx did not log {needle:?} {count} times within {timeout:?}:\n{}",
+        nginx.error_log()
+    );
 }
