@@ -11,7 +11,8 @@ use bytes::{Bytes, BytesMut};
 
 use crate::rtmp::amf0;
 use crate::rtmp::flv::{
-    self, AudioInfo, FlvError, FlvHeader, FlvItem, FlvParser, Tag, TimestampExtender, VideoInfo,
+    self, AudioCodec, AudioInfo, FlvError, FlvHeader, FlvItem, FlvParser, Tag, TimestampExtender,
+    VideoCodec, VideoInfo,
 };
 use crate::rtmp::message::{Message, msg_type};
 pub use crate::rtmp::session::MediaKind;
@@ -31,6 +32,9 @@ pub struct MediaFrame {
     pub header: bool,
     /// Video composition time (PTS − DTS) in ms; 0 elsewhere.
     pub composition_time: i32,
+    /// The codec needs a decoder configuration (sequence header) before its frames: AVC,
+    /// HEVC, AAC, and every Enhanced RTMP codec.
+    pub needs_config: bool,
 }
 
 /// The AMF0 encoding of the string `@setDataFrame`, which publishers put before metadata.
@@ -40,20 +44,28 @@ impl MediaFrame {
     /// Classifies `payload`. Bodies too short or malformed to classify are passed through as
     /// plain (non-key, non-header) frames: the peer decides what to do with them.
     pub fn new(kind: MediaKind, timestamp: u64, payload: Bytes) -> MediaFrame {
-        let (keyframe, header, composition_time) = match kind {
+        let (keyframe, header, composition_time, needs_config) = match kind {
             MediaKind::Video => match VideoInfo::parse(&payload) {
                 Ok(info) => (
                     info.is_keyframe() && !info.is_sequence_header(),
                     info.is_sequence_header(),
                     info.composition_time,
+                    info.codec.is_some_and(|c| {
+                        c.is_avc() || c.is_hevc() || matches!(c, VideoCodec::FourCc(_))
+                    }),
                 ),
-                Err(_) => (false, false, 0),
+                Err(_) => (false, false, 0, false),
             },
             MediaKind::Audio => match AudioInfo::parse(&payload) {
-                Ok(info) => (!info.is_sequence_header(), info.is_sequence_header(), 0),
-                Err(_) => (true, false, 0),
+                Ok(info) => (
+                    !info.is_sequence_header(),
+                    info.is_sequence_header(),
+                    0,
+                    info.codec.is_aac() || matches!(info.codec, AudioCodec::FourCc(_)),
+                ),
+                Err(_) => (true, false, 0, false),
             },
-            MediaKind::Data => (true, is_metadata(&payload), 0),
+            MediaKind::Data => (true, is_metadata(&payload), 0, false),
         };
         MediaFrame {
             kind,
@@ -62,6 +74,7 @@ impl MediaFrame {
             keyframe,
             header,
             composition_time,
+            needs_config,
         }
     }
 
@@ -114,10 +127,22 @@ fn is_metadata(payload: &[u8]) -> bool {
     rest.starts_with(b"\x02\x00\x0aonMetaData")
 }
 
-/// Which streams a metadata payload announces: `(audio, video)`, from `hasAudio`/`hasVideo`
-/// or the presence of `audiocodecid`/`videocodecid`. `None` when the payload is not readable
-/// metadata.
-pub fn metadata_streams(payload: &[u8]) -> Option<(bool, bool)> {
+/// What stream metadata announces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StreamInfo {
+    /// From `hasAudio`, else the presence of `audiocodecid`.
+    pub has_audio: bool,
+    /// From `hasVideo`, else the presence of `videocodecid`.
+    pub has_video: bool,
+    /// The audio codec has a sequence header (AAC, or an Enhanced RTMP FourCC).
+    pub audio_config: bool,
+    /// The video codec has a sequence header (AVC, HEVC, or an Enhanced RTMP FourCC).
+    pub video_config: bool,
+}
+
+/// Reads `onMetaData` (with or without `@setDataFrame`); `None` when the payload is not
+/// readable metadata.
+pub fn metadata_info(payload: &[u8]) -> Option<StreamInfo> {
     let rest = payload.strip_prefix(SET_DATA_FRAME).unwrap_or(payload);
     let mut decoder = amf0::Decoder::new(rest);
     if decoder.decode().ok()?.as_str()? != "onMetaData" {
@@ -130,10 +155,24 @@ pub fn metadata_streams(payload: &[u8]) -> Option<(bool, bool)> {
         Some(b) => b,
         None => find(codec).is_some(),
     };
-    Some((
-        has("hasAudio", "audiocodecid"),
-        has("hasVideo", "videocodecid"),
-    ))
+    // Codec ids are legacy numbers or, for Enhanced RTMP, FourCC values (all above 255).
+    let codec = |key: &str| find(key).and_then(|v| v.as_f64());
+    let audio_codec = codec("audiocodecid");
+    let video_codec = codec("videocodecid");
+    let has_audio = has("hasAudio", "audiocodecid");
+    let has_video = has("hasVideo", "videocodecid");
+    Some(StreamInfo {
+        has_audio,
+        has_video,
+        audio_config: has_audio
+            && audio_codec.is_some_and(|c| c == f64::from(AudioCodec::LEGACY_AAC) || c > 255.0),
+        video_config: has_video
+            && video_codec.is_some_and(|c| {
+                c == f64::from(VideoCodec::LEGACY_AVC)
+                    || c == f64::from(VideoCodec::LEGACY_HEVC)
+                    || c > 255.0
+            }),
+    })
 }
 
 /// FLV bytes (from `flvmux`, or a file read by `filesrc`) to frames. Input may be split at any
@@ -261,9 +300,13 @@ mod tests {
         assert_eq!(key.composition_time, 0x21);
         let inter = frame(MediaKind::Video, 0, AVC_INTER);
         assert!(!inter.keyframe && !inter.header);
+        assert!(inter.needs_config);
+        // Sorenson H.263 (codec 2) and MP3 (format 2) have no sequence header.
+        assert!(!frame(MediaKind::Video, 0, &[0x22, 0x00]).needs_config);
+        assert!(!frame(MediaKind::Audio, 0, &[0x2f, 0xff]).needs_config);
         assert_eq!(inter.composition_time, 0x42);
         let aseq = frame(MediaKind::Audio, 0, AAC_SEQ);
-        assert!(aseq.header);
+        assert!(aseq.header && aseq.needs_config);
         assert_eq!(aseq.header_slot(), Some(HeaderSlot::Audio));
         assert!(frame(MediaKind::Audio, 0, AAC_RAW).keyframe);
         let meta = MediaFrame::new(MediaKind::Data, 0, metadata(false));
@@ -275,20 +318,44 @@ mod tests {
     }
 
     #[test]
-    fn metadata_streams_reads_codec_ids_and_flags() {
-        assert_eq!(metadata_streams(&metadata(false)), Some((false, true)));
-        assert_eq!(metadata_streams(&metadata(true)), Some((false, true)));
+    fn metadata_info_reads_codec_ids_and_flags() {
+        let video_only = StreamInfo {
+            has_audio: false,
+            has_video: true,
+            audio_config: false,
+            video_config: true,
+        };
+        assert_eq!(metadata_info(&metadata(false)), Some(video_only));
+        assert_eq!(metadata_info(&metadata(true)), Some(video_only));
         let flags = amf0::encode_all(&[
             amf0::Value::from("onMetaData"),
             amf0::Value::object([
                 ("hasAudio", amf0::Value::Boolean(true)),
                 ("hasVideo", amf0::Value::Boolean(false)),
                 ("videocodecid", amf0::Value::Number(7.0)),
+                ("audiocodecid", amf0::Value::Number(2.0)),
             ]),
         ]);
-        assert_eq!(metadata_streams(&flags), Some((true, false)));
-        assert_eq!(metadata_streams(b"\x02\x00\x03foo"), None);
-        assert_eq!(metadata_streams(b""), None);
+        assert_eq!(
+            metadata_info(&flags),
+            Some(StreamInfo {
+                has_audio: true,
+                has_video: false,
+                audio_config: false,
+                video_config: false,
+            })
+        );
+        let fourcc = amf0::encode_all(&[
+            amf0::Value::from("onMetaData"),
+            amf0::Value::ecma_array([
+                ("audiocodecid", amf0::Value::Number(1_332_770_163.0)),
+                ("videocodecid", amf0::Value::Number(1_635_135_537.0)),
+            ]),
+        ]);
+        let info = metadata_info(&fourcc).unwrap();
+        assert!(info.audio_config && info.video_config);
+        assert_eq!(metadata_info(b"\x02\x00\x03foo"), None);
+        assert_eq!(metadata_info(b""), None);
     }
 
     #[test]

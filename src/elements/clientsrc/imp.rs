@@ -23,7 +23,7 @@ use gst_base::subclass::prelude::*;
 
 use crate::elements::clientcommon::{self, CommonSettings, Flushing};
 use crate::net::client::{ClientConfig, PlayConfig, PlayItem, Player, Stats};
-use crate::net::media::{self, MediaFrame, MediaKind};
+use crate::net::media::{self, HeaderSlot, MediaFrame, MediaKind};
 
 const DEFAULT_IDLE_TIMEOUT: u32 = 0;
 const DEFAULT_NO_EOF_IS_ERROR: bool = false;
@@ -61,15 +61,25 @@ enum State {
     Started(Box<Started>),
 }
 
+/// Media held back while the stream header is collected: at most this span of timestamps.
+const COLLECT_MAX_SPAN_MS: u64 = 2000;
+/// … and at most this many frames.
+const COLLECT_MAX_FRAMES: usize = 300;
+
 /// What `create()` builds its output from; only the streaming thread touches it.
 #[derive(Default)]
 struct Output {
     /// Buffers ready to push, in order.
     pending: VecDeque<gst::Buffer>,
-    /// Headers seen since the stream (re)started, collected until the first media frame.
-    collecting: Vec<MediaFrame>,
     /// The stream header is complete and the caps are set.
     headers_done: bool,
+    /// Latest metadata and sequence headers while collecting.
+    metadata: Option<MediaFrame>,
+    video_header: Option<MediaFrame>,
+    audio_header: Option<MediaFrame>,
+    /// Media that came before the headers were complete (servers often send the audio
+    /// sequence header after the first video frame).
+    held: Vec<MediaFrame>,
     /// The FLV file header went out (it is not repeated after a reconnect).
     file_header_sent: bool,
     /// Mark the next buffer DISCONT.
@@ -78,6 +88,60 @@ struct Output {
     caps_headers: Vec<Vec<u8>>,
     /// The task reported the end; nothing more will come.
     eos: bool,
+}
+
+impl Output {
+    /// Queues a buffer, marking it DISCONT when it is the first after a reconnect.
+    fn push(&mut self, mut buffer: gst::Buffer) {
+        if std::mem::take(&mut self.discont) {
+            buffer.make_mut().set_flags(gst::BufferFlags::DISCONT);
+        }
+        self.pending.push_back(buffer);
+    }
+
+    /// Whether every header the stream needs is here, or waiting longer makes no sense.
+    fn headers_complete(&self) -> bool {
+        let info = self
+            .metadata
+            .as_ref()
+            .and_then(|m| media::metadata_info(&m.payload));
+        let held = |kind| self.held.iter().any(|f| f.kind == kind && f.needs_config);
+        let want_video = info.is_some_and(|i| i.video_config) || held(MediaKind::Video);
+        let want_audio = info.is_some_and(|i| i.audio_config) || held(MediaKind::Audio);
+        let have_all = (!want_video || self.video_header.is_some())
+            && (!want_audio || self.audio_header.is_some());
+        // Without metadata the first media frames tell what to wait for.
+        let known = info.is_some() || !self.held.is_empty();
+        let span = match (self.held.first(), self.held.last()) {
+            (Some(a), Some(b)) => b.timestamp.saturating_sub(a.timestamp),
+            _ => 0,
+        };
+        (known && have_all) || span > COLLECT_MAX_SPAN_MS || self.held.len() >= COLLECT_MAX_FRAMES
+    }
+
+    /// The FLV header's audio and video flags.
+    fn announced(&self) -> (bool, bool) {
+        let info = self
+            .metadata
+            .as_ref()
+            .and_then(|m| media::metadata_info(&m.payload));
+        let headers = [&self.video_header, &self.audio_header];
+        let seen = |kind| {
+            self.held.iter().any(|f| f.kind == kind)
+                || headers
+                    .iter()
+                    .flat_map(|h| h.iter())
+                    .any(|f| f.kind == kind)
+        };
+        let audio = info.is_some_and(|i| i.has_audio) || seen(MediaKind::Audio);
+        let video = info.is_some_and(|i| i.has_video) || seen(MediaKind::Video);
+        // Without any hint, announce both: flvdemux then takes whichever comes.
+        if audio || video {
+            (audio, video)
+        } else {
+            (true, true)
+        }
+    }
 }
 
 #[derive(Default)]
@@ -156,30 +220,20 @@ impl RtmpClientSrc {
         }
     }
 
-    /// Ends header collection: caps with `streamheader`, then the header buffers queued.
+    /// Ends header collection: caps with `streamheader`, then the header buffers and the
+    /// media held meanwhile, queued in that order.
     fn finish_headers(&self, out: &mut Output) -> Result<(), gst::FlowError> {
         if out.headers_done {
             return Ok(());
         }
         out.headers_done = true;
+        let format_error = |e: String| {
+            gst::element_imp_error!(self, gst::StreamError::Format, ("{e}"));
+            gst::FlowError::Error
+        };
         let mut buffers = Vec::new();
         if !out.file_header_sent {
-            let meta = out
-                .collecting
-                .iter()
-                .find(|f| f.kind == MediaKind::Data)
-                .and_then(|f| media::metadata_streams(&f.payload));
-            let seen = |kind| out.collecting.iter().any(|f| f.kind == kind);
-            let (audio, video) = match meta {
-                Some((a, v)) => (a || seen(MediaKind::Audio), v || seen(MediaKind::Video)),
-                None => (seen(MediaKind::Audio), seen(MediaKind::Video)),
-            };
-            // Without any hint, announce both: flvdemux then waits for either.
-            let (audio, video) = if audio || video {
-                (audio, video)
-            } else {
-                (true, true)
-            };
+            let (audio, video) = out.announced();
             let mut header = gst::Buffer::from_slice(media::flv_header(audio, video));
             header
                 .get_mut()
@@ -188,11 +242,15 @@ impl RtmpClientSrc {
             buffers.push(header);
             out.file_header_sent = true;
         }
-        for frame in std::mem::take(&mut out.collecting) {
-            buffers.push(tag_buffer(&frame).map_err(|e| {
-                gst::element_imp_error!(self, gst::StreamError::Format, ("{e}"));
-                gst::FlowError::Error
-            })?);
+        for frame in [
+            out.metadata.take(),
+            out.video_header.take(),
+            out.audio_header.take(),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            buffers.push(tag_buffer(&frame).map_err(format_error)?);
         }
         let bytes: Vec<Vec<u8>> = buffers
             .iter()
@@ -216,21 +274,33 @@ impl RtmpClientSrc {
             })?;
             out.caps_headers = bytes;
         }
-        out.pending.extend(buffers);
+        for buffer in buffers {
+            out.push(buffer);
+        }
+        for frame in std::mem::take(&mut out.held) {
+            out.push(tag_buffer(&frame).map_err(format_error)?);
+        }
         Ok(())
     }
 
     fn accept(&self, out: &mut Output, frame: MediaFrame) -> Result<(), gst::FlowError> {
-        if !out.headers_done && frame.header {
-            out.collecting.push(frame);
+        if out.headers_done {
+            let buffer = tag_buffer(&frame).map_err(|e| {
+                gst::element_imp_error!(self, gst::StreamError::Format, ("{e}"));
+                gst::FlowError::Error
+            })?;
+            out.push(buffer);
             return Ok(());
         }
-        self.finish_headers(out)?;
-        let buffer = tag_buffer(&frame).map_err(|e| {
-            gst::element_imp_error!(self, gst::StreamError::Format, ("{e}"));
-            gst::FlowError::Error
-        })?;
-        out.pending.push_back(buffer);
+        match frame.header_slot() {
+            Some(HeaderSlot::Metadata) => out.metadata = Some(frame),
+            Some(HeaderSlot::Video) => out.video_header = Some(frame),
+            Some(HeaderSlot::Audio) => out.audio_header = Some(frame),
+            None => out.held.push(frame),
+        }
+        if out.headers_complete() {
+            self.finish_headers(out)?;
+        }
         Ok(())
     }
 }
@@ -407,10 +477,7 @@ impl PushSrcImpl for RtmpClientSrc {
         // Only this thread locks `output`, so holding it across the wait blocks no one.
         let mut out = self.output.lock().unwrap();
         loop {
-            if let Some(mut buffer) = out.pending.pop_front() {
-                if std::mem::take(&mut out.discont) {
-                    buffer.make_mut().set_flags(gst::BufferFlags::DISCONT);
-                }
+            if let Some(buffer) = out.pending.pop_front() {
                 return Ok(CreateSuccess::NewBuffer(buffer));
             }
             if out.eos {
@@ -426,9 +493,11 @@ impl PushSrcImpl for RtmpClientSrc {
                 PlayItem::Frame(frame) => self.accept(&mut out, frame)?,
                 PlayItem::Discont => {
                     gst::info!(CAT, imp = self, "reconnected: discontinuity");
+                    // Whatever was held belongs to the old connection: out before the new
+                    // headers are collected.
+                    self.finish_headers(&mut out)?;
                     out.discont = true;
                     out.headers_done = false;
-                    out.collecting.clear();
                 }
                 PlayItem::Eos => {
                     // Headers still being collected go out before the end.
