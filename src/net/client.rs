@@ -770,7 +770,9 @@ async fn run_publisher(
         format!("Publishing {:?} on {target}", ctx.cfg.url.stream),
     );
     loop {
-        match publish_live(ctx, &mut link, rx, &mut book, &mut meter).await {
+        let end = publish_live(ctx, &mut link, rx, &mut book, &mut meter).await;
+        meter.publish(&ctx.shared, Some(&link), Some(&book));
+        match end {
             LiveEnd::Finish(reply) => {
                 let _ = link.session.stop(publish.stop_commands);
                 link.session.close();
@@ -1072,7 +1074,10 @@ async fn run_player(
         format!("Playing {:?} from {target}", ctx.cfg.url.stream),
     );
     loop {
-        match play_live(ctx, play, &mut link, tx, &mut meter, &mut timestamps).await {
+        let end = play_live(ctx, play, &mut link, tx, &mut meter, &mut timestamps).await;
+        // The last events of the connection count too.
+        meter.publish(&ctx.shared, Some(&link), None);
+        match end {
             PlayEnd::Eos(why) => {
                 ctx.progress(
                     ProgressKind::Complete,
