@@ -501,8 +501,19 @@ pub struct ServerLog {
 pub enum PlayScript {
     /// `NetStream.Play.StreamNotFound` with this description.
     NotFound(String),
-    /// Accept and send these messages, then StreamEOF.
-    Serve(Vec<gstrsrtmp::rtmp::message::Message>),
+    /// Accept, send these messages, then end as told.
+    Serve(Vec<gstrsrtmp::rtmp::message::Message>, ServeEnd),
+}
+
+/// How a scripted server ends a played stream.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum ServeEnd {
+    /// StreamEOF, connection kept until the client closes it.
+    StreamEof,
+    /// Close the connection without a word.
+    Close,
+    /// Keep the connection and send nothing more.
+    Silent,
 }
 
 /// An RTMP server on a free loopback port, one connection at a time, run by the engine's
@@ -598,12 +609,23 @@ fn serve_one(
                     PlayScript::NotFound(description) => {
                         session.reject_play(stream_id, description).unwrap()
                     }
-                    PlayScript::Serve(messages) => {
+                    PlayScript::Serve(messages, end) => {
                         session.accept_play(stream_id).unwrap();
                         for m in messages {
                             session.send_media(stream_id, m).unwrap();
                         }
-                        session.end_stream(stream_id).unwrap();
+                        match end {
+                            ServeEnd::StreamEof => session.end_stream(stream_id).unwrap(),
+                            ServeEnd::Close => {
+                                while let Some(bytes) = session.poll_transmit() {
+                                    let _ = stream.write_all(&bytes);
+                                }
+                                // Read what the client sent, so closing is a FIN, not a reset.
+                                let _ = stream.read(&mut buf);
+                                return;
+                            }
+                            ServeEnd::Silent => {}
+                        }
                     }
                 },
                 ServerEvent::Media { message, .. } => log.lock().unwrap().media.push(message),
