@@ -206,3 +206,22 @@ fn errors_post_connect_progress_first() {
         vec![gst::ProgressType::Start, gst::ProgressType::Error]
     );
 }
+
+#[test]
+fn input_that_is_not_flv_is_a_decode_error() {
+    common::init_gst();
+    let server =
+        ScriptedServer::start(Box::new(|_, _| Ok(())), PlayScript::NotFound(String::new()));
+    let dir = common::TempDir::new("notflv");
+    let junk = dir.path().join("junk.bin");
+    std::fs::write(&junk, b"this is a text file, not FLV at all\n".repeat(100)).unwrap();
+    let p = common::pipeline(&format!(
+        "filesrc location={} ! rtmpclientsink location=rtmp://127.0.0.1:{}/live/s",
+        junk.display(),
+        server.port
+    ));
+    let (e, _) = common::run(&p, BOUND).expect_error();
+    println!("{e}");
+    assert!(e.matches(gst::StreamError::Decode), "{e}");
+    assert!(e.message().contains("not FLV"), "{e}");
+}

@@ -293,8 +293,8 @@ pub fn properties(reconnect_default: bool, reconnect_blurb: &str) -> Vec<glib::P
         glib::ParamSpecUInt::builder("timeout")
             .nick("Timeout")
             .blurb(
-                "Seconds allowed for connecting (DNS, TCP, handshake, connect, publish or \
-                 play) and for each later answer from the server",
+                "Seconds allowed for opening a connection: DNS, TCP, handshake, connect (each \
+                 authentication round) and the publish or play answer",
             )
             .minimum(1)
             .default_value(DEFAULT_TIMEOUT)

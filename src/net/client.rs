@@ -816,11 +816,18 @@ async fn run_publisher(
                     }
                     meter.count(&frame);
                 }
+                let dropped = book.take_outage_dropped();
+                if dropped > 0 {
+                    ctx.warn(format!(
+                        "{dropped} frames were dropped during the outage (max-hold-time)"
+                    ));
+                }
                 ctx.progress(
                     ProgressKind::Complete,
                     "reconnect",
                     format!(
-                        "Publishing {:?} on {target} again ({held} held frames sent)",
+                        "Publishing {:?} on {target} again ({held} held frames sent, {dropped} \
+                         dropped)",
                         ctx.cfg.url.stream
                     ),
                 );
@@ -1002,14 +1009,11 @@ impl Player {
         };
         let target = ctx.target();
         let task = runtime::handle().spawn(async move {
-            let last = match run_player(&ctx, &play, &tx).await {
-                Ok(()) => PlayItem::Eos,
-                Err(e) => {
-                    ctx.shared.fail(e.clone());
-                    PlayItem::Error(e)
-                }
-            };
-            let _ = tx.send(last).await;
+            // On success the end of stream was already handed over.
+            if let Err(e) = run_player(&ctx, &play, &tx).await {
+                ctx.shared.fail(e.clone());
+                let _ = tx.send(PlayItem::Error(e)).await;
+            }
         });
         Player {
             rx: tokio::sync::Mutex::new(rx),
@@ -1048,6 +1052,8 @@ enum PlayEnd {
     Lost(String),
 }
 
+/// Plays until the stream ends. `Ok` means the end was handed over as [`PlayItem::Eos`] (or
+/// the element is gone); an error is for the caller to hand over.
 async fn run_player(
     ctx: &Ctx,
     play: &PlayConfig,
@@ -1084,6 +1090,8 @@ async fn run_player(
                     "play",
                     format!("End of stream: {why}"),
                 );
+                // The source may end now; the polite close runs meanwhile.
+                let _ = tx.send(PlayItem::Eos).await;
                 link.session.close();
                 link.close().await;
                 return Ok(());
@@ -1093,11 +1101,11 @@ async fn run_player(
                 meter.publish(&ctx.shared, Some(&link), None);
                 meter.close_link(&link);
                 if !ctx.cfg.reconnect.enabled {
-                    return if play.no_eof_is_error {
-                        Err(ClientError::Lost { target, reason })
-                    } else {
-                        Ok(())
-                    };
+                    if play.no_eof_is_error {
+                        return Err(ClientError::Lost { target, reason });
+                    }
+                    let _ = tx.send(PlayItem::Eos).await;
+                    return Ok(());
                 }
                 ctx.warn(format!(
                     "connection to {target} lost ({reason}); reconnecting"

@@ -36,6 +36,8 @@ pub struct HoldBook {
     has_video: bool,
     /// After a resume that found no key frame: video frames are dropped until one comes.
     need_keyframe: bool,
+    /// Frames dropped since the connection was lost (one warning per outage, not per drop).
+    outage_dropped: u64,
     pub counters: HoldCounters,
 }
 
@@ -51,6 +53,7 @@ impl HoldBook {
             held: VecDeque::new(),
             has_video: false,
             need_keyframe: false,
+            outage_dropped: 0,
             counters: HoldCounters::default(),
         }
     }
@@ -88,6 +91,7 @@ impl HoldBook {
             }
             if self.need_keyframe {
                 self.counters.dropped += 1;
+                self.outage_dropped += 1;
                 return false;
             }
         }
@@ -101,8 +105,9 @@ impl HoldBook {
         true
     }
 
-    /// Called for each frame while disconnected. Returns a warning when frames had to be
-    /// dropped to stay within the bound.
+    /// Called for each frame while disconnected. Returns a warning the first time in an
+    /// outage that frames had to be dropped to stay within the bound (the resume reports the
+    /// total).
     pub fn hold(&mut self, frame: MediaFrame) -> Option<String> {
         if frame.kind == MediaKind::Video {
             self.has_video = true;
@@ -138,16 +143,24 @@ impl HoldBook {
                 dropped += 1;
             }
         }
-        (dropped > 0).then(|| self.note_dropped(dropped))
+        if dropped == 0 {
+            return None;
+        }
+        self.counters.dropped += dropped;
+        let first = self.outage_dropped == 0;
+        self.outage_dropped += dropped;
+        first.then(|| {
+            format!(
+                "reconnect hold buffer exceeded max-hold-time ({} ms of media): dropping the \
+                 oldest media ({dropped} frames so far)",
+                self.max_hold_ms
+            )
+        })
     }
 
-    fn note_dropped(&mut self, dropped: u64) -> String {
-        self.counters.dropped += dropped;
-        format!(
-            "reconnect hold buffer exceeded {} ms of media: dropped {dropped} frames \
-             ({} dropped in total)",
-            self.max_hold_ms, self.counters.dropped
-        )
+    /// Frames dropped during the outage that just ended; resets the count.
+    pub fn take_outage_dropped(&mut self) -> u64 {
+        std::mem::take(&mut self.outage_dropped)
     }
 
     /// What a new connection gets first: headers, the kept group of pictures, the held frames.
@@ -292,7 +305,7 @@ mod tests {
                 warnings.push(w);
             }
         }
-        assert!(!warnings.is_empty());
+        assert_eq!(warnings.len(), 1, "one warning per outage: {warnings:?}");
         assert!(warnings[0].contains("1000 ms"), "{}", warnings[0]);
         let out = book.resume();
         assert!(out[0].keyframe, "what is left starts at a key frame");
