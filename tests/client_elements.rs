@@ -144,7 +144,7 @@ fn stats_has_rtmp2_fields_and_ours_all_zero_before_connecting() {
 fn bad_settings_fail_start_with_the_value_named() {
     common::init_gst();
     for (setting, value, expected) in [
-        ("scheme", "rtmps", "Rtmps"),
+        ("scheme", "rtmps", "scheme \"rtmps\" is not supported yet"),
         ("stream", "", "stream is empty"),
         ("extra-connect-args", "conn=O:1", "conn=O:1"),
     ] {

@@ -225,3 +225,24 @@ fn input_that_is_not_flv_is_a_decode_error() {
     assert!(e.matches(gst::StreamError::Decode), "{e}");
     assert!(e.message().contains("not FLV"), "{e}");
 }
+
+#[test]
+fn a_refused_publish_is_not_authorized_with_the_servers_words() {
+    common::init_gst();
+    let server = ScriptedServer::start_with(
+        Box::new(|_, _| Ok(())),
+        PlayScript::NotFound(String::new()),
+        Some("Stream key taken: s".into()),
+    );
+    let media = common::test_media(3);
+    let p = common::pipeline(&format!(
+        "filesrc location={} ! rtmpclientsink location=rtmp://127.0.0.1:{}/live/s timeout=2",
+        media.display(),
+        server.port
+    ));
+    let (e, _) = common::run(&p, BOUND).expect_error();
+    println!("{e}");
+    assert!(e.matches(gst::ResourceError::NotAuthorized), "{e}");
+    assert!(e.message().contains("NetStream.Publish.BadName"), "{e}");
+    assert!(e.message().contains("Stream key taken: s"), "{e}");
+}

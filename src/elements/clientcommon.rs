@@ -195,7 +195,8 @@ impl CommonSettings {
         let scheme = Scheme::from(self.scheme);
         if !SUPPORTED_SCHEMES.contains(&scheme.as_str()) {
             return Err(format!(
-                "scheme {scheme:?} is not supported yet (supported: {})",
+                "scheme {:?} is not supported yet (supported: {})",
+                scheme.as_str(),
                 SUPPORTED_SCHEMES.join(", ")
             ));
         }

@@ -526,7 +526,18 @@ pub struct ScriptedServer {
 }
 
 impl ScriptedServer {
-    pub fn start(mut connect: ConnectScript, play: PlayScript) -> ScriptedServer {
+    /// A server that accepts every publish.
+    pub fn start(connect: ConnectScript, play: PlayScript) -> ScriptedServer {
+        Self::start_with(connect, play, None)
+    }
+
+    /// `reject_publish`: answer publish requests with `NetStream.Publish.BadName` and this
+    /// description.
+    pub fn start_with(
+        mut connect: ConnectScript,
+        play: PlayScript,
+        reject_publish: Option<String>,
+    ) -> ScriptedServer {
         use std::sync::atomic::Ordering;
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         listener.set_nonblocking(true).unwrap();
@@ -538,7 +549,14 @@ impl ScriptedServer {
             while !stop2.load(Ordering::SeqCst) {
                 match listener.accept() {
                     Ok((stream, _)) => {
-                        serve_one(stream, &mut connect, &play, &log2, &stop2);
+                        serve_one(
+                            stream,
+                            &mut connect,
+                            &play,
+                            reject_publish.as_deref(),
+                            &log2,
+                            &stop2,
+                        );
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(10)),
                 }
@@ -570,6 +588,7 @@ fn serve_one(
     mut stream: TcpStream,
     connect: &mut ConnectScript,
     play: &PlayScript,
+    reject_publish: Option<&str>,
     log: &Mutex<ServerLog>,
     stop: &std::sync::atomic::AtomicBool,
 ) {
@@ -602,9 +621,10 @@ fn serve_one(
                         Err(description) => session.reject_connect(&description).unwrap(),
                     }
                 }
-                ServerEvent::PublishRequest { stream_id, .. } => {
-                    session.accept_publish(stream_id).unwrap();
-                }
+                ServerEvent::PublishRequest { stream_id, .. } => match reject_publish {
+                    Some(description) => session.reject_publish(stream_id, description).unwrap(),
+                    None => session.accept_publish(stream_id).unwrap(),
+                },
                 ServerEvent::PlayRequest { stream_id, .. } => match play {
                     PlayScript::NotFound(description) => {
                         session.reject_play(stream_id, description).unwrap()
