@@ -61,13 +61,13 @@ fn publish_through_restart(
     let port = common::free_port();
     let nginx = common::Nginx::start_on(port);
     let url = format!("rtmp://127.0.0.1:{port}/live/re");
-    // The first attempt waits 1.5 s: time for the test to restart nginx and attach a player
+    // The first attempt waits 2.5 s: time for the test to restart nginx and attach a player
     // before the publisher comes back, so the player sees the whole resumed stream.
     let publisher = common::pipeline(&format!(
         "videotestsrc is-live=true num-buffers=300 ! video/x-raw,width=320,height=240,framerate=30/1 ! \
          x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 bitrate=400 ! h264parse ! \
          flvmux name=m streamable=true ! \
-         rtmpclientsink name=sink location={url} reconnect-delay=1500 max-hold-time={max_hold_ms} \
+         rtmpclientsink name=sink location={url} reconnect-delay=2500 max-hold-time={max_hold_ms} \
          audiotestsrc is-live=true num-buffers=469 samplesperbuffer=1024 ! audio/x-raw,rate=48000,channels=1 ! \
          voaacenc ! aacparse ! m."
     ));
@@ -162,7 +162,7 @@ fn sink_drops_with_a_warning_when_the_outage_exceeds_the_bound() {
     let dropped = common::stat(&stats, "drops");
     println!("frames held {held}, resent {resent}, dropped {dropped}; warnings {warnings:#?}");
     assert_eq!(common::stat(&stats, "reconnects"), 1);
-    assert!(dropped > 0, "a 1.5 s outage does not fit 300 ms");
+    assert!(dropped > 0, "a 2.5 s outage does not fit 300 ms");
     assert!(
         warnings.iter().any(|w| w.contains("dropped")),
         "drops come with a warning: {warnings:?}"
