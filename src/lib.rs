@@ -6,6 +6,8 @@
 
 pub use rsrtmp_engine as rtmp;
 
+pub mod net;
+
 use gst::glib;
 
 fn plugin_init(_plugin: &gst::Plugin) -> Result<(), glib::BoolError> {

@@ -1,0 +1,5 @@
+//! I/O drivers: the shared tokio runtime and the tasks that move bytes between sockets and the
+//! engine's sans-IO sessions. Element streaming threads never run protocol code; they talk to
+//! these tasks over channels.
+
+pub mod runtime;
