@@ -44,15 +44,26 @@ impl ChildGuard {
     /// Waits for the process to exit within `timeout`; returns its exit status, or panics
     /// (after killing it) when it does not finish in time.
     pub fn wait_timeout(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        match self.try_wait_timeout(timeout) {
+            Some(status) => status,
+            None => {
+                let stderr = self.stderr_text();
+                panic!("{} did not finish within {timeout:?}; stderr: {stderr}", self.name)
+            }
+        }
+    }
+
+    /// Like `wait_timeout`, but returns None (after killing the process) on timeout.
+    pub fn try_wait_timeout(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
+                return Some(status);
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
-                panic!("{} did not finish within {timeout:?}", self.name);
+                return None;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -136,6 +147,8 @@ fn media_dir() -> PathBuf {
 /// see half a file).
 pub fn test_media(seconds: u32) -> PathBuf {
     require("ffmpeg", "ffmpeg");
+    static MAKING: Mutex<()> = Mutex::new(());
+    let _making = MAKING.lock().unwrap_or_else(|e| e.into_inner());
     let path = media_dir().join(format!("h264-aac-{seconds}s.flv"));
     if path.exists() {
         return path;
