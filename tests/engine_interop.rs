@@ -69,42 +69,26 @@ fn pump_client(session: &mut ClientSession, sock: &mut TcpStream, start: Instant
     }
 }
 
-fn wait_for_log(nginx: &Nginx, needle: &str, timeout: Duration) {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if nginx.error_log().contains(needle) {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("nginx never logged {needle:?}:\n{}", nginx.error_log());
-}
-
 #[test]
 fn engine_client_publishes_to_nginx_and_ffmpeg_receives_every_frame() {
     let media = test_media(3);
     let expected = ffprobe_counts(&media);
-    assert!(expected.0 >= 80 && expected.1 >= 100, "test media too short: {expected:?}");
+    assert!(
+        expected.0 >= 80 && expected.1 >= 100,
+        "test media too short: {expected:?}"
+    );
     let tags = read_tags(&media);
 
     let nginx = Nginx::start();
     let dir = TempDir::new("engine-client");
     let out = dir.path().join("out.flv");
     let url = format!("rtmp://127.0.0.1:{}/live/s", nginx.port);
-    let mut player = ChildGuard::spawn(
-        "ffmpeg player",
-        Command::new("ffmpeg")
-            .args(["-nostdin", "-loglevel", "error", "-i", &url, "-c", "copy", "-f", "flv"])
-            .arg(&out)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped()),
-    );
-    wait_for_log(&nginx, "play: name='s'", Duration::from_secs(10));
 
     let start = Instant::now();
     let mut sock = TcpStream::connect(("127.0.0.1", nginx.port)).unwrap();
     sock.set_nodelay(true).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(10))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(10)))
+        .unwrap();
     let tc_url = format!("rtmp://127.0.0.1:{}/live", nginx.port);
     let config = ClientConfig::new("live", tc_url, ClientRole::Publish);
     let mut session = ClientSession::new(config, 0, &mut rand::rng());
@@ -126,6 +110,41 @@ fn engine_client_publishes_to_nginx_and_ffmpeg_receives_every_frame() {
         }
     }
 
+    // nginx (idle_streams off) only lets a player in once the stream is published, and ends
+    // the player when the publisher leaves: start the player now, before any media.
+    let mut player = ChildGuard::spawn(
+        "ffmpeg player",
+        Command::new("ffmpeg")
+            .args([
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-i",
+                &url,
+                "-c",
+                "copy",
+                "-f",
+                "flv",
+            ])
+            .arg(&out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !nginx.error_log().contains("play: name='s'") {
+        assert!(
+            Instant::now() < deadline,
+            "the ffmpeg player never reached nginx"
+        );
+        flush_client(&mut session, &mut sock);
+        assert!(pump_client(&mut session, &mut sock, start), "nginx closed");
+        while let Some(ev) = session.poll_event() {
+            if let ClientEvent::Closed(reason) = ev {
+                panic!("session closed: {reason}");
+            }
+        }
+    }
+
     // Send the file at 4x real time so nginx's per-player queue never overflows.
     let pace_start = Instant::now();
     for tag in &tags {
@@ -139,7 +158,9 @@ fn engine_client_publishes_to_nginx_and_ffmpeg_receives_every_frame() {
         if let Some(wait) = due.checked_sub(pace_start.elapsed()) {
             std::thread::sleep(wait);
         }
-        session.send_media(kind, tag.timestamp, tag.data.clone()).unwrap();
+        session
+            .send_media(kind, tag.timestamp, tag.data.clone())
+            .unwrap();
         flush_client(&mut session, &mut sock);
         // Keep reading so acknowledgements and pings are answered.
         sock.set_nonblocking(true).unwrap();
@@ -176,8 +197,12 @@ struct Route {
 fn is_header(msg: &Message) -> bool {
     match msg.type_id {
         msg_type::DATA_AMF0 => true,
-        msg_type::VIDEO => msg.payload.len() >= 2 && msg.payload[0] & 0x0f == 7 && msg.payload[1] == 0,
-        msg_type::AUDIO => msg.payload.len() >= 2 && msg.payload[0] >> 4 == 10 && msg.payload[1] == 0,
+        msg_type::VIDEO => {
+            msg.payload.len() >= 2 && msg.payload[0] & 0x0f == 7 && msg.payload[1] == 0
+        }
+        msg_type::AUDIO => {
+            msg.payload.len() >= 2 && msg.payload[0] >> 4 == 10 && msg.payload[1] == 0
+        }
         _ => false,
     }
 }
@@ -186,7 +211,8 @@ fn is_header(msg: &Message) -> bool {
 fn serve_connection(mut sock: TcpStream, route: Arc<Mutex<Route>>) {
     let start = Instant::now();
     sock.set_nodelay(true).unwrap();
-    sock.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+    sock.set_read_timeout(Some(Duration::from_millis(5)))
+        .unwrap();
     let mut session = ServerSession::new(ServerConfig::default(), 0, &mut rand::rng());
     let mut player: Option<(u32, mpsc::Receiver<Option<Message>>)> = None;
     let mut buf = vec![0u8; 65536];
@@ -205,10 +231,14 @@ fn serve_connection(mut sock: TcpStream, route: Arc<Mutex<Route>>) {
                     if app == "live" {
                         session.accept_connect().unwrap();
                     } else {
-                        session.reject_connect(&format!("unknown application {app:?}")).unwrap();
+                        session
+                            .reject_connect(&format!("unknown application {app:?}"))
+                            .unwrap();
                     }
                 }
-                ServerEvent::PublishRequest { stream_id, name, .. } => {
+                ServerEvent::PublishRequest {
+                    stream_id, name, ..
+                } => {
                     let mut r = route.lock().unwrap();
                     if name == "s" && !r.publishing {
                         r.publishing = true;
@@ -299,7 +329,17 @@ fn engine_server_accepts_ffmpeg_publisher_and_serves_rtmpdump_and_ffmpeg() {
     let mut ffplayer = ChildGuard::spawn(
         "ffmpeg player",
         Command::new("ffmpeg")
-            .args(["-nostdin", "-loglevel", "error", "-i", &url, "-c", "copy", "-f", "flv"])
+            .args([
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-i",
+                &url,
+                "-c",
+                "copy",
+                "-f",
+                "flv",
+            ])
             .arg(&ff_out)
             .stdout(Stdio::null())
             .stderr(Stdio::piped()),
@@ -320,16 +360,27 @@ fn engine_server_accepts_ffmpeg_publisher_and_serves_rtmpdump_and_ffmpeg() {
             .stderr(Stdio::piped()),
     );
     let status = publisher.wait_timeout(Duration::from_secs(20));
-    assert!(status.success(), "ffmpeg publisher failed: {}", publisher.stderr_text());
+    assert!(
+        status.success(),
+        "ffmpeg publisher failed: {}",
+        publisher.stderr_text()
+    );
 
     dump.wait_timeout(Duration::from_secs(20));
     let status = ffplayer.wait_timeout(Duration::from_secs(20));
-    assert!(status.success(), "ffmpeg player failed: {}", ffplayer.stderr_text());
+    assert!(
+        status.success(),
+        "ffmpeg player failed: {}",
+        ffplayer.stderr_text()
+    );
     let mut results = HashMap::new();
     results.insert("rtmpdump", ffprobe_counts(&dump_out));
     results.insert("ffmpeg", ffprobe_counts(&ff_out));
     for (player, got) in results {
-        assert_eq!(got, expected, "{player}: frames (video, audio) received vs published");
+        assert_eq!(
+            got, expected,
+            "{player}: frames (video, audio) received vs published"
+        );
     }
     let _ = Bytes::new();
 }

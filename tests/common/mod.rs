@@ -48,7 +48,10 @@ impl ChildGuard {
             Some(status) => status,
             None => {
                 let stderr = self.stderr_text();
-                panic!("{} did not finish within {timeout:?}; stderr: {stderr}", self.name)
+                panic!(
+                    "{} did not finish within {timeout:?}; stderr: {stderr}",
+                    self.name
+                )
             }
         }
     }
@@ -153,13 +156,18 @@ pub fn test_media(seconds: u32) -> PathBuf {
     if path.exists() {
         return path;
     }
-    let tmp = media_dir().join(format!("h264-aac-{seconds}s.{}.tmp.flv", std::process::id()));
+    let tmp = media_dir().join(format!(
+        "h264-aac-{seconds}s.{}.tmp.flv",
+        std::process::id()
+    ));
     let status = Command::new("ffmpeg")
         .args(["-nostdin", "-loglevel", "error", "-y"])
         .args(["-f", "lavfi", "-i"])
         .arg(format!("testsrc2=size=320x240:rate=30:duration={seconds}"))
         .args(["-f", "lavfi", "-i"])
-        .arg(format!("sine=frequency=440:sample_rate=48000:duration={seconds}"))
+        .arg(format!(
+            "sine=frequency=440:sample_rate=48000:duration={seconds}"
+        ))
         .args([
             "-c:v", "libx264", "-preset", "veryfast", "-g", "30", "-pix_fmt", "yuv420p", "-b:v",
             "500k", "-c:a", "aac", "-b:a", "96k", "-f", "flv",
@@ -183,7 +191,13 @@ pub fn ffprobe_counts(path: &Path) -> (u64, u64) {
             .output()
             .expect("run ffprobe");
         let text = String::from_utf8_lossy(&out.stdout);
-        text.trim().lines().next().unwrap_or("0").trim().parse().unwrap_or(0)
+        text.trim()
+            .lines()
+            .next()
+            .unwrap_or("0")
+            .trim()
+            .parse()
+            .unwrap_or(0)
     };
     (count("v"), count("a"))
 }
@@ -215,7 +229,7 @@ impl Nginx {
              pid {d}/nginx.pid; error_log {d}/error.log info;\n\
              events {{ worker_connections 1024; }}\n\
              rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096;\n\
-               application live {{ live on; record off; }} }} }}\n"
+               application live {{ live on; record off; idle_streams off; }} }} }}\n"
         );
         std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
         let guard = ChildGuard::spawn(
