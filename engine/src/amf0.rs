@@ -59,7 +59,10 @@ pub enum Value {
     EcmaArray(Vec<(String, Value)>),
     StrictArray(Vec<Value>),
     /// Milliseconds since the Unix epoch, and the reserved time-zone field.
-    Date { millis: f64, time_zone: i16 },
+    Date {
+        millis: f64,
+        time_zone: i16,
+    },
     XmlDocument(String),
     TypedObject {
         class_name: String,
@@ -648,4 +651,478 @@ pub fn encode_command_payload(type_id: u8, values: &[Value]) -> Bytes {
         encode(v, &mut out);
     }
     out.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn enc(v: &Value) -> Vec<u8> {
+        encode_all(std::slice::from_ref(v)).to_vec()
+    }
+
+    fn decode_one(bytes: &[u8]) -> Result<Value> {
+        let mut d = Decoder::new(bytes);
+        let v = d.decode()?;
+        assert!(
+            d.is_empty(),
+            "{} bytes left over",
+            bytes.len() - d.position()
+        );
+        Ok(v)
+    }
+
+    #[test]
+    fn golden_vectors() {
+        let connect = b"\x02\x00\x07connect";
+        assert_eq!(enc(&"connect".into()), connect);
+        assert_eq!(decode_one(connect), Ok("connect".into()));
+        let one = [0x00, 0x3F, 0xF0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(enc(&1.0.into()), one);
+        assert_eq!(decode_one(&one), Ok(Value::Number(1.0)));
+        let window = [0x00, 0x41, 0x43, 0x12, 0xD0, 0, 0, 0, 0];
+        assert_eq!(enc(&2_500_000.0.into()), window);
+        assert_eq!(decode_one(&window), Ok(Value::Number(2_500_000.0)));
+    }
+
+    /// The `connect` command FFmpeg sends to play, built byte by byte (not with the encoder).
+    fn connect_bytes() -> Vec<u8> {
+        fn name(out: &mut Vec<u8>, s: &str) {
+            out.extend_from_slice(&(s.len() as u16).to_be_bytes());
+            out.extend_from_slice(s.as_bytes());
+        }
+        fn string(out: &mut Vec<u8>, k: &str, s: &str) {
+            name(out, k);
+            out.push(0x02);
+            name(out, s);
+        }
+        fn number(out: &mut Vec<u8>, k: &str, n: f64) {
+            name(out, k);
+            out.push(0x00);
+            out.extend_from_slice(&n.to_be_bytes());
+        }
+        let mut b = b"\x02\x00\x07connect\x00\x3F\xF0\0\0\0\0\0\0\x03".to_vec();
+        string(&mut b, "app", "live");
+        string(&mut b, "flashVer", "LNX 9,0,124,2");
+        string(&mut b, "tcUrl", "rtmp://localhost:1935/live");
+        name(&mut b, "fpad");
+        b.extend_from_slice(&[0x01, 0x00]);
+        number(&mut b, "capabilities", 15.0);
+        number(&mut b, "audioCodecs", 4071.0);
+        number(&mut b, "videoCodecs", 252.0);
+        number(&mut b, "videoFunction", 1.0);
+        number(&mut b, "objectEncoding", 0.0);
+        b.extend_from_slice(&[0x00, 0x00, 0x09]);
+        b
+    }
+
+    fn connect_values() -> Vec<Value> {
+        vec![
+            "connect".into(),
+            1.0.into(),
+            Value::object([
+                ("app", "live".into()),
+                ("flashVer", "LNX 9,0,124,2".into()),
+                ("tcUrl", "rtmp://localhost:1935/live".into()),
+                ("fpad", false.into()),
+                ("capabilities", 15.0.into()),
+                ("audioCodecs", 4071.0.into()),
+                ("videoCodecs", 252.0.into()),
+                ("videoFunction", 1.0.into()),
+                ("objectEncoding", 0.0.into()),
+            ]),
+        ]
+    }
+
+    #[test]
+    fn connect_command_round_trips_byte_exact() {
+        let bytes = connect_bytes();
+        let values = decode_command_payload(20, &bytes).unwrap();
+        assert_eq!(values, connect_values());
+        assert_eq!(encode_command_payload(20, &values), bytes);
+        let obj = &values[2];
+        assert_eq!(obj.get("app").and_then(Value::as_str), Some("live"));
+        assert_eq!(obj.get("audioCodecs").and_then(Value::as_f64), Some(4071.0));
+        assert_eq!(obj.get("fpad").and_then(Value::as_bool), Some(false));
+        assert_eq!(obj.get("missing"), None);
+    }
+
+    #[test]
+    fn amf3_container_messages() {
+        // Type 17: format byte, then AMF0 values, one of them switched to AMF3.
+        let mut body = vec![0x00];
+        body.extend_from_slice(b"\x02\x00\x07connect");
+        body.extend_from_slice(&[0x11, 0x04, 0x01]); // AMF3 integer 1
+        body.push(0x05); // back in AMF0: null
+        let values = decode_command_payload(17, &body).unwrap();
+        assert_eq!(
+            values,
+            [
+                "connect".into(),
+                Value::Amf3(amf3::Value::Integer(1)),
+                Value::Null
+            ]
+        );
+        assert_eq!(values[1].as_f64(), Some(1.0));
+        assert_eq!(encode_command_payload(17, &values), body);
+        assert_eq!(decode_command_payload(15, &body), Ok(values.clone()));
+        assert_eq!(decode_command_payload(16, &body), Ok(values));
+
+        assert_eq!(
+            decode_command_payload(17, &[]),
+            Err(Amf0Error::MissingFormatByte { type_id: 17 })
+        );
+        assert_eq!(
+            decode_command_payload(15, &[0x03, 0x05]),
+            Err(Amf0Error::BadFormatByte {
+                type_id: 15,
+                byte: 3
+            })
+        );
+        assert_eq!(
+            decode_command_payload(9, &[0x05]),
+            Err(Amf0Error::NotAmfMessage { type_id: 9 })
+        );
+        // Error offsets count the format byte.
+        assert_eq!(
+            decode_command_payload(17, &[0x00, 0x05, 0x12]),
+            Err(Amf0Error::UnknownMarker {
+                offset: 2,
+                marker: 0x12
+            })
+        );
+        assert_eq!(
+            encode_command_payload(18, &[Value::Null]),
+            [0x05].as_slice()
+        );
+    }
+
+    #[test]
+    fn every_marker() {
+        assert_eq!(decode_one(&[0x01, 0x00]), Ok(false.into()));
+        assert_eq!(decode_one(&[0x01, 0x7F]), Ok(true.into()));
+        assert_eq!(enc(&true.into()), [0x01, 0x01]);
+        assert_eq!(decode_one(&[0x05]), Ok(Value::Null));
+        assert_eq!(decode_one(&[0x06]), Ok(Value::Undefined));
+        assert_eq!(decode_one(&[0x0D]), Ok(Value::Undefined));
+        assert_eq!(
+            decode_one(&[0x0C, 0, 0, 0, 2, b'h', b'i']),
+            Ok("hi".into()),
+            "long string decodes to String"
+        );
+        let xml = [0x0F, 0, 0, 0, 3, b'<', b'a', b'>'];
+        assert_eq!(decode_one(&xml), Ok(Value::XmlDocument("<a>".into())));
+        assert_eq!(enc(&Value::XmlDocument("<a>".into())), xml);
+
+        let mut date = vec![0x0B];
+        date.extend_from_slice(&1.5e12f64.to_be_bytes());
+        date.extend_from_slice(&[0xFF, 0xC4]);
+        let d = Value::Date {
+            millis: 1.5e12,
+            time_zone: -60,
+        };
+        assert_eq!(decode_one(&date), Ok(d.clone()));
+        assert_eq!(enc(&d), date);
+
+        let typed = b"\x10\x00\x01C\x00\x01x\x05\x00\x00\x09";
+        let t = Value::typed_object("C", [("x", Value::Null)]);
+        assert_eq!(decode_one(typed), Ok(t.clone()));
+        assert_eq!(enc(&t), typed);
+        assert_eq!(t.get("x"), Some(&Value::Null));
+
+        // The ECMA count is ignored on input and correct on output.
+        let ecma = b"\x08\x00\x00\x00\x07\x00\x01k\x05\x00\x00\x09";
+        let e = Value::ecma_array([("k", Value::Null)]);
+        assert_eq!(decode_one(ecma), Ok(e.clone()));
+        assert_eq!(enc(&e), b"\x08\x00\x00\x00\x01\x00\x01k\x05\x00\x00\x09");
+
+        let strict = [0x0A, 0, 0, 0, 2, 0x05, 0x06];
+        let s = Value::strict_array([Value::Null, Value::Undefined]);
+        assert_eq!(decode_one(&strict), Ok(s.clone()));
+        assert_eq!(enc(&s), strict);
+
+        // An empty property name that is not followed by 0x09 is a property.
+        let odd = b"\x03\x00\x00\x05\x00\x00\x09";
+        assert_eq!(decode_one(odd), Ok(Value::object([("", Value::Null)])));
+        assert_eq!(enc(&Value::object([("", Value::Null)])), odd);
+    }
+
+    #[test]
+    fn reserved_and_stray_markers_are_errors() {
+        for (m, name) in [(0x04, "movieclip"), (0x0E, "recordset")] {
+            let err = decode_all(&[0x05, m]).unwrap_err();
+            assert_eq!(
+                err,
+                Amf0Error::Unsupported {
+                    offset: 1,
+                    marker: m,
+                    name
+                }
+            );
+            assert!(err.to_string().contains(name), "{err}");
+        }
+        assert_eq!(
+            decode_all(&[0x09]),
+            Err(Amf0Error::StrayObjectEnd { offset: 0 })
+        );
+        let err = decode_all(&[0x05, 0x12]).unwrap_err();
+        assert_eq!(
+            err,
+            Amf0Error::UnknownMarker {
+                offset: 1,
+                marker: 0x12
+            }
+        );
+        assert!(err.to_string().contains("0x12"), "{err}");
+    }
+
+    #[test]
+    fn references_are_checked_against_complex_values_seen() {
+        // [ {}, <ref 0>, <ref 1> ]: the strict array is complex value 0, the object 1.
+        let ok = [0x0A, 0, 0, 0, 3, 0x03, 0, 0, 9, 0x07, 0, 0, 0x07, 0, 1];
+        let v = decode_one(&ok).unwrap();
+        assert_eq!(
+            v,
+            Value::strict_array([
+                Value::Object(vec![]),
+                Value::Reference(0),
+                Value::Reference(1)
+            ])
+        );
+        assert_eq!(enc(&v), ok);
+        let bad = [0x0A, 0, 0, 0, 2, 0x03, 0, 0, 9, 0x07, 0, 2];
+        assert_eq!(
+            decode_one(&bad),
+            Err(Amf0Error::BadReference {
+                offset: 9,
+                index: 2,
+                known: 2
+            })
+        );
+        assert_eq!(
+            decode_all(&[0x07, 0xFF, 0xFF]),
+            Err(Amf0Error::BadReference {
+                offset: 0,
+                index: 0xFFFF,
+                known: 0
+            })
+        );
+    }
+
+    #[test]
+    fn avmplus_switch_is_not_sticky() {
+        // 0x11 + AMF3 string "ab", then an AMF0 number: 0x00 must not be AMF3 undefined.
+        let mut bytes = vec![0x11, 0x06, 0x05, b'a', b'b'];
+        bytes.extend_from_slice(&[0x00, 0x3F, 0xF0, 0, 0, 0, 0, 0, 0]);
+        // A second AMF3 value gets a fresh context: "ab" again is a literal, not ref 0.
+        bytes.extend_from_slice(&[0x11, 0x06, 0x05, b'a', b'b']);
+        let values = vec![
+            Value::Amf3("ab".into()),
+            1.0.into(),
+            Value::Amf3("ab".into()),
+        ];
+        assert_eq!(decode_all(&bytes), Ok(values.clone()));
+        assert_eq!(encode_all(&values), bytes);
+        assert_eq!(values[0].as_str(), Some("ab"));
+        // AMF3 errors surface as they are, with offsets into the AMF0 buffer.
+        assert_eq!(
+            decode_all(&[0x05, 0x11, 0x06, 0x02]),
+            Err(Amf0Error::Amf3(Amf3Error::BadStringRef {
+                offset: 3,
+                index: 1,
+                known: 0
+            }))
+        );
+    }
+
+    #[test]
+    fn long_strings_switch_marker_at_65536_bytes() {
+        let short = "x".repeat(65_535);
+        let bytes = enc(&short.clone().into());
+        assert_eq!(bytes[..3], [0x02, 0xFF, 0xFF]);
+        assert_eq!(decode_one(&bytes), Ok(short.into()));
+        let long = "x".repeat(65_536);
+        let bytes = enc(&long.clone().into());
+        assert_eq!(bytes[..5], [0x0C, 0x00, 0x01, 0x00, 0x00]);
+        assert_eq!(decode_one(&bytes), Ok(long.into()));
+    }
+
+    #[test]
+    fn invalid_utf8_is_replaced() {
+        assert_eq!(
+            decode_one(&[0x02, 0x00, 0x03, b'a', 0xC3, 0x28]),
+            Ok("a\u{FFFD}(".into())
+        );
+        assert_eq!(
+            decode_one(b"\x03\x00\x01\xFF\x05\x00\x00\x09"),
+            Ok(Value::object([("\u{FFFD}", Value::Null)]))
+        );
+    }
+
+    #[test]
+    fn megabyte_of_nesting_hits_the_depth_limit() {
+        let cases: [&[u8]; 4] = [
+            b"\x03\x00\x01a",
+            b"\x0A\x00\x00\x00\x01",
+            b"\x08\x00\x00\x00\x01\x00\x01a",
+            b"\x11\x09\x03\x01",
+        ];
+        for p in cases {
+            let bytes = p.repeat((1 << 20) / p.len());
+            let err = decode_all(&bytes).unwrap_err();
+            let limit = match err {
+                Amf0Error::TooDeep { limit, .. }
+                | Amf0Error::Amf3(Amf3Error::TooDeep { limit, .. }) => limit,
+                _ => panic!("{p:02x?}: {err}"),
+            };
+            assert!(limit <= 64, "{p:02x?}: {err}");
+            let limits = Limits {
+                max_depth: usize::MAX,
+                max_values: usize::MAX,
+            };
+            let err = Decoder::with_limits(&bytes, limits).decode().unwrap_err();
+            assert!(err.to_string().contains("deeper than"), "{p:02x?}: {err}");
+        }
+        // A megabyte of bare object markers: each is an object whose first key is 771 bytes
+        // long, whose value is the next object.
+        assert!(matches!(
+            decode_all(&[0x03; 1 << 20]),
+            Err(Amf0Error::TooDeep { limit: 64, .. })
+        ));
+    }
+
+    #[test]
+    fn huge_declared_lengths_in_short_input() {
+        assert_eq!(
+            decode_all(&[0x0A, 0xFF, 0xFF, 0xFF, 0xFF, 0x05]),
+            Err(Amf0Error::Truncated {
+                offset: 6,
+                what: "value marker",
+                needed: 1,
+                remaining: 0
+            })
+        );
+        let err = decode_all(&[0x0C, 0xFF, 0xFF, 0xFF, 0xFF, b'a']).unwrap_err();
+        assert_eq!(
+            err,
+            Amf0Error::Truncated {
+                offset: 5,
+                what: "long string",
+                needed: 0xFFFF_FFFF,
+                remaining: 1
+            }
+        );
+        assert!(err.to_string().contains("4294967295"), "{err}");
+        assert!(matches!(
+            decode_all(&[0x0F, 0xFF, 0xFF, 0xFF, 0xFF]),
+            Err(Amf0Error::Truncated {
+                needed: 0xFFFF_FFFF,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn too_many_values() {
+        let v = Value::strict_array(vec![Value::Null; 9]);
+        let bytes = enc(&v);
+        let limits = Limits {
+            max_depth: 4,
+            max_values: 9,
+        };
+        assert_eq!(
+            Decoder::with_limits(&bytes, limits).decode(),
+            Err(Amf0Error::TooManyValues {
+                offset: bytes.len() - 1,
+                limit: 9
+            })
+        );
+        let limits = Limits {
+            max_values: 10,
+            ..limits
+        };
+        assert_eq!(Decoder::with_limits(&bytes, limits).decode(), Ok(v));
+        // The AMF3 part draws on the same budget.
+        let bytes = [0x0A, 0, 0, 0, 1, 0x11, 0x09, 0x05, 0x01, 0x01, 0x01];
+        let limits = Limits {
+            max_depth: 4,
+            max_values: 3,
+        };
+        assert!(matches!(
+            Decoder::with_limits(&bytes, limits).decode(),
+            Err(Amf0Error::Amf3(Amf3Error::TooManyValues { limit: 2, .. }))
+        ));
+        let limits = Limits {
+            max_values: 4,
+            ..limits
+        };
+        assert!(Decoder::with_limits(&bytes, limits).decode().is_ok());
+    }
+
+    #[test]
+    fn truncation_at_every_byte_is_an_error() {
+        let mut bytes = connect_bytes();
+        bytes.extend_from_slice(&[0x11, 0x09, 0x03, 0x03, b'k', 0x04, 0x07, 0x01, 0x06, 0x00]);
+        let full = Value::StrictArray(decode_all(&bytes).unwrap());
+        let one = enc(&full);
+        assert_eq!(decode_one(&one), Ok(full));
+        for n in 0..one.len() {
+            let r = Decoder::new(&one[..n]).decode();
+            assert!(
+                matches!(
+                    r,
+                    Err(Amf0Error::Truncated { .. } | Amf0Error::Amf3(Amf3Error::Truncated { .. }))
+                ),
+                "prefix {n}: {r:?}"
+            );
+        }
+    }
+
+    fn arb_value() -> impl Strategy<Value = Value> {
+        let double = || any::<f64>().prop_filter("NaN never equals itself", |d| !d.is_nan());
+        let leaf = prop_oneof![
+            double().prop_map(Value::Number),
+            any::<bool>().prop_map(Value::Boolean),
+            "\\PC{0,8}".prop_map(Value::String),
+            Just(Value::Null),
+            Just(Value::Undefined),
+            (double(), any::<i16>())
+                .prop_map(|(millis, time_zone)| Value::Date { millis, time_zone }),
+            "\\PC{0,8}".prop_map(Value::XmlDocument),
+            amf3::tests::arb_value().prop_map(Value::Amf3),
+        ];
+        leaf.prop_recursive(4, 48, 5, |inner| {
+            let props = move |inner| prop::collection::vec(("\\PC{0,4}", inner), 0..4);
+            prop_oneof![
+                props(inner.clone()).prop_map(Value::Object),
+                props(inner.clone()).prop_map(Value::EcmaArray),
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::StrictArray),
+                ("\\PC{0,4}", props(inner)).prop_map(|(class_name, properties)| {
+                    Value::TypedObject {
+                        class_name,
+                        properties,
+                    }
+                }),
+            ]
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn round_trip(values in prop::collection::vec(arb_value(), 0..4)) {
+            let bytes = encode_all(&values);
+            let back = decode_all(&bytes).unwrap();
+            prop_assert_eq!(&back, &values);
+            prop_assert_eq!(encode_all(&back), bytes);
+            let body = encode_command_payload(17, &values);
+            prop_assert_eq!(decode_command_payload(17, &body).unwrap(), values);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..64)) {
+            let _ = decode_command_payload(17, &bytes);
+            let _ = decode_all(&bytes);
+        }
+    }
 }

@@ -86,15 +86,27 @@ pub enum Value {
     Object(Box<Object>),
     Xml(String),
     ByteArray(Vec<u8>),
-    VectorInt { fixed: bool, items: Vec<i32> },
-    VectorUint { fixed: bool, items: Vec<u32> },
-    VectorDouble { fixed: bool, items: Vec<f64> },
+    VectorInt {
+        fixed: bool,
+        items: Vec<i32>,
+    },
+    VectorUint {
+        fixed: bool,
+        items: Vec<u32>,
+    },
+    VectorDouble {
+        fixed: bool,
+        items: Vec<f64>,
+    },
     VectorObject {
         fixed: bool,
         type_name: String,
         items: Vec<Value>,
     },
-    Dictionary { weak_keys: bool, entries: Vec<(Value, Value)> },
+    Dictionary {
+        weak_keys: bool,
+        entries: Vec<(Value, Value)>,
+    },
 }
 
 /// An AMF3 object: traits plus values.
@@ -864,7 +876,7 @@ fn nth(v: &Value, i: usize) -> Option<&Value> {
         Value::VectorObject { items, .. } => items.get(i),
         Value::Dictionary { entries, .. } => entries
             .get(i / 2)
-            .map(|(k, v)| if i % 2 == 0 { k } else { v }),
+            .map(|(k, v)| if i.is_multiple_of(2) { k } else { v }),
         _ => None,
     }
 }
@@ -888,7 +900,7 @@ fn nth_mut(v: &mut Value, i: usize) -> Option<&mut Value> {
         Value::VectorObject { items, .. } => items.get_mut(i),
         Value::Dictionary { entries, .. } => entries
             .get_mut(i / 2)
-            .map(|(k, v)| if i % 2 == 0 { k } else { v }),
+            .map(|(k, v)| if i.is_multiple_of(2) { k } else { v }),
         _ => None,
     }
 }
@@ -978,7 +990,11 @@ struct TraitsKey {
 /// traits entry written once is referred to by index afterwards, so the bytes must be
 /// decoded by one [`Decoder`] in the same order.
 ///
-/// Lengths and counts beyond what the format can express (2^28 - 1) are truncated.
+/// Some values have no exact encoding, and are written as close as the format allows:
+/// lengths and counts beyond 2^28 - 1 are truncated; integers outside the 29-bit range become
+/// doubles; dynamic members with an empty name (which would end the member list), and all
+/// dynamic members of an object whose `dynamic` flag is false, are left out; so are empty keys
+/// in an array's associative part.
 #[derive(Debug, Default)]
 pub struct Encoder {
     strings: HashMap<String, usize>,
@@ -1243,7 +1259,7 @@ pub fn encode_to_bytes(v: &Value) -> Bytes {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 

@@ -44,15 +44,29 @@ impl ChildGuard {
     /// Waits for the process to exit within `timeout`; returns its exit status, or panics
     /// (after killing it) when it does not finish in time.
     pub fn wait_timeout(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        match self.try_wait_timeout(timeout) {
+            Some(status) => status,
+            None => {
+                let stderr = self.stderr_text();
+                panic!(
+                    "{} did not finish within {timeout:?}; stderr: {stderr}",
+                    self.name
+                )
+            }
+        }
+    }
+
+    /// Like `wait_timeout`, but returns None (after killing the process) on timeout.
+    pub fn try_wait_timeout(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
+                return Some(status);
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
-                panic!("{} did not finish within {timeout:?}", self.name);
+                return None;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -136,17 +150,24 @@ fn media_dir() -> PathBuf {
 /// see half a file).
 pub fn test_media(seconds: u32) -> PathBuf {
     require("ffmpeg", "ffmpeg");
+    static MAKING: Mutex<()> = Mutex::new(());
+    let _making = MAKING.lock().unwrap_or_else(|e| e.into_inner());
     let path = media_dir().join(format!("h264-aac-{seconds}s.flv"));
     if path.exists() {
         return path;
     }
-    let tmp = media_dir().join(format!("h264-aac-{seconds}s.{}.tmp.flv", std::process::id()));
+    let tmp = media_dir().join(format!(
+        "h264-aac-{seconds}s.{}.tmp.flv",
+        std::process::id()
+    ));
     let status = Command::new("ffmpeg")
         .args(["-nostdin", "-loglevel", "error", "-y"])
         .args(["-f", "lavfi", "-i"])
         .arg(format!("testsrc2=size=320x240:rate=30:duration={seconds}"))
         .args(["-f", "lavfi", "-i"])
-        .arg(format!("sine=frequency=440:sample_rate=48000:duration={seconds}"))
+        .arg(format!(
+            "sine=frequency=440:sample_rate=48000:duration={seconds}"
+        ))
         .args([
             "-c:v", "libx264", "-preset", "veryfast", "-g", "30", "-pix_fmt", "yuv420p", "-b:v",
             "500k", "-c:a", "aac", "-b:a", "96k", "-f", "flv",
@@ -170,7 +191,13 @@ pub fn ffprobe_counts(path: &Path) -> (u64, u64) {
             .output()
             .expect("run ffprobe");
         let text = String::from_utf8_lossy(&out.stdout);
-        text.trim().lines().next().unwrap_or("0").trim().parse().unwrap_or(0)
+        text.trim()
+            .lines()
+            .next()
+            .unwrap_or("0")
+            .trim()
+            .parse()
+            .unwrap_or(0)
     };
     (count("v"), count("a"))
 }
@@ -202,7 +229,7 @@ impl Nginx {
              pid {d}/nginx.pid; error_log {d}/error.log info;\n\
              events {{ worker_connections 1024; }}\n\
              rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096;\n\
-               application live {{ live on; record off; }} }} }}\n"
+               application live {{ live on; record off; idle_streams off; }} }} }}\n"
         );
         std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
         let guard = ChildGuard::spawn(
