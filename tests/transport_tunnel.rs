@@ -221,6 +221,33 @@ async fn megabytes_flow_both_ways_byte_exact() {
     assert_eq!(server.session_count(), 1);
 }
 
+/// An echo answers everything it gets: the server must not let unsent answers pile up until
+/// the echo (blocked writing) stops reading the next upload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_echo_never_stalls() {
+    let (addr, _server, accepted) = start_server(TunnelServerConfig::default()).await;
+    spawn_echo(accepted);
+    let stream = client::connect(
+        "127.0.0.1",
+        addr.port(),
+        None,
+        &TunnelClientOptions::default(),
+    )
+    .await
+    .unwrap();
+    let data = pattern(4 * 1024 * 1024, 3);
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let sent = data.clone();
+    let writer = tokio::spawn(async move { wr.write_all(&sent).await.map(|_| wr) });
+    let mut back = vec![0u8; data.len()];
+    tokio::time::timeout(DEADLINE, rd.read_exact(&mut back))
+        .await
+        .expect("echo stalled")
+        .unwrap();
+    assert!(back == data, "echoed bytes differ");
+    writer.await.unwrap().unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_small_round_trips() {
     let (addr, _server, accepted) = start_server(TunnelServerConfig::default()).await;

@@ -8,7 +8,7 @@
 //!
 //! Answers are always `200` with `Content-Length` (never chunked: librtmp needs both) and
 //! `Content-Type: application/x-fcs`. `send`/`idle` answers carry a polling byte and then at
-//! most `max_response` pending bytes. The polling byte follows Red5's backoff: 1 while data
+//! most `max_response` pending bytes (or as many as the request's body had, when more). The polling byte follows Red5's backoff: 1 while data
 //! flows and for the first ten empty answers, then 3, 5, 9, 0x11 and 0x21 at most; 0 says the
 //! session is over (the RTMP side closed and everything it wrote was delivered).
 //!
@@ -39,9 +39,6 @@ use tokio::time::Instant;
 
 use super::{CAT, CONTENT_TYPE, Failure, Rewind, TunnelStream, read_ready};
 
-/// Server→client bytes held per session for a client that does not poll, before the RTMP
-/// side's writes wait.
-const MAX_PENDING: usize = 1024 * 1024;
 /// Newly opened sessions waiting for the listener to take them.
 const ACCEPT_QUEUE: usize = 64;
 
@@ -407,10 +404,18 @@ impl Inner {
             gst::info!(CAT, "{peer}: POST {path}: RTMPT session {id} is closed");
             return answer(StatusCode::NOT_FOUND, "unknown RTMPT session\n");
         };
+        // An answer carries at least as many bytes as its request brought: otherwise a peer
+        // that answers all it gets (an echo, or heavy two-way traffic) would make `pending`
+        // grow with every request until both sides wait on each other.
+        let uploaded = upload.as_ref().map_or(0, Bytes::len);
+        let max = self.config.max_response.max(uploaded);
         if let Some(body) = upload.filter(|b| !b.is_empty()) {
+            // Server→client bytes held while the body goes in, before the RTMP side's
+            // writes wait: room for one full answer to this body and one ordinary one.
+            let pending_cap = body.len() + self.config.max_response;
             let delivered = tokio::time::timeout(
                 self.config.session_timeout,
-                write_draining(rd, wr, &mut io.pending, &body),
+                write_draining(rd, wr, &mut io.pending, &body, pending_cap),
             )
             .await;
             match delivered {
@@ -430,7 +435,6 @@ impl Inner {
                 }
             }
         }
-        let max = self.config.max_response;
         if let Some((rd, _)) = io.pipe.as_mut()
             && read_ready(rd, &mut io.pending, max).await.unwrap_or(true)
         {
@@ -474,6 +478,7 @@ async fn write_draining(
     wr: &mut WriteHalf<DuplexStream>,
     pending: &mut BytesMut,
     body: &[u8],
+    pending_cap: usize,
 ) -> io::Result<()> {
     let mut written = 0;
     let mut chunk = vec![0u8; 16 * 1024];
@@ -484,7 +489,7 @@ async fn write_draining(
                 0 => return Err(io::ErrorKind::WriteZero.into()),
                 n => written += n,
             },
-            r = rd.read(&mut chunk), if !reader_done && pending.len() < MAX_PENDING => match r {
+            r = rd.read(&mut chunk), if !reader_done && pending.len() < pending_cap => match r {
                 Ok(0) | Err(_) => reader_done = true,
                 Ok(n) => pending.extend_from_slice(&chunk[..n]),
             },
