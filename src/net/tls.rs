@@ -207,12 +207,15 @@ impl TlsServerConfig {
             key: self.key_file.clone(),
             reason,
         };
-        let config = rustls::ServerConfig::builder_with_provider(provider())
+        let mut config = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError::Config(e.to_string()))?
             .with_no_client_auth()
             .with_single_cert(certs, key)
             .map_err(|e| pair_error(e.to_string()))?;
+        // No TLS 1.3 session tickets: librtmp (gnutls) fails its first read when one arrives
+        // after the handshake, and RTMP clients never resume sessions anyway.
+        config.send_tls13_tickets = 0;
         Ok(TlsAcceptor {
             inner: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
         })

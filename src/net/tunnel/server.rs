@@ -175,6 +175,9 @@ impl TunnelServer {
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
             .keep_alive(true)
+            // librtmp looks for the exact text "Content-" before a case-insensitive
+            // "length:": hyper's default lower-case header names would hide the length.
+            .title_case_headers(true)
             .timer(TokioTimer::new())
             .header_read_timeout(self.inner.config.header_timeout);
         if let Err(e) = builder.serve_connection(TokioIo::new(io), service).await {
