@@ -411,7 +411,10 @@ impl Pump {
                     if body[0] == 0 {
                         server_closing = true;
                     }
-                    empty_answers = if data.is_empty() { empty_answers.saturating_add(1) } else { 0 };
+                    empty_answers = match data.is_empty() {
+                        true => empty_answers.saturating_add(1),
+                        false => 0,
+                    };
                     inbound.extend_from_slice(data);
                     idle.as_mut().reset(Instant::now() + self.backoff(empty_answers));
                 }

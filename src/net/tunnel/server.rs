@@ -6,11 +6,13 @@
 //! connection are answered in order, which is all librtmp's pipelined `send`s need. Requests
 //! of one session are served one at a time (the session's lock), so bytes keep their order.
 //!
-//! Answers are always `200` with `Content-Length` (never chunked: librtmp needs both) and
+//! Answers are always `200` with `Content-Length` (never chunked: librtmp needs both; and
+//! Title-Case header names, as librtmp looks for the exact text `Content-`) and
 //! `Content-Type: application/x-fcs`. `send`/`idle` answers carry a polling byte and then at
-//! most `max_response` pending bytes (or as many as the request's body had, when more). The polling byte follows Red5's backoff: 1 while data
-//! flows and for the first ten empty answers, then 3, 5, 9, 0x11 and 0x21 at most; 0 says the
-//! session is over (the RTMP side closed and everything it wrote was delivered).
+//! most `max_response` pending bytes, or as many as the request's body had when that is more.
+//! The polling byte follows Red5's backoff: 1 while data flows and for the first ten empty
+//! answers, then 3, 5, 9, 0x11 and 0x21 at most; 0 says the session is over (the RTMP side
+//! closed and everything it wrote was delivered).
 //!
 //! Limits: bodies above `max_body` get 413 and the connection is closed; sessions with no
 //! request for `session_timeout` expire (their stream reads fail with that reason); at most
