@@ -3,3 +3,5 @@
 //! these tasks over channels.
 
 pub mod runtime;
+pub mod tls;
+pub mod tunnel;

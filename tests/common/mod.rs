@@ -263,3 +263,15 @@ pub fn drain_stderr(guard: &mut ChildGuard) -> std::thread::JoinHandle<String> {
         all
     })
 }
+
+/// A self-signed certificate for `localhost` and 127.0.0.1 (made with rcgen), written as PEM
+/// files into `dir`. Returns (certificate file, key file).
+pub fn self_signed_cert(dir: &Path, tag: &str) -> (PathBuf, PathBuf) {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("rcgen makes a certificate");
+    let cert = dir.join(format!("{tag}-cert.pem"));
+    let key = dir.join(format!("{tag}-key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    (cert, key)
+}
