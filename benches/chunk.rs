@@ -108,6 +108,30 @@ fn bench(c: &mut Criterion) {
             })
         });
     }
+
+    // The relay path: decode a publisher's chunk stream and re-encode every message for a
+    // player, as a server does once per message.
+    for size in CHUNK_SIZES {
+        let mut encoded = BytesMut::new();
+        write_all(&msgs, size, &mut encoded);
+        let encoded = encoded.freeze();
+        let mut out = BytesMut::with_capacity(encoded.len() * 11 / 10);
+        group.bench_with_input(BenchmarkId::new("relay", size), &encoded, |b, encoded| {
+            b.iter(|| {
+                let mut r = ChunkReader::new(ChunkLimits::default());
+                let mut w = ChunkWriter::new();
+                w.set_chunk_size(size);
+                out.clear();
+                for piece in encoded.chunks(READ_SIZE) {
+                    r.feed(piece);
+                    while let Some(m) = r.read_message().expect("valid stream") {
+                        w.write_message(7, &m, &mut out);
+                    }
+                }
+                black_box(out.len())
+            })
+        });
+    }
     group.finish();
 }
 

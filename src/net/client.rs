@@ -686,7 +686,7 @@ impl Publisher {
             shared: shared.clone(),
         };
         let target = ctx.target();
-        let task = runtime::handle().spawn(async move {
+        let task = runtime::runtime().spawn(async move {
             let mut rx = rx;
             if let Err(e) = run_publisher(&ctx, &publish, &mut rx).await {
                 ctx.shared.fail(e.clone());
@@ -1008,7 +1008,7 @@ impl Player {
             shared: shared.clone(),
         };
         let target = ctx.target();
-        let task = runtime::handle().spawn(async move {
+        let task = runtime::runtime().spawn(async move {
             // On success the end of stream was already handed over.
             if let Err(e) = run_player(&ctx, &play, &tx).await {
                 ctx.shared.fail(e.clone());

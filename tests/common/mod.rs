@@ -45,15 +45,29 @@ impl ChildGuard {
     /// Waits for the process to exit within `timeout`; returns its exit status, or panics
     /// (after killing it) when it does not finish in time.
     pub fn wait_timeout(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        match self.try_wait_timeout(timeout) {
+            Some(status) => status,
+            None => {
+                let stderr = self.stderr_text();
+                panic!(
+                    "{} did not finish within {timeout:?}; stderr: {stderr}",
+                    self.name
+                )
+            }
+        }
+    }
+
+    /// Like `wait_timeout`, but returns None (after killing the process) on timeout.
+    pub fn try_wait_timeout(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return status;
+                return Some(status);
             }
             if Instant::now() > deadline {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
-                panic!("{} did not finish within {timeout:?}", self.name);
+                return None;
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -137,9 +151,8 @@ fn media_dir() -> PathBuf {
 /// see half a file).
 pub fn test_media(seconds: u32) -> PathBuf {
     require("ffmpeg", "ffmpeg");
-    // Tests of one binary run on parallel threads and would share the temporary name below.
     static MAKING: Mutex<()> = Mutex::new(());
-    let _one_at_a_time = MAKING.lock().unwrap_or_else(|e| e.into_inner());
+    let _making = MAKING.lock().unwrap_or_else(|e| e.into_inner());
     let path = media_dir().join(format!("h264-aac-{seconds}s.flv"));
     if path.exists() {
         return path;
@@ -217,7 +230,7 @@ impl Nginx {
              pid {d}/nginx.pid; error_log {d}/error.log info;\n\
              events {{ worker_connections 1024; }}\n\
              rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096;\n\
-               application live {{ live on; record off; }} }} }}\n"
+               application live {{ live on; record off; idle_streams off; }} }} }}\n"
         );
         std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
         let guard = ChildGuard::spawn(
@@ -250,6 +263,18 @@ pub fn drain_stderr(guard: &mut ChildGuard) -> std::thread::JoinHandle<String> {
         }
         all
     })
+}
+
+/// A self-signed certificate for `localhost` and 127.0.0.1 (made with rcgen), written as PEM
+/// files into `dir`. Returns (certificate file, key file).
+pub fn self_signed_cert(dir: &Path, tag: &str) -> (PathBuf, PathBuf) {
+    let made = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+        .expect("rcgen makes a certificate");
+    let cert = dir.join(format!("{tag}-cert.pem"));
+    let key = dir.join(format!("{tag}-key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+    (cert, key)
 }
 
 // ---- GStreamer helpers ----------------------------------------------------------------------
