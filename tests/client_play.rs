@@ -54,7 +54,7 @@ fn ffmpeg_publish_through_nginx_to_flvdemux_counts_every_frame() {
     common::init_gst();
     let media = common::test_media(3);
     let (v, a) = common::ffprobe_counts(&media);
-    let nginx = common::Nginx::start();
+    let nginx = common::Nginx::start_idle_streams();
     let url = format!("rtmp://127.0.0.1:{}/live/play", nginx.port);
     let player = common::pipeline(&format!(
         "rtmpclientsrc name=src location={url} ! flvdemux name=d \
@@ -100,7 +100,7 @@ fn playbin_plays_an_rtmp_uri_with_our_source() {
     common::init_gst();
     let media = common::test_media(3);
     let (v, _) = common::ffprobe_counts(&media);
-    let nginx = common::Nginx::start();
+    let nginx = common::Nginx::start_idle_streams();
     let url = format!("rtmp://127.0.0.1:{}/live/pb", nginx.port);
     let playbin = gst::ElementFactory::make("playbin")
         .property("uri", &url)
@@ -120,7 +120,7 @@ fn playbin_plays_an_rtmp_uri_with_our_source() {
         )
         .build()
         .unwrap();
-    let pipeline = playbin.clone().downcast::<gst::Pipeline>().unwrap();
+    let pipeline = common::PipelineGuard(playbin.clone().downcast::<gst::Pipeline>().unwrap());
     let source_factory = Arc::new(Mutex::new(String::new()));
     let sf = source_factory.clone();
     playbin.connect("source-setup", false, move |args| {

@@ -15,7 +15,7 @@ fn flvmux_stream_through_nginx_reaches_ffmpeg_and_rtmp2src() {
     common::init_gst();
     let media = common::test_media(3);
     let expected = common::ffprobe_counts(&media);
-    let nginx = common::Nginx::start();
+    let nginx = common::Nginx::start_idle_streams();
     let url = format!("rtmp://127.0.0.1:{}/live/pub", nginx.port);
     let dir = common::TempDir::new("publish");
     let by_ffmpeg = dir.path().join("ffmpeg.flv");

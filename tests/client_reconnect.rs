@@ -59,7 +59,7 @@ fn publish_through_restart(
 ) -> (gst::Structure, std::path::PathBuf, Vec<String>) {
     common::init_gst();
     let port = common::free_port();
-    let nginx = common::Nginx::start_on(port);
+    let nginx = common::Nginx::start_idle_streams_on(port);
     let url = format!("rtmp://127.0.0.1:{port}/live/re");
     // The first attempt waits 2.5 s: time for the test to restart nginx and attach a player
     // before the publisher comes back, so the player sees the whole resumed stream.
@@ -78,7 +78,7 @@ fn publish_through_restart(
     wait_until("3 s of media published", BOUND, || frames() > 200);
 
     drop(nginx);
-    let nginx = common::Nginx::start_on(port);
+    let nginx = common::Nginx::start_idle_streams_on(port);
     let out = dir.path().join("player.flv");
     let player = common::pipeline(&format!(
         "rtmp2src location={url} ! filesink location={}",
@@ -177,7 +177,7 @@ fn source_reconnects_and_marks_a_discontinuity() {
     let media = common::test_media(3);
     let (v, _) = common::ffprobe_counts(&media);
     let port = common::free_port();
-    let nginx = common::Nginx::start_on(port);
+    let nginx = common::Nginx::start_idle_streams_on(port);
     let url = format!("rtmp://127.0.0.1:{port}/live/src");
     let player = common::pipeline(&format!(
         "rtmpclientsrc name=src location={url} reconnect-delay=500 ! flvdemux name=d \
@@ -205,7 +205,7 @@ fn source_reconnects_and_marks_a_discontinuity() {
     });
 
     drop(nginx);
-    let nginx = common::Nginx::start_on(port);
+    let nginx = common::Nginx::start_idle_streams_on(port);
     common::wait_for_nginx(&nginx, "play: name='src'", 1, Duration::from_secs(20));
     let mut second = common::ffmpeg_publisher(&media, &url);
     second.wait_timeout(BOUND);
@@ -229,7 +229,7 @@ fn pausing_a_playing_source_keeps_the_connection() {
     common::init_gst();
     let media = common::test_media(3);
     let expected = common::ffprobe_counts(&media);
-    let nginx = common::Nginx::start();
+    let nginx = common::Nginx::start_idle_streams();
     let url = format!("rtmp://127.0.0.1:{}/live/pause", nginx.port);
     let player = common::pipeline(&format!(
         "rtmpclientsrc name=src location={url} ! flvdemux name=d \

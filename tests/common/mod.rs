@@ -216,6 +216,22 @@ impl Nginx {
     }
 
     pub fn start_on(port: u16) -> Nginx {
+        Self::start_conf(port, false)
+    }
+
+    /// nginx with `idle_streams on` (its own default): a player may connect before the
+    /// publisher and waits for it, instead of getting "No such stream".
+    pub fn start_idle_streams() -> Nginx {
+        Self::start_conf(free_port(), true)
+    }
+
+    /// Like [`Nginx::start_idle_streams`], on a given port (to restart a killed server).
+    pub fn start_idle_streams_on(port: u16) -> Nginx {
+        Self::start_conf(port, true)
+    }
+
+    fn start_conf(port: u16, idle_streams: bool) -> Nginx {
+        let idle = if idle_streams { "on" } else { "off" };
         require("nginx", "nginx-light libnginx-mod-rtmp");
         let module = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
         assert!(
@@ -230,7 +246,7 @@ impl Nginx {
              pid {d}/nginx.pid; error_log {d}/error.log info;\n\
              events {{ worker_connections 1024; }}\n\
              rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096;\n\
-               application live {{ live on; record off; idle_streams off; }} }} }}\n"
+               application live {{ live on; record off; idle_streams {idle}; }} }} }}\n"
         );
         std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
         let guard = ChildGuard::spawn(
@@ -289,12 +305,31 @@ pub fn init_gst() {
     });
 }
 
+/// A pipeline that is set to NULL when dropped, so a failing test reports its own panic
+/// rather than GStreamer's complaint about disposing a running pipeline.
+pub struct PipelineGuard(pub gst::Pipeline);
+
+impl std::ops::Deref for PipelineGuard {
+    type Target = gst::Pipeline;
+    fn deref(&self) -> &gst::Pipeline {
+        &self.0
+    }
+}
+
+impl Drop for PipelineGuard {
+    fn drop(&mut self) {
+        let _ = self.0.set_state(gst::State::Null);
+    }
+}
+
 /// Builds a pipeline from a gst-launch description.
-pub fn pipeline(description: &str) -> gst::Pipeline {
-    gst::parse::launch(description)
-        .unwrap_or_else(|e| panic!("cannot build {description:?}: {e}"))
-        .downcast::<gst::Pipeline>()
-        .expect("a pipeline")
+pub fn pipeline(description: &str) -> PipelineGuard {
+    PipelineGuard(
+        gst::parse::launch(description)
+            .unwrap_or_else(|e| panic!("cannot build {description:?}: {e}"))
+            .downcast::<gst::Pipeline>()
+            .expect("a pipeline"),
+    )
 }
 
 /// What ended a pipeline run.
