@@ -2,4 +2,8 @@
 //! engine's sans-IO sessions. Element streaming threads never run protocol code; they talk to
 //! these tasks over channels.
 
+pub mod fanout;
+pub mod ingest;
 pub mod runtime;
+pub mod serve;
+pub mod server;
