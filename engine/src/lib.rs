@@ -18,6 +18,7 @@
 
 pub mod amf0;
 pub mod amf3;
+pub mod auth;
 pub mod chunk;
 pub mod command;
 pub mod flv;

@@ -1,1 +1,0 @@
-//! STUB: filled in by the handshake work.

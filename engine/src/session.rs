@@ -1,1 +1,0 @@
-//! STUB: filled in by the session work.
