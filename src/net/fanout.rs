@@ -510,9 +510,10 @@ mod tests {
         drain(&fast);
         // The slow player catches up, but must still wait for a keyframe.
         assert_eq!(drain(&slow), vec![10, 11]);
-        hub.push(frame(Kind::Video, false, 14, 4));
-        hub.push(frame(Kind::Video, true, 20, 4));
-        hub.push(frame(Kind::Video, false, 21, 4));
+        for (tag, key) in [(14, false), (20, true), (21, false)] {
+            hub.push(frame(Kind::Video, key, tag, 4));
+            drain(&fast);
+        }
         assert_eq!(drain(&slow), vec![20, 21]);
         assert_eq!(slow.stats().drops, 3);
         assert_eq!(fast.stats().drops, 0);
