@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
+use rsrtmp_engine::message::Message;
 
 /// Default byte bound of one player's queue.
 pub const DEFAULT_QUEUE_LIMIT: usize = 8 * 1024 * 1024;
@@ -32,32 +33,42 @@ pub enum Kind {
 }
 
 /// One message of the stream, chunk-encoded once and shared by every player.
-#[derive(Debug, Clone)]
-pub struct Encoded {
+#[derive(Debug)]
+pub struct Frame {
+    /// The message as the players' sessions would send it (for a player that cannot take the
+    /// shared bytes, e.g. one on another message stream id).
+    pub message: Message,
+    /// `message` chunk-encoded with a full header, at the listener's chunk size.
     pub bytes: Bytes,
     pub kind: Kind,
     /// A video keyframe. Audio frames are sync points only in streams without video.
     pub keyframe: bool,
 }
 
+impl Frame {
+    fn len(&self) -> usize {
+        self.bytes.len()
+    }
+}
+
 /// Something that goes into the stream, as seen by the hub.
 #[derive(Debug, Clone)]
 pub enum Input {
     /// `onMetaData`: cached for new players and forwarded to current ones.
-    Metadata(Bytes),
+    Metadata(Arc<Frame>),
     /// AVC/HEVC/... decoder configuration: cached and forwarded, never dropped.
-    VideoHeader(Bytes),
+    VideoHeader(Arc<Frame>),
     /// AAC/... decoder configuration: cached and forwarded, never dropped.
-    AudioHeader(Bytes),
+    AudioHeader(Arc<Frame>),
     /// A media frame or any other data message.
-    Frame(Encoded),
+    Frame(Arc<Frame>),
 }
 
 /// One entry of a player's queue.
 #[derive(Debug, Clone)]
 pub enum Item {
-    /// Encoded bytes to write as they are.
-    Bytes(Bytes),
+    /// A message to write (its shared bytes, normally).
+    Frame(Arc<Frame>),
     /// The stream ended: tell the player and close the connection after what came before.
     End,
 }
@@ -92,12 +103,12 @@ pub struct PlayerStats {
 
 #[derive(Default)]
 struct StreamCache {
-    metadata: Option<Bytes>,
-    video_header: Option<Bytes>,
-    audio_header: Option<Bytes>,
+    metadata: Option<Arc<Frame>>,
+    video_header: Option<Arc<Frame>>,
+    audio_header: Option<Arc<Frame>>,
     has_video: bool,
     /// Frames since the last sync point; empty when caching is off or the GOP outgrew the bound.
-    gop: Vec<Bytes>,
+    gop: Vec<Arc<Frame>>,
     gop_bytes: usize,
     gop_valid: bool,
 }
@@ -174,19 +185,19 @@ impl Hub {
                         cache.gop_valid = true;
                     }
                     if cache.gop_valid {
-                        if cache.gop_bytes + enc.bytes.len() > limit {
+                        if cache.gop_bytes + enc.len() > limit {
                             // A GOP this large would not fit a player's queue anyway.
                             cache.gop.clear();
                             cache.gop_bytes = 0;
                             cache.gop_valid = false;
                         } else {
-                            cache.gop_bytes += enc.bytes.len();
-                            cache.gop.push(enc.bytes.clone());
+                            cache.gop_bytes += enc.len();
+                            cache.gop.push(enc.clone());
                         }
                     }
                 }
                 for p in &st.players {
-                    p.push_media(&enc.bytes, sync, limit);
+                    p.push_media(&enc, sync, limit);
                 }
             }
         }
@@ -215,11 +226,11 @@ impl Hub {
                 .into_iter()
                 .flatten()
             {
-                q.push(Item::Bytes(b.clone()), b.len());
+                q.push(Item::Frame(b.clone()), b.len());
             }
             if self.config.gop_cache && cache.gop_valid && !cache.gop.is_empty() {
                 for b in &cache.gop {
-                    q.push(Item::Bytes(b.clone()), b.len());
+                    q.push(Item::Frame(b.clone()), b.len());
                 }
             } else {
                 q.skipping = true;
@@ -253,7 +264,7 @@ impl Hub {
     }
 }
 
-fn is_sync(enc: &Encoded, has_video: bool) -> bool {
+fn is_sync(enc: &Frame, has_video: bool) -> bool {
     match enc.kind {
         Kind::Video => enc.keyframe,
         Kind::Audio => !has_video,
@@ -310,18 +321,18 @@ impl PlayerQueue {
         self.peer
     }
 
-    fn push_always(&self, b: Bytes) {
+    fn push_always(&self, b: Arc<Frame>) {
         let mut q = self.lock();
         if q.closed {
             return;
         }
         let len = b.len();
-        q.push(Item::Bytes(b), len);
+        q.push(Item::Frame(b), len);
         drop(q);
         self.notify.notify_one();
     }
 
-    fn push_media(&self, b: &Bytes, sync: bool, limit: usize) {
+    fn push_media(&self, b: &Arc<Frame>, sync: bool, limit: usize) {
         let mut q = self.lock();
         if q.closed {
             return;
@@ -337,7 +348,7 @@ impl PlayerQueue {
             return;
         }
         q.skipping = false;
-        q.push(Item::Bytes(b.clone()), b.len());
+        q.push(Item::Frame(b.clone()), b.len());
         drop(q);
         self.notify.notify_one();
     }
@@ -365,7 +376,7 @@ impl PlayerQueue {
         let q = &mut *guard;
         let n = q.items.len().min(max);
         for item in q.items.drain(..n) {
-            if let Item::Bytes(b) = &item {
+            if let Item::Frame(b) = &item {
                 q.bytes -= b.len();
             }
             out.push(item);
@@ -405,12 +416,27 @@ mod tests {
         "127.0.0.1:5000".parse().unwrap()
     }
 
-    fn frame(kind: Kind, key: bool, tag: u8, len: usize) -> Input {
-        Input::Frame(Encoded {
-            bytes: Bytes::from(vec![tag; len]),
+    fn shared(kind: Kind, key: bool, tag: u8, len: usize) -> Arc<Frame> {
+        let bytes = Bytes::from(vec![tag; len]);
+        Arc::new(Frame {
+            message: Message {
+                type_id: 9,
+                timestamp: 0,
+                stream_id: 1,
+                payload: bytes.clone(),
+            },
+            bytes,
             kind,
             keyframe: key,
         })
+    }
+
+    fn frame(kind: Kind, key: bool, tag: u8, len: usize) -> Input {
+        Input::Frame(shared(kind, key, tag, len))
+    }
+
+    fn header(tag: u8) -> Arc<Frame> {
+        shared(Kind::Data, false, tag, 1)
     }
 
     fn drain(p: &PlayerQueue) -> Vec<u8> {
@@ -418,7 +444,7 @@ mod tests {
         p.take(&mut out, usize::MAX);
         out.iter()
             .map(|i| match i {
-                Item::Bytes(b) => b[0],
+                Item::Frame(b) => b.bytes[0],
                 Item::End => 0xEE,
             })
             .collect()
@@ -429,29 +455,26 @@ mod tests {
         let hub = Hub::new(HubConfig::default());
         let a = hub.add_player(peer());
         let b = hub.add_player(peer());
-        let bytes = Bytes::from_static(b"frame");
-        hub.push(Input::Frame(Encoded {
-            bytes: bytes.clone(),
-            kind: Kind::Video,
-            keyframe: true,
-        }));
+        let f = shared(Kind::Video, true, 7, 5);
+        let bytes = f.bytes.clone();
+        hub.push(Input::Frame(f));
         let (mut qa, mut qb) = (Vec::new(), Vec::new());
         a.take(&mut qa, 10);
         b.take(&mut qb, 10);
-        let (Item::Bytes(x), Item::Bytes(y)) = (&qa[0], &qb[0]) else {
+        let (Item::Frame(x), Item::Frame(y)) = (&qa[0], &qb[0]) else {
             panic!("expected bytes, got {qa:?} {qb:?}");
         };
         // Same allocation: the payload was not copied per player.
-        assert_eq!(x.as_ptr(), bytes.as_ptr());
-        assert_eq!(y.as_ptr(), bytes.as_ptr());
+        assert_eq!(x.bytes.as_ptr(), bytes.as_ptr());
+        assert_eq!(y.bytes.as_ptr(), bytes.as_ptr());
     }
 
     #[test]
     fn late_player_gets_headers_then_gop_from_last_keyframe() {
         let hub = Hub::new(HubConfig::default());
-        hub.push(Input::Metadata(Bytes::from_static(&[1])));
-        hub.push(Input::VideoHeader(Bytes::from_static(&[2])));
-        hub.push(Input::AudioHeader(Bytes::from_static(&[3])));
+        hub.push(Input::Metadata(header(1)));
+        hub.push(Input::VideoHeader(header(2)));
+        hub.push(Input::AudioHeader(header(3)));
         hub.push(frame(Kind::Video, true, 10, 4));
         hub.push(frame(Kind::Audio, false, 11, 4));
         hub.push(frame(Kind::Video, true, 20, 4));
@@ -468,7 +491,7 @@ mod tests {
             gop_cache: false,
             ..HubConfig::default()
         });
-        hub.push(Input::VideoHeader(Bytes::from_static(&[2])));
+        hub.push(Input::VideoHeader(header(2)));
         hub.push(frame(Kind::Video, true, 10, 4));
         let p = hub.add_player(peer());
         hub.push(frame(Kind::Audio, false, 11, 4));
@@ -485,7 +508,7 @@ mod tests {
             gop_cache: false,
             ..HubConfig::default()
         });
-        hub.push(Input::AudioHeader(Bytes::from_static(&[3])));
+        hub.push(Input::AudioHeader(header(3)));
         let p = hub.add_player(peer());
         hub.push(frame(Kind::Audio, false, 11, 4));
         assert_eq!(drain(&p), vec![3, 11]);
@@ -528,7 +551,7 @@ mod tests {
         let p = hub.add_player(peer());
         hub.push(frame(Kind::Video, true, 10, 4));
         hub.push(frame(Kind::Video, false, 11, 4));
-        hub.push(Input::VideoHeader(Bytes::from_static(&[2])));
+        hub.push(Input::VideoHeader(header(2)));
         assert_eq!(drain(&p), vec![10, 2]);
     }
 
@@ -549,7 +572,7 @@ mod tests {
     #[test]
     fn end_stream_tells_players_and_the_next_stream_starts_fresh() {
         let hub = Hub::new(HubConfig::default());
-        hub.push(Input::VideoHeader(Bytes::from_static(&[2])));
+        hub.push(Input::VideoHeader(header(2)));
         hub.push(frame(Kind::Video, true, 10, 4));
         let p = hub.add_player(peer());
         hub.end_stream();
@@ -558,7 +581,7 @@ mod tests {
         assert!(!p.take(&mut out, 10), "an ended queue reports its end");
         assert_eq!(hub.player_count(), 0);
         // A new stream: nothing of the old one is replayed.
-        hub.push(Input::VideoHeader(Bytes::from_static(&[5])));
+        hub.push(Input::VideoHeader(header(5)));
         let q = hub.add_player(peer());
         hub.push(frame(Kind::Video, true, 30, 4));
         assert_eq!(drain(&q), vec![5, 30]);

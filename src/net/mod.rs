@@ -4,6 +4,7 @@
 
 pub mod fanout;
 pub mod ingest;
+pub mod playout;
 pub mod runtime;
 pub mod serve;
 pub mod server;

@@ -49,7 +49,9 @@ pub enum ServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
-    #[error("route application={app:?} stream={stream:?} on {addr} is already served by another element")]
+    #[error(
+        "route application={app:?} stream={stream:?} on {addr} is already served by another element"
+    )]
     RouteTaken {
         addr: SocketAddr,
         app: String,
@@ -177,10 +179,6 @@ pub fn normalize_app(app: &str) -> &str {
 }
 
 impl Shared {
-    fn routes(&self) -> Vec<Arc<Route>> {
-        lock(&self.routes).clone()
-    }
-
     /// Is any element serving this application?
     pub(crate) fn has_app(&self, app: &str) -> bool {
         let app = normalize_app(app);
@@ -252,7 +250,11 @@ impl Shared {
             let Some((old, token)) = c.unrouted.pop_first() else {
                 return None;
             };
-            gst::debug!(CAT, "{}: closing unrouted connection #{old} to admit {peer}", self.local_addr);
+            gst::debug!(
+                CAT,
+                "{}: closing unrouted connection #{old} to admit {peer}",
+                self.local_addr
+            );
             token.cancel();
         }
         let id = c.next_id;
@@ -367,10 +369,9 @@ pub fn add_route(addr: SocketAddr, config: RouteConfig) -> Result<RouteGuard, Se
     let shared = &listener.shared;
     let mut routes = lock(&shared.routes);
     let publish = config.endpoint.is_publish();
-    if let Some(r) = routes
-        .iter()
-        .find(|r| r.app == config.app && r.stream == config.stream && r.endpoint.is_publish() == publish)
-    {
+    if let Some(r) = routes.iter().find(|r| {
+        r.app == config.app && r.stream == config.stream && r.endpoint.is_publish() == publish
+    }) {
         return Err(ServerError::RouteTaken {
             addr: shared.local_addr,
             app: r.app.clone(),
@@ -402,7 +403,10 @@ fn listener_for(addr: SocketAddr) -> Result<Arc<Listener>, ServerError> {
     {
         return Ok(l);
     }
-    let std_listener = bind_with_retry(addr).map_err(|source| ServerError::Bind { addr, source })?;
+    // Creating tokio sockets needs the runtime's reactor.
+    let _enter = runtime().enter();
+    let std_listener =
+        bind_with_retry(addr).map_err(|source| ServerError::Bind { addr, source })?;
     let local_addr = std_listener
         .local_addr()
         .map_err(|source| ServerError::Bind { addr, source })?;
@@ -412,12 +416,9 @@ fn listener_for(addr: SocketAddr) -> Result<Arc<Listener>, ServerError> {
         conns: Mutex::new(Conns::default()),
         next_route: std::sync::atomic::AtomicU64::new(0),
     });
-    let accept_task = {
-        let _enter = runtime().enter();
-        let tokio_listener =
-            TcpListener::from_std(std_listener).map_err(|source| ServerError::Bind { addr, source })?;
-        runtime().spawn(accept_loop(tokio_listener, Arc::downgrade(&shared)))
-    };
+    let tokio_listener =
+        TcpListener::from_std(std_listener).map_err(|source| ServerError::Bind { addr, source })?;
+    let accept_task = runtime().spawn(accept_loop(tokio_listener, Arc::downgrade(&shared)));
     let listener = Arc::new(Listener {
         shared,
         key: addr,
@@ -529,7 +530,10 @@ async fn handle_connection(slot: ConnSlot, sock: TcpStream, peer: SocketAddr) {
         Ok(Ok(1)) => sniff(first[0]),
         Ok(Ok(_)) => return,
         Ok(Err(e)) => {
-            gst::debug!(CAT, "{local}: {peer}: read failed before the handshake: {e}");
+            gst::debug!(
+                CAT,
+                "{local}: {peer}: read failed before the handshake: {e}"
+            );
             return;
         }
         Err(_) => {
