@@ -337,7 +337,9 @@ impl PlayerQueue {
         if q.closed {
             return;
         }
-        let fits = q.bytes + b.len() <= limit;
+        // An empty queue takes any frame, so that one frame larger than the bound cannot
+        // make a player skip for ever.
+        let fits = q.bytes == 0 || q.bytes + b.len() <= limit;
         if q.skipping && !(sync && fits) {
             q.drops += 1;
             return;
@@ -400,6 +402,11 @@ impl PlayerQueue {
             bytes: self.bytes_sent.load(Ordering::Relaxed),
             drops: self.lock().drops,
         }
+    }
+
+    /// Nothing queued.
+    pub fn is_empty(&self) -> bool {
+        self.lock().items.is_empty()
     }
 
     /// Bytes queued and not yet taken.

@@ -36,6 +36,8 @@ const BATCH: usize = 64;
 const MAX_IOV: usize = 64;
 /// After telling a player the stream ended, how long to wait for it to hang up before closing.
 const LINGER: Duration = Duration::from_secs(5);
+/// Between the last frame and the end-of-stream messages.
+const END_GRACE: Duration = Duration::from_millis(300);
 
 enum Role {
     None,
@@ -75,6 +77,8 @@ struct Conn {
     shared_pending: usize,
     /// Set when the connection should end once `outq` is written.
     closing: Option<String>,
+    /// The hub ended the stream: tell the player once its media is written.
+    end_pending: bool,
     /// A player was told the stream ended: hang up after writing.
     ended: bool,
     last_input: Instant,
@@ -333,11 +337,7 @@ impl Conn {
                         self.drain_transmit();
                     }
                 }
-                Item::End => {
-                    let _ = self.session.end_stream(stream_id);
-                    self.drain_transmit();
-                    self.ended = true;
-                }
+                Item::End => self.end_pending = true,
             }
         }
         alive
@@ -406,6 +406,7 @@ pub(crate) async fn serve(slot: ConnSlot, mut stream: Box<dyn ByteStream>, peer:
         outq: VecDeque::new(),
         shared_pending: 0,
         closing: None,
+        end_pending: false,
         ended: false,
         last_input: now,
         routed_at: None,
@@ -440,13 +441,12 @@ async fn run(c: &mut Conn, stream: &mut Box<dyn ByteStream>) -> String {
             c.on_event(ev).await;
         }
         c.drain_transmit();
-        if !c.pull_frames(&mut batch) && c.closing.is_none() {
+        let alive = c.pull_frames(&mut batch);
+        if !alive && !c.end_pending && !c.ended && c.closing.is_none() {
             c.closing = Some("the element stopped serving".into());
         }
-        if c.ended && c.closing.is_none() {
-            c.closing = Some("end of stream".into());
-        }
         if !c.outq.is_empty() {
+            gst::trace!(CAT, "{}: writing {} buffers", c.peer, c.outq.len());
             let idle = c.idle_timeout();
             let write = write_all_vectored(stream, &mut c.outq);
             let result = match idle {
@@ -458,6 +458,7 @@ async fn run(c: &mut Conn, stream: &mut Box<dyn ByteStream>) -> String {
             };
             match result {
                 Ok(n) => {
+                    gst::trace!(CAT, "{}: wrote {n} bytes", c.peer);
                     let shared = std::mem::take(&mut c.shared_pending).min(n);
                     c.session.record_shared_output(shared);
                     if let Role::Player { queue, .. } = &c.role {
@@ -467,8 +468,29 @@ async fn run(c: &mut Conn, stream: &mut Box<dyn ByteStream>) -> String {
                 Err(e) => return format!("write failed: {e}"),
             }
         }
+        if c.end_pending && c.closing.is_none() {
+            // Every frame is written. Some players (rtmp2src) stop at StreamEOF and drop a
+            // frame they have read but not yet passed on: give them a moment first.
+            c.end_pending = false;
+            tokio::time::sleep(END_GRACE).await;
+            if let Role::Player { stream_id, .. } = c.role {
+                let _ = c.session.end_stream(stream_id);
+            }
+            c.drain_transmit();
+            c.ended = true;
+            continue;
+        }
+        if c.ended && c.closing.is_none() {
+            c.closing = Some("end of stream".into());
+        }
         if let Some(why) = c.closing.take() {
             return why;
+        }
+        if let Role::Player { queue, .. } = &c.role
+            && !queue.is_empty()
+        {
+            // More than one batch was queued: its wake-up is already spent.
+            continue;
         }
         let session_deadline = c
             .session

@@ -38,6 +38,9 @@ pub(crate) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
+/// SO_SNDBUF of accepted connections (Linux doubles it).
+pub const SEND_BUFFER: usize = 128 * 1024;
+
 /// Most connections kept at once per listener before they are routed to an element.
 pub const MAX_UNROUTED: usize = 1024;
 
@@ -475,6 +478,10 @@ async fn accept_loop(listener: TcpListener, shared: Weak<Shared>) {
                     continue;
                 };
                 let _ = sock.set_nodelay(true);
+                // A fixed send buffer: the kernel's share of a slow player's backlog stays
+                // bounded (autotuning would let it grow to megabytes per player), and the
+                // player's own queue, which skips to keyframes, takes over sooner.
+                let _ = socket2::SockRef::from(&sock).set_send_buffer_size(SEND_BUFFER);
                 tokio::spawn(handle_connection(slot, sock, peer));
             }
             Err(e) => {

@@ -136,17 +136,25 @@ fn media_dir() -> PathBuf {
 /// see half a file).
 pub fn test_media(seconds: u32) -> PathBuf {
     require("ffmpeg", "ffmpeg");
+    // Tests of one binary run on parallel threads: one makes the file, the others wait.
+    static MAKING: Mutex<()> = Mutex::new(());
+    let _making = MAKING.lock().unwrap_or_else(|e| e.into_inner());
     let path = media_dir().join(format!("h264-aac-{seconds}s.flv"));
     if path.exists() {
         return path;
     }
-    let tmp = media_dir().join(format!("h264-aac-{seconds}s.{}.tmp.flv", std::process::id()));
+    let tmp = media_dir().join(format!(
+        "h264-aac-{seconds}s.{}.tmp.flv",
+        std::process::id()
+    ));
     let status = Command::new("ffmpeg")
         .args(["-nostdin", "-loglevel", "error", "-y"])
         .args(["-f", "lavfi", "-i"])
         .arg(format!("testsrc2=size=320x240:rate=30:duration={seconds}"))
         .args(["-f", "lavfi", "-i"])
-        .arg(format!("sine=frequency=440:sample_rate=48000:duration={seconds}"))
+        .arg(format!(
+            "sine=frequency=440:sample_rate=48000:duration={seconds}"
+        ))
         .args([
             "-c:v", "libx264", "-preset", "veryfast", "-g", "30", "-pix_fmt", "yuv420p", "-b:v",
             "500k", "-c:a", "aac", "-b:a", "96k", "-f", "flv",
@@ -170,7 +178,13 @@ pub fn ffprobe_counts(path: &Path) -> (u64, u64) {
             .output()
             .expect("run ffprobe");
         let text = String::from_utf8_lossy(&out.stdout);
-        text.trim().lines().next().unwrap_or("0").trim().parse().unwrap_or(0)
+        text.trim()
+            .lines()
+            .next()
+            .unwrap_or("0")
+            .trim()
+            .parse()
+            .unwrap_or(0)
     };
     (count("v"), count("a"))
 }
@@ -236,3 +250,5 @@ pub fn drain_stderr(guard: &mut ChildGuard) -> std::thread::JoinHandle<String> {
         all
     })
 }
+
+pub mod server_peers;
