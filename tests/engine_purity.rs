@@ -20,11 +20,7 @@ fn engine_sources_use_no_io_no_clock_no_runtime() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("engine");
     let mut files = Vec::new();
     rust_files(&root.join("src"), &mut files);
-    assert!(
-        files.len() > 5,
-        "engine sources not found under {}",
-        root.display()
-    );
+    assert!(files.len() > 5, "engine sources not found under {}", root.display());
     let forbidden = [
         "gst::",
         "gstreamer",
@@ -51,11 +47,7 @@ fn engine_sources_use_no_io_no_clock_no_runtime() {
             }
         }
     }
-    assert!(
-        hits.is_empty(),
-        "engine purity violated:\n{}",
-        hits.join("\n")
-    );
+    assert!(hits.is_empty(), "engine purity violated:\n{}", hits.join("\n"));
 
     let manifest = std::fs::read_to_string(root.join("Cargo.toml")).unwrap();
     let deps = manifest

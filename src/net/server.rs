@@ -250,9 +250,7 @@ impl Shared {
                 || max.is_some_and(|m| c.unrouted.len() + c.routed >= m)
         };
         while over(&c) {
-            let Some((old, token)) = c.unrouted.pop_first() else {
-                return None;
-            };
+            let (old, token) = c.unrouted.pop_first()?;
             gst::debug!(
                 CAT,
                 "{}: closing unrouted connection #{old} to admit {peer}",
