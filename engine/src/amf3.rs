@@ -990,7 +990,11 @@ struct TraitsKey {
 /// traits entry written once is referred to by index afterwards, so the bytes must be
 /// decoded by one [`Decoder`] in the same order.
 ///
-/// Lengths and counts beyond what the format can express (2^28 - 1) are truncated.
+/// Some values have no exact encoding, and are written as close as the format allows:
+/// lengths and counts beyond 2^28 - 1 are truncated; integers outside the 29-bit range become
+/// doubles; dynamic members with an empty name (which would end the member list), and all
+/// dynamic members of an object whose `dynamic` flag is false, are left out; so are empty keys
+/// in an array's associative part.
 #[derive(Debug, Default)]
 pub struct Encoder {
     strings: HashMap<String, usize>,
