@@ -59,10 +59,7 @@ pub enum Value {
     EcmaArray(Vec<(String, Value)>),
     StrictArray(Vec<Value>),
     /// Milliseconds since the Unix epoch, and the reserved time-zone field.
-    Date {
-        millis: f64,
-        time_zone: i16,
-    },
+    Date { millis: f64, time_zone: i16 },
     XmlDocument(String),
     TypedObject {
         class_name: String,

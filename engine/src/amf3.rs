@@ -86,27 +86,15 @@ pub enum Value {
     Object(Box<Object>),
     Xml(String),
     ByteArray(Vec<u8>),
-    VectorInt {
-        fixed: bool,
-        items: Vec<i32>,
-    },
-    VectorUint {
-        fixed: bool,
-        items: Vec<u32>,
-    },
-    VectorDouble {
-        fixed: bool,
-        items: Vec<f64>,
-    },
+    VectorInt { fixed: bool, items: Vec<i32> },
+    VectorUint { fixed: bool, items: Vec<u32> },
+    VectorDouble { fixed: bool, items: Vec<f64> },
     VectorObject {
         fixed: bool,
         type_name: String,
         items: Vec<Value>,
     },
-    Dictionary {
-        weak_keys: bool,
-        entries: Vec<(Value, Value)>,
-    },
+    Dictionary { weak_keys: bool, entries: Vec<(Value, Value)> },
 }
 
 /// An AMF3 object: traits plus values.

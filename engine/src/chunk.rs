@@ -149,6 +149,9 @@ fn be32(b: &[u8]) -> u32 {
 }
 
 /// Reassembles messages from the peer's chunk stream.
+///
+/// A message that arrived in one chunk is a slice of the reader's input buffer: holding it
+/// keeps that buffer block alive, which is the price of not copying.
 #[derive(Debug)]
 pub struct ChunkReader {
     limits: ChunkLimits,
@@ -183,6 +186,10 @@ impl ChunkReader {
     /// Worth calling again after every `Ok(Some(_))` and after every [`feed`](Self::feed).
     /// Set Chunk Size and Abort are applied whatever their message stream id: a peer that
     /// sends them elsewhere has still changed its chunking.
+    ///
+    /// After a header with an extended timestamp, a continuation chunk whose first payload
+    /// bytes so far equal the start of that timestamp is held until four bytes are there to
+    /// tell whether the peer repeated the field (protocol-facts §5.3).
     pub fn read_message(&mut self) -> Result<Option<Message>, ChunkError> {
         loop {
             match self.next_chunk()? {
@@ -414,7 +421,7 @@ impl ChunkReader {
             None if n == length => {
                 // The whole message is in this chunk: share the input buffer.
                 let payload = self.buf.split_to(n).freeze();
-                return Ok(Step::Complete(message(s, payload)));
+                return Ok(Step::Complete(completed(s, payload)));
             }
             None => {
                 self.partials += 1;
@@ -434,11 +441,11 @@ impl ChunkReader {
         }
         self.partials -= 1;
         // Capacity equals length here, so this conversion does not copy.
-        Ok(Step::Complete(message(s, Bytes::from(data))))
+        Ok(Step::Complete(completed(s, Bytes::from(data))))
     }
 }
 
-fn message(s: &InStream, payload: Bytes) -> Message {
+fn completed(s: &InStream, payload: Bytes) -> Message {
     Message {
         type_id: s.type_id,
         timestamp: s.timestamp,
