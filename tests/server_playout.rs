@@ -72,7 +72,10 @@ fn rtmp2src_player(port: u16, out: &Path) -> ChildGuard {
 
 /// Starts the players, waits until all of them are in, serves the whole file, and checks that
 /// every player finished on its own with every frame.
-fn serve_to(players: &[(&str, fn(u16, &Path) -> ChildGuard)], extra: &str) {
+/// Starts a player program on a port, writing what it receives to a file.
+type StartPlayer = fn(u16, &Path) -> ChildGuard;
+
+fn serve_to(players: &[(&str, StartPlayer)], extra: &str) {
     let media = test_media(4);
     let data = std::fs::read(&media).unwrap();
     let want = ffprobe_counts(&media);
@@ -124,7 +127,7 @@ fn ffmpeg_rtmpdump_and_rtmp2src_get_every_frame() {
 
 #[test]
 fn fifty_concurrent_players_each_get_every_frame() {
-    let players = vec![("rtmpdump", rtmpdump_player as fn(u16, &Path) -> ChildGuard); 50];
+    let players = vec![("rtmpdump", rtmpdump_player as StartPlayer); 50];
     serve_to(&players, "");
 }
 
