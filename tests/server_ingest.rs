@@ -145,6 +145,9 @@ fn port_zero_is_read_back_and_released_on_stop() {
     p.play();
     let port = p.port("src");
     std::net::TcpStream::connect(("127.0.0.1", port)).expect("the listener accepts");
+    // Readable while the source waits for a publisher.
+    let stats: gst::Structure = p.by_name("src").property("stats");
+    assert_eq!(stats.get::<u32>("clients").unwrap(), 0);
     drop(p);
     // Stopped: the socket is closed (the port can be bound again).
     wait_until("the port to be free", Duration::from_secs(5), || {

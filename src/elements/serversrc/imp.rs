@@ -6,6 +6,7 @@
 //! is the only place that waits, and `unlock()` cancels only that wait: the route and any
 //! publisher stay, as a live source is unlocked on every PLAYING→PAUSED.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
 use gst::glib;
@@ -57,7 +58,6 @@ struct Stream {
     output: FlvOutput,
     /// EOS is due once the pending buffers are out (publisher left, eos-on-unpublish set).
     eos: bool,
-    bytes: u64,
 }
 
 #[derive(Default)]
@@ -67,6 +67,8 @@ pub struct RtmpServerSrc {
     stream: Mutex<Stream>,
     /// Cancelled by `unlock()`, replaced by `unlock_stop()`.
     flushing: Mutex<CancellationToken>,
+    /// Bytes output since start; outside `stream`, which `create()` holds while it waits.
+    bytes: AtomicU64,
 }
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -121,7 +123,7 @@ impl RtmpServerSrc {
             State::Started { ingest, .. } => ingest.publisher(),
             State::Stopped => None,
         };
-        let bytes = lock(&self.stream).bytes;
+        let bytes = self.bytes.load(Ordering::Relaxed);
         let clients = gst::Array::new(publisher.map(|p| {
             gst::Structure::builder("client")
                 .field("address", p.to_string())
@@ -267,6 +269,7 @@ impl BaseSrcImpl for RtmpServerSrc {
             rx: Some(rx),
             ..Stream::default()
         };
+        self.bytes.store(0, Ordering::Relaxed);
         *lock(&self.state) = State::Started { route, ingest };
         Ok(())
     }
@@ -315,7 +318,8 @@ impl PushSrcImpl for RtmpServerSrc {
                 }
             }
             if let Some(out) = stream.output.pop() {
-                stream.bytes += out.data.len() as u64;
+                self.bytes
+                    .fetch_add(out.data.len() as u64, Ordering::Relaxed);
                 return Ok(CreateSuccess::NewBuffer(self.make_buffer(out)));
             }
             if stream.eos {
