@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use bytes::Bytes;
 use common::server_peers::*;
 use common::{ChildGuard, ffprobe_counts, require, test_media};
 use gst::prelude::*;
-use gstrsrtmp::rtmp::session::{ClientEvent, ClientRole};
+use gstrsrtmp::rtmp::session::{ClientEvent, ClientRole, MediaKind};
 
 const DEADLINE: Duration = Duration::from_secs(60);
 
@@ -293,4 +294,63 @@ fn waits_for_the_next_publisher_and_marks_a_discontinuity() {
     assert_eq!(v.lock().unwrap().backwards, 0);
     assert_eq!(a.lock().unwrap().backwards, 0);
     assert!(p.error_within(Duration::ZERO).is_none());
+}
+
+#[test]
+fn pausing_keeps_the_publisher_and_loses_no_frame() {
+    let p = Pipeline::parse(
+        "rtmpserversrc name=src address=127.0.0.1 port=0 stream=key ! flvdemux name=d \
+         d.video ! queue ! appsink name=v sync=false",
+    );
+    let v = count_appsink(&p, "v");
+    let (_, disconnected) = count_clients(&p.by_name("src"));
+    p.play();
+    let port = p.port("src");
+    let (mut c, ev) = try_publish(port, "live", "key");
+    assert!(
+        matches!(ev, Some(ClientEvent::PublishStarted { .. })),
+        "{ev:?}"
+    );
+    let send = |c: &mut RawClient, ts: u32, payload: &'static [u8]| {
+        c.session
+            .send_media(MediaKind::Video, ts, Bytes::from_static(payload))
+            .unwrap();
+        c.flush();
+    };
+    send(
+        &mut c,
+        0,
+        &[0x17, 0, 0, 0, 0, 1, 0x64, 0, 0x1f, 0xff, 0xe1, 0, 0],
+    );
+    let mut ts = 0;
+    let mut frames = |c: &mut RawClient, n: u32| {
+        for i in 0..n {
+            ts += 33;
+            let key: &'static [u8] = if i == 0 {
+                &[0x17, 1, 0, 0, 0, 0, 0, 0, 1, 0x65]
+            } else {
+                &[0x27, 1, 0, 0, 0, 0, 0, 0, 1, 0x41]
+            };
+            send(c, ts, key);
+        }
+    };
+    frames(&mut c, 10);
+    wait_until("10 frames", Duration::from_secs(20), || {
+        v.lock().unwrap().buffers == 10
+    });
+
+    // PLAYING -> PAUSED unlocks the source; the publisher must not notice.
+    p.0.set_state(gst::State::Paused).unwrap();
+    frames(&mut c, 10);
+    let ev = c.run_until(Duration::from_millis(500), |e| {
+        matches!(e, ClientEvent::Closed(_))
+    });
+    assert!(ev.is_none(), "the publisher was dropped on pause: {ev:?}");
+    p.play();
+    frames(&mut c, 10);
+    wait_until("30 frames", Duration::from_secs(20), || {
+        v.lock().unwrap().buffers == 30
+    });
+    assert_eq!(disconnected.load(Ordering::SeqCst), 0);
+    assert_eq!(v.lock().unwrap().backwards, 0);
 }
