@@ -221,3 +221,67 @@ fn ten_thousand_half_open_connections_do_not_lock_out_a_publisher() {
     assert_still_serves(&ing);
     drop(half_open);
 }
+
+#[test]
+fn timeouts_close_silent_connections_and_idle_publishers() {
+    let p = Pipeline::parse(
+        "rtmpserversrc name=src address=127.0.0.1 port=0 stream=key handshake-timeout=1 \
+         idle-timeout=1 ! fakesink",
+    );
+    let (connected, disconnected) = count_clients(&p.by_name("src"));
+    p.play();
+    let port = p.port("src");
+    let mut silent = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    assert_closed_by_server(&mut silent, "a silent connection (handshake-timeout)");
+    let mut c = connected_publisher(port, true);
+    wait_until("client-connected", DEADLINE, || {
+        connected.load(std::sync::atomic::Ordering::SeqCst) == 1
+    });
+    // The publisher now sends nothing at all.
+    assert_closed_by_server(&mut c.sock, "an idle publisher (idle-timeout)");
+    wait_until("client-disconnected", DEADLINE, || {
+        disconnected.load(std::sync::atomic::Ordering::SeqCst) == 1
+    });
+}
+
+#[test]
+fn max_clients_turns_away_connections_past_the_limit() {
+    let p = Pipeline::parse(
+        "appsrc name=src format=bytes caps=video/x-flv ! \
+         rtmpserversink name=sink address=127.0.0.1 port=0 stream=s max-clients=2",
+    );
+    p.play();
+    let port = p.port("sink");
+    let mut players = Vec::new();
+    for _ in 0..2 {
+        let mut c = RawClient::connect(port, "live", ClientRole::Play);
+        c.session.play("s", -2000.0).unwrap();
+        let ev = c.run_until(DEADLINE, |e| matches!(e, ClientEvent::PlayStarted { .. }));
+        assert!(ev.is_some(), "player refused: {:?}", c.events);
+        players.push(c);
+    }
+    let mut third = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let _ = third.write_all(&[3]);
+    assert_closed_by_server(&mut third, "a connection past max-clients");
+    // A slot frees when a player leaves.
+    drop(players.pop());
+    let mut c = RawClient::connect(port, "live", ClientRole::Play);
+    c.session.play("s", -2000.0).unwrap();
+    let mut started = None;
+    for _ in 0..50 {
+        started = c.run_until(Duration::from_secs(1), |e| {
+            matches!(e, ClientEvent::PlayStarted { .. })
+        });
+        if started.is_some() {
+            break;
+        }
+        // Closed at once while the old player's slot was still taken: try again.
+        c = RawClient::connect(port, "live", ClientRole::Play);
+        c.session.play("s", -2000.0).unwrap();
+    }
+    assert!(
+        started.is_some(),
+        "no room after a player left: {:?}",
+        c.events
+    );
+}

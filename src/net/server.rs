@@ -425,7 +425,10 @@ fn listener_for(addr: SocketAddr) -> Result<Arc<Listener>, ServerError> {
         key: addr,
         accept_task,
     });
-    reg.insert(addr, Arc::downgrade(&listener));
+    // Port 0 asked for "a new free port": only the port it got is worth finding again.
+    if addr.port() != 0 {
+        reg.insert(addr, Arc::downgrade(&listener));
+    }
     reg.insert(local_addr, Arc::downgrade(&listener));
     gst::info!(CAT, "listening on {local_addr}");
     Ok(listener)
