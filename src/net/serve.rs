@@ -81,6 +81,8 @@ struct Conn {
     end_pending: bool,
     /// A player was told the stream ended: hang up after writing.
     ended: bool,
+    /// The client ended its publish or play itself: it is tearing the connection down.
+    stopped_by_client: bool,
     last_input: Instant,
     routed_at: Option<Instant>,
     accepted_at: Instant,
@@ -289,6 +291,7 @@ impl Conn {
         if role_stream != stream_id {
             return;
         }
+        self.stopped_by_client = true;
         self.finish_role(why).await;
     }
 
@@ -408,6 +411,7 @@ pub(crate) async fn serve(slot: ConnSlot, mut stream: Box<dyn ByteStream>, peer:
         closing: None,
         end_pending: false,
         ended: false,
+        stopped_by_client: false,
         last_input: now,
         routed_at: None,
         accepted_at: now,
@@ -416,10 +420,14 @@ pub(crate) async fn serve(slot: ConnSlot, mut stream: Box<dyn ByteStream>, peer:
     let reason = run(&mut c, &mut stream).await;
     gst::debug!(CAT, "{peer}: connection ends: {reason}");
     c.finish_role(&format!("disconnected: {reason}")).await;
-    if c.ended {
-        // Let the player read the end of the stream and hang up first: closing a socket with
-        // unread input resets it and can throw away what the player has not read yet.
-        let _ = stream.shutdown().await;
+    if c.ended || c.stopped_by_client {
+        // Let the peer hang up first. A player must read the end of the stream: closing a
+        // socket with unread input resets it and can throw away what it has not read yet. A
+        // publisher that stopped is closing anyway, and some (rtmp2sink) report an error when
+        // the server hangs up in the middle of their teardown.
+        if c.ended {
+            let _ = stream.shutdown().await;
+        }
         let mut buf = [0u8; 4096];
         let _ = tokio::time::timeout(LINGER, async {
             while let Ok(n) = stream.read(&mut buf).await {
