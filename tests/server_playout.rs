@@ -44,12 +44,14 @@ fn ffmpeg_player(port: u16, out: &Path) -> ChildGuard {
     )
 }
 
+/// rtmpdump, quiet: its stderr is a pipe read only at the end, and a chatty child would block
+/// on a full pipe.
 fn rtmpdump_player(port: u16, out: &Path) -> ChildGuard {
     require("rtmpdump", "rtmpdump");
     ChildGuard::spawn(
         "rtmpdump",
         Command::new("rtmpdump")
-            .args(["-V", "-v", "-m", "30", "-r", &url(port), "-o"])
+            .args(["-q", "-v", "-m", "30", "-r", &url(port), "-o"])
             .arg(out)
             .stdout(Stdio::null())
             .stderr(Stdio::piped()),
@@ -98,7 +100,7 @@ fn serve_to(players: &[(&str, StartPlayer)], extra: &str) {
     push_file(&p.by_name("src"), &data, 64 * 1024);
     p.wait_eos(DEADLINE);
     for (name, out, child) in &mut running {
-        let status = child.wait_timeout(DEADLINE);
+        let status = wait_or_explain(child, DEADLINE);
         // rtmpdump exits with 2 ("download may be incomplete") when the last timestamp falls
         // short of the metadata's duration, which a live stream's last frame always does; the
         // frame count below is what says whether it got everything.
@@ -221,7 +223,7 @@ fn a_player_joining_mid_stream_starts_with_headers_and_a_keyframe() {
     src.end_of_stream().unwrap();
     p.wait_eos(DEADLINE);
     for (name, child) in [("early", &mut early), ("late", &mut late)] {
-        let status = child.wait_timeout(DEADLINE);
+        let status = wait_or_explain(child, DEADLINE);
         assert!(status.success(), "{name} player: {}", child.stderr_text());
     }
     assert_eq!(ffprobe_counts(&early_out), want);
@@ -326,7 +328,7 @@ fn a_player_that_stops_reading_does_not_delay_the_others() {
     let stats = stats_bytes(&sink);
     src.end_of_stream().unwrap();
     p.wait_eos(DEADLINE);
-    let status = good.wait_timeout(DEADLINE);
+    let status = wait_or_explain(&mut good, DEADLINE);
     assert!(status.success(), "ffmpeg player: {}", good.stderr_text());
     assert_eq!(
         ffprobe_counts(&out),

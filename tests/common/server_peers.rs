@@ -259,3 +259,36 @@ impl RawClient {
         }
     }
 }
+
+/// Waits for a child like [`crate::common::ChildGuard::wait_timeout`], but when it does not
+/// finish, the panic carries what it wrote to stderr (when piped), to tell why.
+pub fn wait_or_explain(
+    child: &mut crate::common::ChildGuard,
+    timeout: Duration,
+) -> std::process::ExitStatus {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.child.try_wait().expect("try_wait") {
+            return status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.child.kill();
+            let _ = child.child.wait();
+            let log = child.stderr_text();
+            let tail: String = log
+                .lines()
+                .rev()
+                .take(30)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect::<Vec<_>>()
+                .join("\n");
+            panic!(
+                "{} did not finish within {timeout:?}; its last words:\n{tail}",
+                child.name
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
