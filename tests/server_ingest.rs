@@ -116,8 +116,7 @@ fn rtmp2sink_publishes_every_frame() {
     check_all_frames(&v.lock().unwrap(), &a.lock().unwrap(), &media, "rtmp2sink");
 }
 
-#[test]
-fn librtmp_rtmpsink_publishes_every_frame() {
+fn librtmp_publishes_every_frame(scheme: &str) {
     let media = test_media(4);
     let (p, v, a) = ingest_pipeline("eos-on-unpublish=true");
     let port = p.port("src");
@@ -130,14 +129,31 @@ fn librtmp_rtmpsink_publishes_every_frame() {
             .arg(format!("location={}", media.display()))
             .args(REMUX)
             .arg("rtmpsink")
-            .arg(format!("location=rtmp://127.0.0.1:{port}/live/key live=1"))
+            .arg(format!(
+                "location={scheme}://127.0.0.1:{port}/live/key live=1"
+            ))
             .stdout(Stdio::null())
             .stderr(Stdio::piped()),
     );
     let status = child.wait_timeout(DEADLINE);
-    assert!(status.success(), "rtmpsink failed: {}", child.stderr_text());
+    assert!(
+        status.success(),
+        "rtmpsink ({scheme}) failed: {}",
+        child.stderr_text()
+    );
     p.wait_eos(DEADLINE);
-    check_all_frames(&v.lock().unwrap(), &a.lock().unwrap(), &media, "librtmp");
+    check_all_frames(&v.lock().unwrap(), &a.lock().unwrap(), &media, scheme);
+}
+
+#[test]
+fn librtmp_rtmpsink_publishes_every_frame() {
+    librtmp_publishes_every_frame("rtmp");
+}
+
+/// RTMPE (the encrypted handshake and RC4) on the same port: the first byte tells.
+#[test]
+fn librtmp_rtmpsink_publishes_every_frame_over_rtmpe() {
+    librtmp_publishes_every_frame("rtmpe");
 }
 
 #[test]

@@ -58,6 +58,22 @@ fn rtmpdump_player(port: u16, out: &Path) -> ChildGuard {
     )
 }
 
+/// rtmpdump over RTMPE: the per-connection cipher rules out the shared bytes, so this player
+/// takes the session's own writer.
+fn rtmpdump_rtmpe_player(port: u16, out: &Path) -> ChildGuard {
+    require("rtmpdump", "rtmpdump");
+    ChildGuard::spawn(
+        "rtmpdump",
+        Command::new("rtmpdump")
+            .args(["-q", "-v", "-m", "30", "-r"])
+            .arg(format!("rtmpe://127.0.0.1:{port}/live/s"))
+            .arg("-o")
+            .arg(out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    )
+}
+
 fn rtmp2src_player(port: u16, out: &Path) -> ChildGuard {
     require("gst-launch-1.0", "gstreamer1.0-tools");
     ChildGuard::spawn(
@@ -116,12 +132,13 @@ fn serve_to(players: &[(&str, StartPlayer)], extra: &str) {
 }
 
 #[test]
-fn ffmpeg_rtmpdump_and_rtmp2src_get_every_frame() {
+fn ffmpeg_rtmpdump_rtmp2src_and_an_rtmpe_player_get_every_frame() {
     serve_to(
         &[
             ("ffmpeg", ffmpeg_player),
             ("rtmpdump", rtmpdump_player),
             ("rtmp2src", rtmp2src_player),
+            ("rtmpdump-rtmpe", rtmpdump_rtmpe_player),
         ],
         "",
     );

@@ -9,7 +9,9 @@
 //! says what it is (0x03 plain RTMP; 0x06/0x08/0x09 RTMPE; 0x16 TLS; an ASCII letter an HTTP
 //! tunnel request), the transport turns it into one byte stream, and the RTMP connection driver
 //! ([`crate::net::serve`]) runs the session over that stream and asks this module where a
-//! publish or play goes.
+//! publish or play goes. Plain RTMP and RTMPE are served (RTMPE's cipher lives in the session);
+//! TLS and HTTP tunnel connections are closed with a log line until their transports are
+//! plugged in at [`handle_connection`].
 //!
 //! Limits: connections that have not yet been routed to an element ("unrouted": handshaking,
 //! connecting, or idle) are capped at [`MAX_UNROUTED`] and at `max-clients`; when a new
@@ -550,7 +552,8 @@ async fn handle_connection(slot: ConnSlot, sock: TcpStream, peer: SocketAddr) {
         }
     };
     let stream: Box<dyn ByteStream> = match kind {
-        Sniffed::Plain => Box::new(sock),
+        // RTMPE needs nothing from the transport: the session applies its cipher.
+        Sniffed::Plain | Sniffed::Rtmpe(_) => Box::new(sock),
         other => {
             gst::info!(
                 CAT,
