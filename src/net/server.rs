@@ -11,7 +11,7 @@
 //! ([`crate::net::serve`]) runs the session over that stream and asks this module where a
 //! publish or play goes. Plain RTMP and RTMPE are served (RTMPE's cipher lives in the session);
 //! TLS and HTTP tunnel connections are closed with a log line until their transports are
-//! plugged in at [`handle_connection`].
+//! plugged in at `handle_connection`.
 //!
 //! Limits: connections that have not yet been routed to an element ("unrouted": handshaking,
 //! connecting, or idle) are capped at [`MAX_UNROUTED`] and at `max-clients`; when a new
