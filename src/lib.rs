@@ -14,6 +14,8 @@ use gst::glib;
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     elements::clientsrc::register(plugin)?;
     elements::clientsink::register(plugin)?;
+    elements::serversrc::register(plugin)?;
+    elements::serversink::register(plugin)?;
     Ok(())
 }
 

@@ -3,3 +3,6 @@
 pub mod clientcommon;
 pub mod clientsink;
 pub mod clientsrc;
+pub mod serverprops;
+pub mod serversink;
+pub mod serversrc;

@@ -8,9 +8,14 @@
 //! for what a publisher keeps across a reconnect.
 
 pub mod client;
+pub mod fanout;
 pub mod hold;
+pub mod ingest;
 pub mod media;
+pub mod playout;
 pub mod runtime;
+pub mod serve;
+pub mod server;
 pub mod tls;
 pub mod transport;
 pub mod tunnel;

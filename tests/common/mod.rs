@@ -151,6 +151,7 @@ fn media_dir() -> PathBuf {
 /// see half a file).
 pub fn test_media(seconds: u32) -> PathBuf {
     require("ffmpeg", "ffmpeg");
+    // Tests of one binary run on parallel threads: one makes the file, the others wait.
     static MAKING: Mutex<()> = Mutex::new(());
     let _making = MAKING.lock().unwrap_or_else(|e| e.into_inner());
     let path = media_dir().join(format!("h264-aac-{seconds}s.flv"));
@@ -774,3 +775,4 @@ pub fn wait_for_nginx(nginx: &Nginx, needle: &str, count: usize, timeout: Durati
         nginx.error_log()
     );
 }
+pub mod server_peers;
