@@ -166,9 +166,10 @@ impl Command {
                     reset,
                 })
             }
+            // rtmp2 sends the stream *name* here; the id then comes from the message stream id.
             "deleteStream" => NetCommand::DeleteStream {
                 transaction_id: txn,
-                stream_id: self.num_arg("deleteStream", 0, "stream id")?,
+                stream_id: self.arg(0).and_then(as_number),
             },
             "closeStream" => NetCommand::CloseStream {
                 transaction_id: txn,
@@ -270,7 +271,9 @@ pub enum NetCommand {
     Play(Play),
     DeleteStream {
         transaction_id: f64,
-        stream_id: f64,
+        /// `None` when the argument is not a number (rtmp2 sends the stream name): the caller
+        /// uses the message stream id instead.
+        stream_id: Option<f64>,
     },
     CloseStream {
         transaction_id: f64,
@@ -891,8 +894,17 @@ mod tests {
         let c = Command::new("publish", 2.0, Value::Null, vec![Value::Number(3.0)]);
         let e = c.typed().unwrap_err().to_string();
         assert!(e.contains("publish") && e.contains("Number(3.0)"), "{e}");
-        let c = Command::new("deleteStream", 2.0, Value::Null, vec![]);
+        let c = Command::new("play", 2.0, Value::Null, vec![]);
         assert!(c.typed().unwrap_err().to_string().contains("nothing"));
+        // rtmp2's deleteStream carries the stream name: typed, with no id.
+        let c = Command::new("deleteStream", 0.0, Value::Null, vec!["s".into()]);
+        assert!(matches!(
+            c.typed().unwrap(),
+            NetCommand::DeleteStream {
+                stream_id: None,
+                ..
+            }
+        ));
         let e = Command::from_values(vec![Value::Number(1.0)]).unwrap_err();
         assert!(e.to_string().contains("Number(1.0)"), "{e}");
         assert!(matches!(

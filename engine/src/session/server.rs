@@ -662,12 +662,16 @@ impl ServerSession {
                     &command::result(transaction_id, Value::Null, vec![Value::Number(id.into())]),
                 );
             }
+            // Transaction id 0 marks a notification: rtmp2 sends these two that way and logs
+            // a warning for a `_result` nobody asked for.
             NetCommand::ReleaseStream { transaction_id, .. }
             | NetCommand::FcPublish { transaction_id, .. } => {
-                self.send_cmd(
-                    0,
-                    &command::result(transaction_id, Value::Null, vec![Value::Undefined]),
-                );
+                if transaction_id != 0.0 {
+                    self.send_cmd(
+                        0,
+                        &command::result(transaction_id, Value::Null, vec![Value::Undefined]),
+                    );
+                }
             }
             NetCommand::FcUnpublish {
                 transaction_id,
@@ -734,10 +738,10 @@ impl ServerSession {
             }
             NetCommand::CloseStream { .. } => self.stop_stream(msg_stream),
             NetCommand::DeleteStream { stream_id, .. } => {
-                let sid = if stream_id >= 0.0 && stream_id <= f64::from(u32::MAX) {
-                    stream_id as u32
-                } else {
-                    return Ok(());
+                let sid = match stream_id {
+                    Some(id) if (0.0..=f64::from(u32::MAX)).contains(&id) => id as u32,
+                    Some(_) => return Ok(()),
+                    None => msg_stream,
                 };
                 if self.stream(sid).is_some() {
                     self.stop_stream(sid);
