@@ -244,3 +244,25 @@ pub fn rss_kib(pid: u32) -> Result<u64, String> {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .ok_or_else(|| format!("{path} has no readable VmRSS line"))
 }
+
+/// CPU seconds the whole machine spent busy (everything but idle and iowait), all CPUs.
+pub fn machine_busy_seconds() -> Result<f64, String> {
+    static TICKS: std::sync::LazyLock<f64> = std::sync::LazyLock::new(clock_ticks);
+    let stat =
+        std::fs::read_to_string("/proc/stat").map_err(|e| format!("read /proc/stat: {e}"))?;
+    let line = stat
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .ok_or_else(|| "/proc/stat has no 'cpu ' line".to_string())?;
+    let v: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0.0))
+        .collect();
+    if v.len() < 5 {
+        return Err(format!("/proc/stat cpu line too short: {line:?}"));
+    }
+    // user nice system idle iowait irq softirq steal ...: idle and iowait are not busy.
+    let busy: f64 = v.iter().sum::<f64>() - v[3] - v[4];
+    Ok(busy / *TICKS)
+}
