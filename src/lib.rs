@@ -6,11 +6,14 @@
 
 pub use rsrtmp_engine as rtmp;
 
+pub mod elements;
 pub mod net;
 
 use gst::glib;
 
-fn plugin_init(_plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
+    elements::serversrc::register(plugin)?;
+    elements::serversink::register(plugin)?;
     Ok(())
 }
 

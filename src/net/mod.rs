@@ -2,6 +2,11 @@
 //! engine's sans-IO sessions. Element streaming threads never run protocol code; they talk to
 //! these tasks over channels.
 
+pub mod fanout;
+pub mod ingest;
+pub mod playout;
 pub mod runtime;
+pub mod serve;
+pub mod server;
 pub mod tls;
 pub mod tunnel;

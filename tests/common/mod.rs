@@ -150,6 +150,7 @@ fn media_dir() -> PathBuf {
 /// see half a file).
 pub fn test_media(seconds: u32) -> PathBuf {
     require("ffmpeg", "ffmpeg");
+    // Tests of one binary run on parallel threads: one makes the file, the others wait.
     static MAKING: Mutex<()> = Mutex::new(());
     let _making = MAKING.lock().unwrap_or_else(|e| e.into_inner());
     let path = media_dir().join(format!("h264-aac-{seconds}s.flv"));
@@ -275,3 +276,5 @@ pub fn self_signed_cert(dir: &Path, tag: &str) -> (PathBuf, PathBuf) {
     std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
     (cert, key)
 }
+
+pub mod server_peers;

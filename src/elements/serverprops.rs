@@ -1,0 +1,249 @@
+//! What rtmpserversrc and rtmpserversink share: the listener properties, the signals
+//! (`authorize`, `client-connected`, `client-disconnected`) and the hooks that let the
+//! listener's connections reach the element.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::ops::ControlFlow;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gst::glib;
+use gst::prelude::*;
+
+use crate::net::server::{AuthRequest, Endpoint, RouteConfig, RouteHooks};
+
+pub const DEFAULT_ADDRESS: &str = "0.0.0.0";
+pub const DEFAULT_PORT: u32 = 1935;
+pub const DEFAULT_APPLICATION: &str = "live";
+pub const DEFAULT_STREAM: &str = "";
+pub const DEFAULT_MAX_CLIENTS: u32 = 1000;
+pub const DEFAULT_HANDSHAKE_TIMEOUT: u32 = 10;
+pub const DEFAULT_IDLE_TIMEOUT: u32 = 30;
+
+/// The listener properties of a server element.
+#[derive(Debug, Clone)]
+pub struct ListenSettings {
+    pub address: String,
+    pub port: u32,
+    pub application: String,
+    pub stream: String,
+    pub max_clients: u32,
+    /// Seconds.
+    pub handshake_timeout: u32,
+    /// Seconds; 0 = none.
+    pub idle_timeout: u32,
+}
+
+impl Default for ListenSettings {
+    fn default() -> Self {
+        ListenSettings {
+            address: DEFAULT_ADDRESS.into(),
+            port: DEFAULT_PORT,
+            application: DEFAULT_APPLICATION.into(),
+            stream: DEFAULT_STREAM.into(),
+            max_clients: DEFAULT_MAX_CLIENTS,
+            handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+        }
+    }
+}
+
+impl ListenSettings {
+    pub fn properties() -> Vec<glib::ParamSpec> {
+        vec![
+            glib::ParamSpecString::builder("address")
+                .nick("Address")
+                .blurb("Local address to listen on (0.0.0.0 or :: for all interfaces)")
+                .default_value(Some(DEFAULT_ADDRESS))
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecUInt::builder("port")
+                .nick("Port")
+                .blurb("TCP port to listen on; 0 picks a free one, readable here after start")
+                .maximum(u16::MAX.into())
+                .default_value(DEFAULT_PORT)
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecString::builder("application")
+                .nick("Application")
+                .blurb("RTMP application name this element serves (exact match)")
+                .default_value(Some(DEFAULT_APPLICATION))
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecString::builder("stream")
+                .nick("Stream")
+                .blurb("Stream name / key (exact match, compared in constant time); empty accepts any")
+                .default_value(Some(DEFAULT_STREAM))
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecUInt::builder("max-clients")
+                .nick("Max clients")
+                .blurb("Most connections on the listening socket at once (0 = unlimited); the largest value among elements sharing the port applies")
+                .default_value(DEFAULT_MAX_CLIENTS)
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecUInt::builder("handshake-timeout")
+                .nick("Handshake timeout")
+                .blurb("Seconds a new connection has to complete the handshake and publish or play")
+                .minimum(1)
+                .default_value(DEFAULT_HANDSHAKE_TIMEOUT)
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecUInt::builder("idle-timeout")
+                .nick("Idle timeout")
+                .blurb("Seconds without traffic after which a client is disconnected (0 = never)")
+                .default_value(DEFAULT_IDLE_TIMEOUT)
+                .mutable_ready()
+                .build(),
+        ]
+    }
+
+    /// Sets one of the listener properties; false when `name` is not one of them.
+    pub fn set(&mut self, name: &str, value: &glib::Value) -> bool {
+        match name {
+            "address" => {
+                self.address = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .unwrap_or_else(|| DEFAULT_ADDRESS.into())
+            }
+            "port" => self.port = value.get().expect("type checked upstream"),
+            "application" => {
+                self.application = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .unwrap_or_default()
+            }
+            "stream" => {
+                self.stream = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .unwrap_or_default()
+            }
+            "max-clients" => self.max_clients = value.get().expect("type checked upstream"),
+            "handshake-timeout" => {
+                self.handshake_timeout = value.get().expect("type checked upstream")
+            }
+            "idle-timeout" => self.idle_timeout = value.get().expect("type checked upstream"),
+            _ => return false,
+        }
+        true
+    }
+
+    /// Reads one of the listener properties. `bound_port` is the port actually listened on
+    /// while started, which is what `port` reports then.
+    pub fn get(&self, name: &str, bound_port: Option<u16>) -> Option<glib::Value> {
+        Some(match name {
+            "address" => self.address.to_value(),
+            "port" => bound_port.map_or(self.port, u32::from).to_value(),
+            "application" => self.application.to_value(),
+            "stream" => self.stream.to_value(),
+            "max-clients" => self.max_clients.to_value(),
+            "handshake-timeout" => self.handshake_timeout.to_value(),
+            "idle-timeout" => self.idle_timeout.to_value(),
+            _ => return None,
+        })
+    }
+
+    /// Resolves `address`:`port`, with a message naming the value when it does not resolve.
+    pub fn socket_addr(&self) -> Result<SocketAddr, gst::ErrorMessage> {
+        let port = u16::try_from(self.port).map_err(|_| {
+            gst::error_msg!(
+                gst::ResourceError::Settings,
+                ["port {} out of range 0..=65535", self.port]
+            )
+        })?;
+        let host = self.address.trim_start_matches('[').trim_end_matches(']');
+        (host, port)
+            .to_socket_addrs()
+            .ok()
+            .and_then(|mut it| it.next())
+            .ok_or_else(|| {
+                gst::error_msg!(
+                    gst::ResourceError::Settings,
+                    [
+                        "address {:?} is not a local address to listen on",
+                        self.address
+                    ]
+                )
+            })
+    }
+
+    /// The route this element asks the listener for.
+    pub fn route_config(&self, endpoint: Endpoint, hooks: Arc<dyn RouteHooks>) -> RouteConfig {
+        RouteConfig {
+            app: self.application.trim_end_matches('/').to_string(),
+            stream: self.stream.clone(),
+            endpoint,
+            hooks,
+            max_clients: self.max_clients,
+            handshake_timeout: Duration::from_secs(self.handshake_timeout.into()),
+            idle_timeout: (self.idle_timeout > 0)
+                .then(|| Duration::from_secs(self.idle_timeout.into())),
+        }
+    }
+}
+
+/// The signals both server elements have.
+pub fn signals() -> Vec<glib::subclass::Signal> {
+    vec![
+        // authorize(peer, app, stream, query, publish) -> accept?
+        glib::subclass::Signal::builder("authorize")
+            .param_types([
+                String::static_type(),
+                String::static_type(),
+                String::static_type(),
+                String::static_type(),
+                bool::static_type(),
+            ])
+            .return_type::<bool>()
+            .run_last()
+            // Without a handler, the route's stream key already decided: accept.
+            .class_handler(|_| Some(true.to_value()))
+            // The first handler's answer is final.
+            .accumulator(|_hint, _acc, value| ControlFlow::Break(value.clone()))
+            .build(),
+        glib::subclass::Signal::builder("client-connected")
+            .param_types([String::static_type()])
+            .build(),
+        glib::subclass::Signal::builder("client-disconnected")
+            .param_types([String::static_type()])
+            .build(),
+    ]
+}
+
+/// Connects a listener route to an element's signals. Holds only a weak reference: a route
+/// never keeps its element alive.
+pub struct ElementHooks<T: IsA<gst::Element>> {
+    pub element: glib::WeakRef<T>,
+}
+
+impl<T: IsA<gst::Element> + Send + Sync> RouteHooks for ElementHooks<T> {
+    fn authorize(&self, req: &AuthRequest) -> bool {
+        let Some(element) = self.element.upgrade() else {
+            return false;
+        };
+        element.emit_by_name::<bool>(
+            "authorize",
+            &[
+                &req.peer.to_string(),
+                &req.app,
+                &req.stream,
+                &req.query,
+                &req.publish,
+            ],
+        )
+    }
+
+    fn client_connected(&self, peer: SocketAddr) {
+        if let Some(element) = self.element.upgrade() {
+            element.emit_by_name::<()>("client-connected", &[&peer.to_string()]);
+        }
+    }
+
+    fn client_disconnected(&self, peer: SocketAddr) {
+        if let Some(element) = self.element.upgrade() {
+            element.emit_by_name::<()>("client-disconnected", &[&peer.to_string()]);
+        }
+    }
+}

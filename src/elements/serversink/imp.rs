@@ -1,0 +1,289 @@
+//! rtmpserversink: a BaseSink that serves the FLV it receives to every player the shared
+//! listener routes to it.
+//!
+//! `render()` parses FLV (split anywhere across buffers) into messages, chunk-encodes each
+//! message once and hands the bytes to the route's [`Hub`], which shares them with every
+//! player's bounded queue. Nothing in `render()` waits on a player: a slow player skips to the
+//! next keyframe instead of holding the pipeline back. At EOS every player is told the stream
+//! ended; a later stream on the same sink starts fresh for new players.
+
+use std::sync::{Arc, LazyLock, Mutex};
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+use gst_base::subclass::prelude::*;
+
+use crate::elements::serverprops::{self, ElementHooks, ListenSettings};
+use crate::net::fanout::{DEFAULT_QUEUE_LIMIT, Hub, HubConfig};
+use crate::net::playout::FlvPlayout;
+use crate::net::server::{self, Endpoint, RouteGuard};
+
+const DEFAULT_GOP_CACHE: bool = true;
+const DEFAULT_QUEUE_SIZE: u32 = DEFAULT_QUEUE_LIMIT as u32;
+
+#[derive(Debug, Clone)]
+struct Settings {
+    listen: ListenSettings,
+    gop_cache: bool,
+    queue_size: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: ListenSettings::default(),
+            gop_cache: DEFAULT_GOP_CACHE,
+            queue_size: DEFAULT_QUEUE_SIZE,
+        }
+    }
+}
+
+#[derive(Default)]
+enum State {
+    #[default]
+    Stopped,
+    Started {
+        route: RouteGuard,
+        hub: Arc<Hub>,
+        playout: FlvPlayout,
+    },
+}
+
+#[derive(Default)]
+pub struct RtmpServerSink {
+    settings: Mutex<Settings>,
+    state: Mutex<State>,
+}
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "rtmpserversink",
+        gst::DebugColorFlags::empty(),
+        Some("RTMP server sink"),
+    )
+});
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl RtmpServerSink {
+    fn stats(&self) -> gst::Structure {
+        let players = match &*lock(&self.state) {
+            State::Started { hub, .. } => hub.stats(),
+            State::Stopped => Vec::new(),
+        };
+        let clients = gst::Array::new(players.iter().map(|p| {
+            gst::Structure::builder("client")
+                .field("address", p.peer.to_string())
+                .field("bytes", p.bytes)
+                .field("drops", p.drops)
+                .build()
+                .to_send_value()
+        }));
+        gst::Structure::builder("application/x-rtmp-server-stats")
+            .field("clients", players.len() as u32)
+            .field("client-stats", clients)
+            .build()
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for RtmpServerSink {
+    const NAME: &'static str = "GstRsRtmpServerSink";
+    type Type = super::RtmpServerSink;
+    type ParentType = gst_base::BaseSink;
+}
+
+impl ObjectImpl for RtmpServerSink {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            let mut props = ListenSettings::properties();
+            props.push(
+                glib::ParamSpecBoolean::builder("gop-cache")
+                    .nick("GOP cache")
+                    .blurb("Give new players the frames since the last keyframe so playback starts at once")
+                    .default_value(DEFAULT_GOP_CACHE)
+                    .mutable_ready()
+                    .build(),
+            );
+            props.push(
+                glib::ParamSpecUInt::builder("queue-size")
+                    .nick("Queue size")
+                    .blurb("Bytes queued per player before it skips to the next keyframe (also bounds the GOP cache)")
+                    .minimum(64 * 1024)
+                    .default_value(DEFAULT_QUEUE_SIZE)
+                    .mutable_ready()
+                    .build(),
+            );
+            props.push(
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb("clients, and per client: address, bytes, drops")
+                    .read_only()
+                    .build(),
+            );
+            props
+        });
+        PROPS.as_ref()
+    }
+
+    fn signals() -> &'static [glib::subclass::Signal] {
+        static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(serverprops::signals);
+        SIGNALS.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut settings = lock(&self.settings);
+        if settings.listen.set(pspec.name(), value) {
+            return;
+        }
+        match pspec.name() {
+            "gop-cache" => settings.gop_cache = value.get().expect("type checked"),
+            "queue-size" => settings.queue_size = value.get().expect("type checked"),
+            other => unimplemented!("property {other}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        if pspec.name() == "stats" {
+            return self.stats().to_value();
+        }
+        let bound = match &*lock(&self.state) {
+            State::Started { route, .. } => Some(route.local_addr().port()),
+            State::Stopped => None,
+        };
+        let settings = lock(&self.settings);
+        if let Some(v) = settings.listen.get(pspec.name(), bound) {
+            return v;
+        }
+        match pspec.name() {
+            "gop-cache" => settings.gop_cache.to_value(),
+            "queue-size" => settings.queue_size.to_value(),
+            other => unimplemented!("property {other}"),
+        }
+    }
+
+    fn constructed(&self) {
+        self.parent_constructed();
+        // Pacing is upstream's job (a live source or a publisher); a server should pass on
+        // what it gets as soon as it gets it.
+        self.obj().set_sync(false);
+    }
+}
+
+impl GstObjectImpl for RtmpServerSink {}
+
+impl ElementImpl for RtmpServerSink {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "RTMP server sink",
+                "Sink/Network",
+                "Serves the FLV stream it receives to any number of RTMP players",
+                "rsrtmp developers",
+            )
+        });
+        Some(&*META)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let caps = gst::Caps::builder("video/x-flv").build();
+            vec![
+                gst::PadTemplate::new(
+                    "sink",
+                    gst::PadDirection::Sink,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .expect("valid template"),
+            ]
+        });
+        TEMPLATES.as_ref()
+    }
+}
+
+impl BaseSinkImpl for RtmpServerSink {
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = lock(&self.settings).clone();
+        let addr = settings.listen.socket_addr()?;
+        let hub = Arc::new(Hub::new(HubConfig {
+            gop_cache: settings.gop_cache,
+            queue_limit: settings.queue_size as usize,
+        }));
+        let hooks = Arc::new(ElementHooks {
+            element: self.obj().downgrade(),
+        });
+        let config = settings
+            .listen
+            .route_config(Endpoint::Playout(hub.clone()), hooks);
+        let route = server::add_route(addr, config)
+            .map_err(|e| gst::error_msg!(gst::ResourceError::OpenWrite, ["{e}"]))?;
+        gst::info!(
+            CAT,
+            imp = self,
+            "serving players on rtmp://{}/{}/{}",
+            route.local_addr(),
+            settings.listen.application,
+            settings.listen.stream
+        );
+        *lock(&self.state) = State::Started {
+            route,
+            hub,
+            playout: FlvPlayout::new(),
+        };
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        if let State::Started { hub, .. } = std::mem::take(&mut *lock(&self.state)) {
+            hub.close_all();
+        }
+        Ok(())
+    }
+
+    fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+        // The parser keeps slices of the mapped buffer: tag bodies are not copied.
+        let map = buffer.clone().into_mapped_buffer_readable().map_err(|_| {
+            gst::element_imp_error!(self, gst::CoreError::Failed, ["cannot map buffer"]);
+            gst::FlowError::Error
+        })?;
+        let data = bytes::Bytes::from_owner(map);
+        let mut state = lock(&self.state);
+        let State::Started { hub, playout, .. } = &mut *state else {
+            return Err(gst::FlowError::Flushing);
+        };
+        if let Err(e) = playout.push(data, hub) {
+            drop(state);
+            gst::element_imp_error!(self, gst::StreamError::Decode, ["{e}"]);
+            return Err(gst::FlowError::Error);
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    fn event(&self, event: gst::Event) -> bool {
+        match event.view() {
+            gst::EventView::Eos(_) => {
+                if let State::Started { hub, playout, .. } = &mut *lock(&self.state) {
+                    gst::info!(
+                        CAT,
+                        imp = self,
+                        "end of stream: telling {} players",
+                        hub.player_count()
+                    );
+                    playout.end(hub);
+                }
+            }
+            gst::EventView::StreamStart(_) => {
+                if let State::Started { playout, .. } = &mut *lock(&self.state) {
+                    playout.reset();
+                }
+            }
+            _ => {}
+        }
+        self.parent_event(event)
+    }
+}

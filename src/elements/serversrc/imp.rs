@@ -1,0 +1,354 @@
+//! rtmpserversrc: a live PushSrc fed by the publisher that the shared listener routes to it.
+//!
+//! `start()` adds this element's route to the listener of its address (binding it if no other
+//! element did); the publisher's connection task sends its messages down a bounded channel,
+//! and `create()` turns them into FLV buffers ([`crate::net::ingest::FlvOutput`]). `create()`
+//! is the only place that waits, and `unlock()` cancels only that wait: the route and any
+//! publisher stay, as a live source is unlocked on every PLAYING→PAUSED.
+
+use std::sync::{Arc, LazyLock, Mutex};
+
+use gst::glib;
+use gst::prelude::*;
+use gst::subclass::prelude::*;
+use gst_base::prelude::*;
+use gst_base::subclass::base_src::CreateSuccess;
+use gst_base::subclass::prelude::*;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::elements::serverprops::{self, ElementHooks, ListenSettings};
+use crate::net::ingest::{FlvOutput, Ingest, IngestEvent, OutBuffer};
+use crate::net::runtime::runtime;
+use crate::net::server::{self, Endpoint, RouteGuard};
+
+const DEFAULT_EOS_ON_UNPUBLISH: bool = false;
+
+#[derive(Debug, Clone)]
+struct Settings {
+    listen: ListenSettings,
+    eos_on_unpublish: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            listen: ListenSettings::default(),
+            eos_on_unpublish: DEFAULT_EOS_ON_UNPUBLISH,
+        }
+    }
+}
+
+#[derive(Default)]
+enum State {
+    #[default]
+    Stopped,
+    Started {
+        route: RouteGuard,
+        ingest: Arc<Ingest>,
+    },
+}
+
+/// What `create()` works on; only the streaming thread locks it, so holding it across the
+/// wait for the next message blocks nobody else.
+#[derive(Default)]
+struct Stream {
+    rx: Option<mpsc::Receiver<IngestEvent>>,
+    output: FlvOutput,
+    /// EOS is due once the pending buffers are out (publisher left, eos-on-unpublish set).
+    eos: bool,
+    bytes: u64,
+}
+
+#[derive(Default)]
+pub struct RtmpServerSrc {
+    settings: Mutex<Settings>,
+    state: Mutex<State>,
+    stream: Mutex<Stream>,
+    /// Cancelled by `unlock()`, replaced by `unlock_stop()`.
+    flushing: Mutex<CancellationToken>,
+}
+
+static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "rtmpserversrc",
+        gst::DebugColorFlags::empty(),
+        Some("RTMP server source"),
+    )
+});
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl RtmpServerSrc {
+    fn make_buffer(&self, out: OutBuffer) -> gst::Buffer {
+        let mut buffer = gst::Buffer::from_slice(out.data);
+        {
+            let b = buffer.get_mut().expect("new buffer is writable");
+            b.set_dts(out.dts.map(gst::ClockTime::from_mseconds));
+            b.set_pts(out.pts.map(gst::ClockTime::from_mseconds));
+            let mut flags = gst::BufferFlags::empty();
+            if out.header {
+                flags |= gst::BufferFlags::HEADER;
+            }
+            if out.delta {
+                flags |= gst::BufferFlags::DELTA_UNIT;
+            }
+            if out.discont {
+                flags |= gst::BufferFlags::DISCONT;
+            }
+            b.set_flags(flags);
+        }
+        buffer
+    }
+
+    fn caps_with_streamheader(headers: &[bytes::Bytes]) -> gst::Caps {
+        let array = gst::Array::new(headers.iter().map(|h| {
+            let mut b = gst::Buffer::from_slice(h.clone());
+            b.get_mut()
+                .expect("new buffer is writable")
+                .set_flags(gst::BufferFlags::HEADER);
+            b.to_send_value()
+        }));
+        gst::Caps::builder("video/x-flv")
+            .field("streamheader", array)
+            .build()
+    }
+
+    fn stats(&self) -> gst::Structure {
+        let publisher = match &*lock(&self.state) {
+            State::Started { ingest, .. } => ingest.publisher(),
+            State::Stopped => None,
+        };
+        let bytes = lock(&self.stream).bytes;
+        let clients = gst::Array::new(publisher.map(|p| {
+            gst::Structure::builder("client")
+                .field("address", p.to_string())
+                .field("bytes", bytes)
+                .field("drops", 0u64)
+                .build()
+                .to_send_value()
+        }));
+        gst::Structure::builder("application/x-rtmp-server-stats")
+            .field("clients", u32::from(publisher.is_some()))
+            .field("client-stats", clients)
+            .build()
+    }
+}
+
+#[glib::object_subclass]
+impl ObjectSubclass for RtmpServerSrc {
+    const NAME: &'static str = "GstRsRtmpServerSrc";
+    type Type = super::RtmpServerSrc;
+    type ParentType = gst_base::PushSrc;
+}
+
+impl ObjectImpl for RtmpServerSrc {
+    fn properties() -> &'static [glib::ParamSpec] {
+        static PROPS: LazyLock<Vec<glib::ParamSpec>> = LazyLock::new(|| {
+            let mut props = ListenSettings::properties();
+            props.push(
+                glib::ParamSpecBoolean::builder("eos-on-unpublish")
+                    .nick("EOS on unpublish")
+                    .blurb("End the stream when the publisher leaves, instead of waiting for the next one")
+                    .default_value(DEFAULT_EOS_ON_UNPUBLISH)
+                    .mutable_ready()
+                    .build(),
+            );
+            props.push(
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb("clients, and per client: address, bytes, drops")
+                    .read_only()
+                    .build(),
+            );
+            props
+        });
+        PROPS.as_ref()
+    }
+
+    fn signals() -> &'static [glib::subclass::Signal] {
+        static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(serverprops::signals);
+        SIGNALS.as_ref()
+    }
+
+    fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
+        let mut settings = lock(&self.settings);
+        if settings.listen.set(pspec.name(), value) {
+            return;
+        }
+        match pspec.name() {
+            "eos-on-unpublish" => settings.eos_on_unpublish = value.get().expect("type checked"),
+            other => unimplemented!("property {other}"),
+        }
+    }
+
+    fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        if pspec.name() == "stats" {
+            return self.stats().to_value();
+        }
+        let bound = match &*lock(&self.state) {
+            State::Started { route, .. } => Some(route.local_addr().port()),
+            State::Stopped => None,
+        };
+        let settings = lock(&self.settings);
+        if let Some(v) = settings.listen.get(pspec.name(), bound) {
+            return v;
+        }
+        match pspec.name() {
+            "eos-on-unpublish" => settings.eos_on_unpublish.to_value(),
+            other => unimplemented!("property {other}"),
+        }
+    }
+
+    fn constructed(&self) {
+        self.parent_constructed();
+        let obj = self.obj();
+        obj.set_live(true);
+        obj.set_format(gst::Format::Time);
+    }
+}
+
+impl GstObjectImpl for RtmpServerSrc {}
+
+impl ElementImpl for RtmpServerSrc {
+    fn metadata() -> Option<&'static gst::subclass::ElementMetadata> {
+        static META: LazyLock<gst::subclass::ElementMetadata> = LazyLock::new(|| {
+            gst::subclass::ElementMetadata::new(
+                "RTMP server source",
+                "Source/Network",
+                "Accepts RTMP publishers and outputs their stream as FLV",
+                "rsrtmp developers",
+            )
+        });
+        Some(&*META)
+    }
+
+    fn pad_templates() -> &'static [gst::PadTemplate] {
+        static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
+            let caps = gst::Caps::builder("video/x-flv").build();
+            vec![
+                gst::PadTemplate::new(
+                    "src",
+                    gst::PadDirection::Src,
+                    gst::PadPresence::Always,
+                    &caps,
+                )
+                .expect("valid template"),
+            ]
+        });
+        TEMPLATES.as_ref()
+    }
+}
+
+impl BaseSrcImpl for RtmpServerSrc {
+    fn start(&self) -> Result<(), gst::ErrorMessage> {
+        let settings = lock(&self.settings).clone();
+        let addr = settings.listen.socket_addr()?;
+        let (ingest, rx) = Ingest::new();
+        let hooks = Arc::new(ElementHooks {
+            element: self.obj().downgrade(),
+        });
+        let config = settings
+            .listen
+            .route_config(Endpoint::Ingest(ingest.clone()), hooks);
+        let route = server::add_route(addr, config)
+            .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ["{e}"]))?;
+        gst::info!(
+            CAT,
+            imp = self,
+            "waiting for a publisher on rtmp://{}/{}/{}",
+            route.local_addr(),
+            settings.listen.application,
+            settings.listen.stream
+        );
+        *lock(&self.stream) = Stream {
+            rx: Some(rx),
+            ..Stream::default()
+        };
+        *lock(&self.state) = State::Started { route, ingest };
+        Ok(())
+    }
+
+    fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        // Dropping the route ends its connections; the listener closes with its last route.
+        *lock(&self.state) = State::Stopped;
+        *lock(&self.stream) = Stream::default();
+        Ok(())
+    }
+
+    fn is_seekable(&self) -> bool {
+        false
+    }
+
+    fn unlock(&self) -> Result<(), gst::ErrorMessage> {
+        lock(&self.flushing).cancel();
+        Ok(())
+    }
+
+    fn unlock_stop(&self) -> Result<(), gst::ErrorMessage> {
+        *lock(&self.flushing) = CancellationToken::new();
+        Ok(())
+    }
+}
+
+impl PushSrcImpl for RtmpServerSrc {
+    fn create(
+        &self,
+        _buffer: Option<&mut gst::BufferRef>,
+    ) -> Result<CreateSuccess, gst::FlowError> {
+        let eos_on_unpublish = lock(&self.settings).eos_on_unpublish;
+        let flushing = lock(&self.flushing).clone();
+        let mut stream = lock(&self.stream);
+        loop {
+            if let Some(headers) = stream.output.take_new_streamheader() {
+                let caps = Self::caps_with_streamheader(&headers);
+                gst::debug!(CAT, imp = self, "new caps {caps}");
+                if self.obj().set_caps(&caps).is_err() {
+                    gst::element_imp_error!(
+                        self,
+                        gst::CoreError::Negotiation,
+                        ["downstream refused caps {caps}"]
+                    );
+                    return Err(gst::FlowError::NotNegotiated);
+                }
+            }
+            if let Some(out) = stream.output.pop() {
+                stream.bytes += out.data.len() as u64;
+                return Ok(CreateSuccess::NewBuffer(self.make_buffer(out)));
+            }
+            if stream.eos {
+                gst::info!(CAT, imp = self, "publisher gone: end of stream");
+                return Err(gst::FlowError::Eos);
+            }
+            let Some(rx) = stream.rx.as_mut() else {
+                return Err(gst::FlowError::Flushing);
+            };
+            let next = runtime().block_on(async {
+                tokio::select! {
+                    ev = rx.recv() => Some(ev),
+                    _ = flushing.cancelled() => None,
+                }
+            });
+            let ev = match next {
+                None => return Err(gst::FlowError::Flushing),
+                Some(None) => return Err(gst::FlowError::Flushing),
+                Some(Some(ev)) => ev,
+            };
+            match &ev {
+                IngestEvent::Started { peer, name } => {
+                    gst::info!(CAT, imp = self, "publisher {peer} started stream {name:?}");
+                }
+                IngestEvent::Stopped { peer, reason } => {
+                    gst::info!(CAT, imp = self, "publisher {peer} stopped: {reason}");
+                    if eos_on_unpublish {
+                        stream.eos = true;
+                    }
+                }
+                IngestEvent::Message(_) => {}
+            }
+            stream.output.handle(ev);
+        }
+    }
+}

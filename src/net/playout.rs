@@ -1,0 +1,196 @@
+//! The serversink's input side: FLV bytes in, shared encoded messages out to a [`Hub`].
+//!
+//! Each tag becomes one RTMP message on the players' message stream, chunk-encoded exactly once
+//! (full type-0 header, [`CHUNK_SIZE`], one of the session's reserved media chunk streams) into
+//! a `Bytes` that every player's queue then references.
+
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use rsrtmp_engine::chunk::encode_message_full;
+use rsrtmp_engine::flv::{FlvError, FlvItem, FlvParser};
+use rsrtmp_engine::message::{Message, msg_type};
+use rsrtmp_engine::session::MediaCsids;
+
+use crate::net::fanout::{Frame, Hub, Input, Kind};
+use crate::net::ingest::{Class, classify};
+
+/// Outgoing chunk size of every server session, and so of the shared bytes.
+pub const CHUNK_SIZE: u32 = 4096;
+/// Message stream id the shared bytes carry: what the server session gives a client's first
+/// `createStream`. A player on another stream id gets the message through its own session.
+pub const PLAY_STREAM_ID: u32 = 1;
+/// Chunk stream ids of the shared bytes; the server session never uses them itself.
+pub const MEDIA_CSIDS: MediaCsids = MediaCsids {
+    audio: 20,
+    video: 21,
+    data: 22,
+};
+
+/// Encodes one message for sharing.
+pub fn shared_frame(message: Message, kind: Kind, keyframe: bool) -> Arc<Frame> {
+    let csid = match kind {
+        Kind::Video => MEDIA_CSIDS.video,
+        Kind::Audio => MEDIA_CSIDS.audio,
+        Kind::Data => MEDIA_CSIDS.data,
+    };
+    let message = Message {
+        stream_id: PLAY_STREAM_ID,
+        ..message
+    };
+    let mut out =
+        BytesMut::with_capacity(message.payload.len() + message.payload.len() / 4096 * 5 + 32);
+    encode_message_full(csid, &message, CHUNK_SIZE, &mut out);
+    Arc::new(Frame {
+        message,
+        bytes: out.freeze(),
+        kind,
+        keyframe,
+    })
+}
+
+/// Classifies and encodes one message and hands it to the hub.
+pub fn publish_message(hub: &Hub, message: Message) {
+    if !matches!(
+        message.type_id,
+        msg_type::AUDIO | msg_type::VIDEO | msg_type::DATA_AMF0 | msg_type::DATA_AMF3
+    ) {
+        return;
+    }
+    let input = match classify(message.type_id, &message.payload) {
+        Class::Metadata => Input::Metadata(shared_frame(message, Kind::Data, false)),
+        Class::VideoHeader => Input::VideoHeader(shared_frame(message, Kind::Video, false)),
+        Class::AudioHeader => Input::AudioHeader(shared_frame(message, Kind::Audio, false)),
+        Class::Video { keyframe, .. } => Input::Frame(shared_frame(message, Kind::Video, keyframe)),
+        Class::Audio => Input::Frame(shared_frame(message, Kind::Audio, false)),
+        Class::Data => Input::Frame(shared_frame(message, Kind::Data, false)),
+    };
+    hub.push(input);
+}
+
+/// FLV input of one serversink.
+#[derive(Default)]
+pub struct FlvPlayout {
+    parser: FlvParser,
+}
+
+impl FlvPlayout {
+    pub fn new() -> FlvPlayout {
+        FlvPlayout::default()
+    }
+
+    /// Parses `data` (any piece of an FLV stream) and publishes every complete tag.
+    pub fn push(&mut self, data: Bytes, hub: &Hub) -> Result<(), FlvError> {
+        self.parser.push_bytes(data);
+        while let Some(item) = self.parser.next_item()? {
+            let FlvItem::Tag(tag) = item else {
+                continue;
+            };
+            let payload = strip_set_data_frame(tag.tag_type, tag.data);
+            publish_message(
+                hub,
+                Message {
+                    type_id: tag.tag_type,
+                    timestamp: tag.timestamp,
+                    stream_id: PLAY_STREAM_ID,
+                    payload,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    /// End of stream: every player is told; the next input starts a new stream.
+    pub fn end(&mut self, hub: &Hub) {
+        hub.end_stream();
+        self.reset();
+    }
+
+    /// Forgets partial input (a new stream starts).
+    pub fn reset(&mut self) {
+        self.parser = FlvParser::new();
+    }
+}
+
+const SET_DATA_FRAME: &[u8] = b"\x02\x00\x0d@setDataFrame";
+
+/// FLV from a publisher-side muxer may keep the `@setDataFrame` prefix; players expect the
+/// bare `onMetaData`.
+fn strip_set_data_frame(tag_type: u8, data: Bytes) -> Bytes {
+    if tag_type == msg_type::DATA_AMF0 && data.starts_with(SET_DATA_FRAME) {
+        data.slice(SET_DATA_FRAME.len()..)
+    } else {
+        data
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::fanout::{HubConfig, Item};
+    use rsrtmp_engine::chunk::{ChunkLimits, ChunkReader};
+    use rsrtmp_engine::flv::{FlvHeader, Tag, write_header, write_tag};
+
+    fn flv(tags: &[(u8, u32, &[u8])]) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        write_header(&FlvHeader::new(true, true), &mut out);
+        for (t, ts, body) in tags {
+            let tag = Tag {
+                tag_type: *t,
+                timestamp: *ts,
+                stream_id: 0,
+                data: Bytes::copy_from_slice(body),
+            };
+            write_tag(&tag, &mut out).unwrap();
+        }
+        out.to_vec()
+    }
+
+    #[test]
+    fn flv_split_anywhere_reaches_players_as_decodable_chunks() {
+        let big = vec![0x27u8; 10_000];
+        let mut key = vec![0x17u8, 1, 0, 0, 0];
+        key.extend_from_slice(&[7; 5000]);
+        let file = flv(&[
+            (
+                18,
+                0,
+                b"\x02\x00\x0d@setDataFrame\x02\x00\x0aonMetaData\x05",
+            ),
+            (9, 0, &[0x17, 0, 0, 0, 0, 1]),
+            (9, 0, &key),
+            (9, 33, &big),
+        ]);
+        for split in [1usize, 7, 100, 4096] {
+            let hub = Hub::new(HubConfig::default());
+            let player = hub.add_player("127.0.0.1:9".parse().unwrap());
+            let mut p = FlvPlayout::new();
+            for piece in file.chunks(split) {
+                p.push(Bytes::copy_from_slice(piece), &hub).unwrap();
+            }
+            let mut items = Vec::new();
+            player.take(&mut items, usize::MAX);
+            let mut reader = ChunkReader::new(ChunkLimits::default());
+            // What a player's session would have announced first.
+            reader.feed(&[2, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0, 0, 0x10, 0]);
+            for item in &items {
+                let Item::Frame(f) = item else {
+                    panic!("unexpected {item:?}")
+                };
+                reader.feed(&f.bytes);
+            }
+            let mut got = Vec::new();
+            while let Some(m) = reader.read_message().unwrap() {
+                if m.type_id != msg_type::SET_CHUNK_SIZE {
+                    got.push(m);
+                }
+            }
+            assert_eq!(got.len(), 4, "split {split}");
+            assert_eq!(&got[0].payload[..], b"\x02\x00\x0aonMetaData\x05");
+            assert_eq!(got[2].payload.len(), key.len());
+            assert_eq!(got[3].payload, Bytes::from(big.clone()));
+            assert_eq!(got[3].timestamp, 33);
+            assert!(got.iter().all(|m| m.stream_id == PLAY_STREAM_ID));
+        }
+    }
+}

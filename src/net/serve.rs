@@ -1,0 +1,539 @@
+//! The RTMP connection driver for the server side: runs a sans-IO [`ServerSession`] over any
+//! byte stream, routes connect/publish/play through the listener, feeds a publisher's media to
+//! its ingest endpoint and plays a hub out to a player.
+//!
+//! One task per connection, one loop: drain the session's events and bytes, move the player's
+//! queued frames out (shared bytes, vectored writes), then wait for input, queued frames, a
+//! deadline, or cancellation. Writes are awaited in place under the idle deadline: a player
+//! that stops reading only stalls its own task (the hub skips it to the next keyframe) until
+//! the deadline closes it.
+//!
+//! Deadlines: until a publish or play is routed, the connection has the listener's handshake
+//! timeout in total; after that, the route's idle timeout applies to a publisher's input and
+//! to each write.
+
+use std::collections::VecDeque;
+use std::io::IoSlice;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes};
+use rsrtmp_engine::session::{ServerConfig, ServerEvent, ServerSession};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::Instant;
+
+use crate::net::fanout::{Hub, Item, PlayerQueue};
+use crate::net::ingest::{IngestClaim, IngestEvent};
+use crate::net::playout::{CHUNK_SIZE, MEDIA_CSIDS, PLAY_STREAM_ID};
+use crate::net::server::{AuthRequest, ByteStream, CAT, ConnSlot, Endpoint, Route, split_query};
+
+/// Read buffer size per connection.
+const READ_BUF: usize = 64 * 1024;
+/// Most queued frames moved into one round of writes.
+const BATCH: usize = 64;
+/// Most buffers handed to one vectored write.
+const MAX_IOV: usize = 64;
+/// After telling a player the stream ended, how long to wait for it to hang up before closing.
+const LINGER: Duration = Duration::from_secs(5);
+/// Between the last frame and the end-of-stream messages.
+const END_GRACE: Duration = Duration::from_millis(300);
+
+enum Role {
+    None,
+    Publisher {
+        stream_id: u32,
+        claim: IngestClaim,
+        route: Arc<Route>,
+    },
+    Player {
+        stream_id: u32,
+        queue: Arc<PlayerQueue>,
+        hub: Arc<Hub>,
+        route: Arc<Route>,
+        /// The shared bytes fit this player (stream id, chunk size, csids, no cipher).
+        shared: bool,
+    },
+}
+
+impl Role {
+    fn route(&self) -> Option<&Arc<Route>> {
+        match self {
+            Role::None => None,
+            Role::Publisher { route, .. } | Role::Player { route, .. } => Some(route),
+        }
+    }
+}
+
+struct Conn {
+    slot: ConnSlot,
+    peer: SocketAddr,
+    session: ServerSession,
+    epoch: Instant,
+    app: String,
+    role: Role,
+    outq: VecDeque<Bytes>,
+    /// Bytes in `outq` that are shared media (counted in the session's stats when written).
+    shared_pending: usize,
+    /// Set when the connection should end once `outq` is written.
+    closing: Option<String>,
+    /// The hub ended the stream: tell the player once its media is written.
+    end_pending: bool,
+    /// A player was told the stream ended: hang up after writing.
+    ended: bool,
+    last_input: Instant,
+    routed_at: Option<Instant>,
+    accepted_at: Instant,
+    handshake_timeout: Duration,
+}
+
+impl Conn {
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    fn drain_transmit(&mut self) {
+        while let Some(b) = self.session.poll_transmit() {
+            self.outq.push_back(b);
+        }
+    }
+
+    fn idle_timeout(&self) -> Option<Duration> {
+        self.role.route().and_then(|r| r.idle_timeout)
+    }
+
+    /// The next deadline of our own (not the session's).
+    fn deadline(&self) -> Option<Instant> {
+        match self.routed_at {
+            None if matches!(self.role, Role::None) => {
+                Some(self.accepted_at + self.handshake_timeout)
+            }
+            _ => match (&self.role, self.idle_timeout()) {
+                (Role::Publisher { .. }, Some(idle)) => Some(self.last_input + idle),
+                _ => None,
+            },
+        }
+    }
+
+    async fn run_hook<R: Send + 'static>(
+        route: &Arc<Route>,
+        f: impl FnOnce(&dyn crate::net::server::RouteHooks) -> R + Send + 'static,
+    ) -> Option<R> {
+        let hooks = route.hooks.clone();
+        // Signal handlers are application code: keep them off the I/O workers.
+        tokio::task::spawn_blocking(move || f(hooks.as_ref()))
+            .await
+            .ok()
+    }
+
+    async fn on_event(&mut self, ev: ServerEvent) {
+        match ev {
+            ServerEvent::ConnectRequest { app, .. } => {
+                if self.slot.shared.has_app(&app) {
+                    gst::debug!(CAT, "{}: connect to application {app:?}", self.peer);
+                    let _ = self.session.accept_connect();
+                    self.app = app;
+                } else {
+                    gst::info!(
+                        CAT,
+                        "{}: rejecting connect: no application {app:?}",
+                        self.peer
+                    );
+                    let _ = self
+                        .session
+                        .reject_connect(&format!("application {app:?} not found"));
+                }
+            }
+            ServerEvent::PublishRequest {
+                stream_id, name, ..
+            } => self.on_publish(stream_id, name).await,
+            ServerEvent::PlayRequest { stream_id, play } => {
+                self.on_play(stream_id, play.name).await
+            }
+            ServerEvent::Media { message, .. } => {
+                if let Role::Publisher { claim, .. } = &mut self.role
+                    && !claim.send(IngestEvent::Message(message)).await
+                {
+                    self.closing = Some("the element stopped".into());
+                }
+            }
+            ServerEvent::Unpublished { stream_id } | ServerEvent::PlayStopped { stream_id } => {
+                self.end_role(stream_id, "stopped by the client").await;
+            }
+            ServerEvent::StreamDeleted { stream_id } => {
+                self.end_role(stream_id, "stream deleted by the client")
+                    .await;
+            }
+            ServerEvent::Command { .. } => {}
+            ServerEvent::Closed(reason) => {
+                gst::debug!(CAT, "{}: session closed: {reason}", self.peer);
+                self.closing.get_or_insert_with(|| reason.to_string());
+            }
+        }
+    }
+
+    async fn authorize(&self, route: &Arc<Route>, name: &str, query: &str, publish: bool) -> bool {
+        let req = AuthRequest {
+            peer: self.peer,
+            app: self.app.clone(),
+            stream: name.to_string(),
+            query: query.to_string(),
+            publish,
+        };
+        Self::run_hook(route, move |h| h.authorize(&req))
+            .await
+            .unwrap_or(false)
+    }
+
+    async fn on_publish(&mut self, stream_id: u32, full_name: String) {
+        let (name, query) = split_query(&full_name);
+        let refuse = |this: &mut Conn, why: String| {
+            gst::info!(
+                CAT,
+                "{}: refusing publish of {full_name:?}: {why}",
+                this.peer
+            );
+            let _ = this.session.reject_publish(stream_id, &why);
+        };
+        if !matches!(self.role, Role::None) {
+            return refuse(self, "this connection already publishes or plays".into());
+        }
+        let route = match self.slot.shared.lookup(&self.app, name, true) {
+            Ok(r) => r,
+            Err(_) => {
+                return refuse(self, format!("no publishing point {}/{name}", self.app));
+            }
+        };
+        let Endpoint::Ingest(ingest) = &route.endpoint else {
+            return refuse(self, "route takes players, not publishers".into());
+        };
+        let Some(mut claim) = ingest.claim(self.peer) else {
+            return refuse(self, format!("stream {name:?} is already being published"));
+        };
+        if !self.authorize(&route, name, query, true).await {
+            return refuse(self, "not authorized".into());
+        }
+        if self.session.accept_publish(stream_id).is_err() {
+            return;
+        }
+        gst::info!(CAT, "{}: publishing {}/{name}", self.peer, self.app);
+        self.slot.mark_routed();
+        self.routed_at = Some(Instant::now());
+        let peer = self.peer;
+        Self::run_hook(&route, move |h| h.client_connected(peer)).await;
+        claim
+            .send(IngestEvent::Started {
+                peer,
+                name: name.to_string(),
+            })
+            .await;
+        self.role = Role::Publisher {
+            stream_id,
+            claim,
+            route,
+        };
+    }
+
+    async fn on_play(&mut self, stream_id: u32, full_name: String) {
+        let (name, query) = split_query(&full_name);
+        let refuse = |this: &mut Conn, why: String| {
+            gst::info!(CAT, "{}: refusing play of {full_name:?}: {why}", this.peer);
+            let _ = this.session.reject_play(stream_id, &why);
+        };
+        if !matches!(self.role, Role::None) {
+            return refuse(self, "this connection already publishes or plays".into());
+        }
+        let route = match self.slot.shared.lookup(&self.app, name, false) {
+            Ok(r) => r,
+            Err(_) => return refuse(self, format!("stream {}/{name} not found", self.app)),
+        };
+        let Endpoint::Playout(hub) = &route.endpoint else {
+            return refuse(self, "route takes publishers, not players".into());
+        };
+        let hub = hub.clone();
+        if !self.authorize(&route, name, query, false).await {
+            return refuse(self, "not authorized".into());
+        }
+        if self.session.accept_play(stream_id).is_err() {
+            return;
+        }
+        let shared = stream_id == PLAY_STREAM_ID
+            && self.session.can_take_shared_bytes(stream_id)
+            && self.session.chunk_size() == CHUNK_SIZE
+            && self.session.media_csids() == MEDIA_CSIDS;
+        gst::info!(
+            CAT,
+            "{}: playing {}/{name} (stream {stream_id}, shared bytes: {shared})",
+            self.peer,
+            self.app
+        );
+        self.slot.mark_routed();
+        self.routed_at = Some(Instant::now());
+        let peer = self.peer;
+        Self::run_hook(&route, move |h| h.client_connected(peer)).await;
+        let queue = hub.add_player(peer);
+        self.role = Role::Player {
+            stream_id,
+            queue,
+            hub,
+            route,
+            shared,
+        };
+    }
+
+    async fn end_role(&mut self, stream_id: u32, why: &str) {
+        let role_stream = match &self.role {
+            Role::Publisher { stream_id, .. } | Role::Player { stream_id, .. } => *stream_id,
+            Role::None => return,
+        };
+        if role_stream != stream_id {
+            return;
+        }
+        self.finish_role(why).await;
+    }
+
+    async fn finish_role(&mut self, why: &str) {
+        let route = match std::mem::replace(&mut self.role, Role::None) {
+            Role::None => return,
+            Role::Publisher { claim, route, .. } => {
+                claim.finish(why.to_string()).await;
+                route
+            }
+            Role::Player {
+                queue, hub, route, ..
+            } => {
+                hub.remove_player(&queue);
+                route
+            }
+        };
+        gst::info!(CAT, "{}: {why}", self.peer);
+        let peer = self.peer;
+        Self::run_hook(&route, move |h| h.client_disconnected(peer)).await;
+    }
+
+    /// Moves queued frames into `outq`. False when the hub let the player go.
+    fn pull_frames(&mut self, batch: &mut Vec<Item>) -> bool {
+        let Role::Player {
+            stream_id,
+            queue,
+            shared,
+            ..
+        } = &self.role
+        else {
+            return true;
+        };
+        let (stream_id, shared, queue) = (*stream_id, *shared, queue.clone());
+        let alive = queue.take(batch, BATCH);
+        for item in batch.drain(..) {
+            match item {
+                Item::Frame(f) => {
+                    if shared {
+                        // Shared bytes only go between whole messages of the session's own.
+                        self.drain_transmit();
+                        self.shared_pending += f.bytes.len();
+                        self.outq.push_back(f.bytes.clone());
+                    } else {
+                        let _ = self.session.send_media(stream_id, &f.message);
+                        self.drain_transmit();
+                    }
+                }
+                Item::End => self.end_pending = true,
+            }
+        }
+        alive
+    }
+}
+
+/// Writes everything in `outq` with vectored writes; returns the bytes written.
+async fn write_all_vectored(
+    stream: &mut Box<dyn ByteStream>,
+    outq: &mut VecDeque<Bytes>,
+) -> std::io::Result<usize> {
+    let mut total = 0;
+    while !outq.is_empty() {
+        let n = {
+            let mut iov = [IoSlice::new(&[]); MAX_IOV];
+            let mut k = 0;
+            for b in outq.iter().take(MAX_IOV) {
+                iov[k] = IoSlice::new(b);
+                k += 1;
+            }
+            stream.write_vectored(&iov[..k]).await?
+        };
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        total += n;
+        let mut left = n;
+        while left > 0 {
+            let front = outq.front_mut().expect("wrote no more than queued");
+            if front.len() <= left {
+                left -= front.len();
+                outq.pop_front();
+            } else {
+                front.advance(left);
+                left = 0;
+            }
+        }
+    }
+    stream.flush().await?;
+    Ok(total)
+}
+
+/// Serves one accepted connection until it ends.
+pub(crate) async fn serve(slot: ConnSlot, mut stream: Box<dyn ByteStream>, peer: SocketAddr) {
+    let handshake_timeout = slot.shared.handshake_timeout();
+    let epoch = Instant::now();
+    let config = ServerConfig {
+        chunk_size: CHUNK_SIZE,
+        handshake_timeout_ms: Some(handshake_timeout.as_millis() as u64),
+        // Idle deadlines are the route's, kept here.
+        idle_timeout_ms: None,
+        ..ServerConfig::default()
+    };
+    let session = {
+        let mut rng = rand::rng();
+        ServerSession::new(config, 0, &mut rng)
+    };
+    let now = Instant::now();
+    let mut c = Conn {
+        slot,
+        peer,
+        session,
+        epoch,
+        app: String::new(),
+        role: Role::None,
+        outq: VecDeque::new(),
+        shared_pending: 0,
+        closing: None,
+        end_pending: false,
+        ended: false,
+        last_input: now,
+        routed_at: None,
+        accepted_at: now,
+        handshake_timeout,
+    };
+    let reason = run(&mut c, &mut stream).await;
+    gst::debug!(CAT, "{peer}: connection ends: {reason}");
+    c.finish_role(&format!("disconnected: {reason}")).await;
+    if c.ended {
+        // Let the player read the end of the stream and hang up first: closing a socket with
+        // unread input resets it and can throw away what the player has not read yet.
+        let _ = stream.shutdown().await;
+        let mut buf = [0u8; 4096];
+        let _ = tokio::time::timeout(LINGER, async {
+            while let Ok(n) = stream.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
+    }
+}
+
+async fn run(c: &mut Conn, stream: &mut Box<dyn ByteStream>) -> String {
+    let mut buf = vec![0u8; READ_BUF];
+    let mut batch = Vec::with_capacity(BATCH);
+    let evicted = c.slot.cancel.clone();
+    loop {
+        while let Some(ev) = c.session.poll_event() {
+            c.on_event(ev).await;
+        }
+        c.drain_transmit();
+        let alive = c.pull_frames(&mut batch);
+        if !alive && !c.end_pending && !c.ended && c.closing.is_none() {
+            c.closing = Some("the element stopped serving".into());
+        }
+        if !c.outq.is_empty() {
+            gst::trace!(CAT, "{}: writing {} buffers", c.peer, c.outq.len());
+            let idle = c.idle_timeout();
+            let write = write_all_vectored(stream, &mut c.outq);
+            let result = match idle {
+                Some(idle) => match tokio::time::timeout(idle, write).await {
+                    Ok(r) => r,
+                    Err(_) => return format!("no write progress for {idle:?}"),
+                },
+                None => write.await,
+            };
+            match result {
+                Ok(n) => {
+                    gst::trace!(CAT, "{}: wrote {n} bytes", c.peer);
+                    let shared = std::mem::take(&mut c.shared_pending).min(n);
+                    c.session.record_shared_output(shared);
+                    if let Role::Player { queue, .. } = &c.role {
+                        queue.add_sent(n as u64);
+                    }
+                }
+                Err(e) => return format!("write failed: {e}"),
+            }
+        }
+        if c.end_pending && c.closing.is_none() {
+            // Every frame is written. Some players (rtmp2src) stop at StreamEOF and drop a
+            // frame they have read but not yet passed on: give them a moment first.
+            c.end_pending = false;
+            tokio::time::sleep(END_GRACE).await;
+            if let Role::Player { stream_id, .. } = c.role {
+                let _ = c.session.end_stream(stream_id);
+            }
+            c.drain_transmit();
+            c.ended = true;
+            continue;
+        }
+        if c.ended && c.closing.is_none() {
+            c.closing = Some("end of stream".into());
+        }
+        if let Some(why) = c.closing.take() {
+            return why;
+        }
+        if let Role::Player { queue, .. } = &c.role
+            && !queue.is_empty()
+        {
+            // More than one batch was queued: its wake-up is already spent.
+            continue;
+        }
+        let session_deadline = c
+            .session
+            .poll_timeout()
+            .map(|ms| c.epoch + Duration::from_millis(ms));
+        let deadline = [session_deadline, c.deadline()].into_iter().flatten().min();
+        let route_cancel = c.role.route().map(|r| r.cancel.clone());
+        let queue = match &c.role {
+            Role::Player { queue, .. } => Some(queue.clone()),
+            _ => None,
+        };
+        tokio::select! {
+            r = stream.read(&mut buf) => match r {
+                Ok(0) => {
+                    c.session.handle_peer_closed();
+                }
+                Ok(n) => {
+                    c.last_input = Instant::now();
+                    let now = c.now_ms();
+                    c.session.handle_input(&buf[..n], now);
+                }
+                Err(e) => return format!("read failed: {e}"),
+            },
+            _ = async { queue.as_ref().expect("guarded").wait().await }, if queue.is_some() => {}
+            _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
+                let now = c.now_ms();
+                c.session.handle_timeout(now);
+                let t = Instant::now();
+                if c.routed_at.is_none() && matches!(c.role, Role::None)
+                    && t >= c.accepted_at + c.handshake_timeout
+                {
+                    return format!("no publish or play within {:?}", c.handshake_timeout);
+                }
+                if let (Role::Publisher { .. }, Some(idle)) = (&c.role, c.idle_timeout())
+                    && t >= c.last_input + idle
+                {
+                    return format!("publisher sent nothing for {idle:?}");
+                }
+            }
+            _ = async { route_cancel.as_ref().expect("guarded").cancelled().await }, if route_cancel.is_some() => {
+                return "the element stopped".into();
+            }
+            _ = evicted.cancelled() => return "evicted to make room for a new connection".into(),
+        }
+    }
+}

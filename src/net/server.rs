@@ -1,0 +1,592 @@
+//! The server side's listening sockets and routing.
+//!
+//! One listening socket per address:port in the process, whatever the number of server
+//! elements that name it: a serversrc and a serversink can share port 1935. Each element adds a
+//! *route* (application + stream key + what it does: take a publisher or serve players) to the
+//! listener of its address; the listener lives as long as one route on it does.
+//!
+//! Every accepted connection goes through the same transport-agnostic path: the first byte
+//! says what it is (0x03 plain RTMP; 0x06/0x08/0x09 RTMPE; 0x16 TLS; an ASCII letter an HTTP
+//! tunnel request), the transport turns it into one byte stream, and the RTMP connection driver
+//! ([`crate::net::serve`]) runs the session over that stream and asks this module where a
+//! publish or play goes.
+//!
+//! Limits: connections that have not yet been routed to an element ("unrouted": handshaking,
+//! connecting, or idle) are capped at [`MAX_UNROUTED`] and at `max-clients`; when a new
+//! connection would pass a cap, the oldest unrouted connection is closed to make room, so a
+//! flood of half-open connections cannot lock a well-behaved client out. Routed connections
+//! are never evicted; when they alone fill `max-clients`, new connections are closed at once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+use crate::net::fanout::Hub;
+use crate::net::ingest::Ingest;
+use crate::net::runtime::runtime;
+
+pub(crate) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "rsrtmp-server",
+        gst::DebugColorFlags::empty(),
+        Some("rsrtmp server listener and connections"),
+    )
+});
+
+/// SO_SNDBUF of accepted connections (Linux doubles it).
+pub const SEND_BUFFER: usize = 128 * 1024;
+
+/// Most connections kept at once per listener before they are routed to an element.
+pub const MAX_UNROUTED: usize = 1024;
+
+/// Why a route could not be added.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(
+        "route application={app:?} stream={stream:?} on {addr} is already served by another element"
+    )]
+    RouteTaken {
+        addr: SocketAddr,
+        app: String,
+        stream: String,
+    },
+}
+
+/// What a route does with the clients it gets.
+#[derive(Clone)]
+pub enum Endpoint {
+    /// Takes one publisher at a time (rtmpserversrc).
+    Ingest(Arc<Ingest>),
+    /// Serves players (rtmpserversink).
+    Playout(Arc<Hub>),
+}
+
+impl Endpoint {
+    fn is_publish(&self) -> bool {
+        matches!(self, Endpoint::Ingest(_))
+    }
+}
+
+/// A publish or play request, as handed to the element's `authorize` signal.
+#[derive(Debug, Clone)]
+pub struct AuthRequest {
+    pub peer: SocketAddr,
+    pub app: String,
+    pub stream: String,
+    pub query: String,
+    pub publish: bool,
+}
+
+/// How a route talks back to its element. Called on runtime threads (`authorize` on a blocking
+/// one): implementations must not wait on the element's streaming thread.
+pub trait RouteHooks: Send + Sync + 'static {
+    /// Accept or refuse a publish/play that matched the route.
+    fn authorize(&self, req: &AuthRequest) -> bool;
+    fn client_connected(&self, peer: SocketAddr);
+    fn client_disconnected(&self, peer: SocketAddr);
+}
+
+/// What an element asks for.
+pub struct RouteConfig {
+    /// Application name, exact match.
+    pub app: String,
+    /// Stream key, exact match in constant time; empty accepts any name.
+    pub stream: String,
+    pub endpoint: Endpoint,
+    pub hooks: Arc<dyn RouteHooks>,
+    /// Listener-wide cap this element asks for; the listener uses the largest (0 = unlimited).
+    pub max_clients: u32,
+    /// Deadline from accept until the connection is routed; the listener uses the largest.
+    pub handshake_timeout: Duration,
+    /// Close a routed connection that moved no bytes for this long.
+    pub idle_timeout: Option<Duration>,
+}
+
+pub(crate) struct Route {
+    id: u64,
+    pub(crate) app: String,
+    pub(crate) stream: String,
+    pub(crate) endpoint: Endpoint,
+    pub(crate) hooks: Arc<dyn RouteHooks>,
+    max_clients: u32,
+    handshake_timeout: Duration,
+    pub(crate) idle_timeout: Option<Duration>,
+    /// Cancelled when the element removes the route: its connections end.
+    pub(crate) cancel: CancellationToken,
+}
+
+/// Why a publish or play was refused before `authorize`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No route with this application: `NetConnection.Connect.Rejected`.
+    UnknownApp,
+    /// No publish route matches: `NetStream.Publish.BadName`.
+    NoPublishRoute,
+    /// No play route matches: `NetStream.Play.StreamNotFound`.
+    NoPlayRoute,
+}
+
+#[derive(Default)]
+struct Conns {
+    next_id: u64,
+    /// Unrouted connections by age (the id grows), with the token that closes them.
+    unrouted: BTreeMap<u64, CancellationToken>,
+    routed: usize,
+}
+
+/// State shared by a listener's accept loop and its connections.
+pub(crate) struct Shared {
+    pub(crate) local_addr: SocketAddr,
+    routes: Mutex<Vec<Arc<Route>>>,
+    conns: Mutex<Conns>,
+    next_route: std::sync::atomic::AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Compares a stream key without an early exit on the first differing byte, so the time taken
+/// says nothing about how much of a guess was right.
+pub fn key_matches(expected: &str, given: &str) -> bool {
+    let (e, g) = (expected.as_bytes(), given.as_bytes());
+    let mut diff = (e.len() ^ g.len()) as u64;
+    for (i, b) in e.iter().enumerate() {
+        let other = if g.is_empty() { 0 } else { g[i % g.len()] };
+        diff |= u64::from(b ^ other);
+    }
+    diff == 0
+}
+
+/// Splits `name?query` into its parts.
+pub fn split_query(s: &str) -> (&str, &str) {
+    match s.split_once('?') {
+        Some((a, b)) => (a, b),
+        None => (s, ""),
+    }
+}
+
+/// The application name a client asked for, without query or trailing slashes.
+pub fn normalize_app(app: &str) -> &str {
+    split_query(app).0.trim_end_matches('/')
+}
+
+impl Shared {
+    /// Is any element serving this application?
+    pub(crate) fn has_app(&self, app: &str) -> bool {
+        let app = normalize_app(app);
+        lock(&self.routes).iter().any(|r| r.app == app)
+    }
+
+    /// Finds the route for a publish (or play) of `name` (without query) in `app`. Exact keys
+    /// win over a catch-all route. Every route of the app is compared, match or not, so the
+    /// time taken does not depend on which key matched.
+    pub(crate) fn lookup(
+        &self,
+        app: &str,
+        name: &str,
+        publish: bool,
+    ) -> Result<Arc<Route>, Refusal> {
+        let app = normalize_app(app);
+        let routes = lock(&self.routes);
+        let mut any_app = false;
+        let mut exact = None;
+        let mut wildcard = None;
+        for r in routes.iter().filter(|r| r.app == app) {
+            any_app = true;
+            if r.endpoint.is_publish() != publish {
+                continue;
+            }
+            if r.stream.is_empty() {
+                wildcard.get_or_insert_with(|| r.clone());
+            } else if key_matches(&r.stream, name) && exact.is_none() {
+                exact = Some(r.clone());
+            }
+        }
+        if !any_app {
+            return Err(Refusal::UnknownApp);
+        }
+        exact.or(wildcard).ok_or(if publish {
+            Refusal::NoPublishRoute
+        } else {
+            Refusal::NoPlayRoute
+        })
+    }
+
+    /// Deadline for a connection to get routed: the largest any element asked for.
+    pub(crate) fn handshake_timeout(&self) -> Duration {
+        lock(&self.routes)
+            .iter()
+            .map(|r| r.handshake_timeout)
+            .max()
+            .unwrap_or(Duration::from_secs(5))
+    }
+
+    fn max_clients(&self) -> Option<usize> {
+        let routes = lock(&self.routes);
+        if routes.iter().any(|r| r.max_clients == 0) {
+            return None;
+        }
+        routes.iter().map(|r| r.max_clients as usize).max()
+    }
+
+    /// Admits a new connection, evicting the oldest unrouted one when a cap is reached.
+    /// `None` when the listener is full of routed connections.
+    fn admit(self: &Arc<Self>, peer: SocketAddr) -> Option<ConnSlot> {
+        let max = self.max_clients();
+        let mut c = lock(&self.conns);
+        let over = |c: &Conns| {
+            c.unrouted.len() >= MAX_UNROUTED
+                || max.is_some_and(|m| c.unrouted.len() + c.routed >= m)
+        };
+        while over(&c) {
+            let (old, token) = c.unrouted.pop_first()?;
+            gst::debug!(
+                CAT,
+                "{}: closing unrouted connection #{old} to admit {peer}",
+                self.local_addr
+            );
+            token.cancel();
+        }
+        let id = c.next_id;
+        c.next_id += 1;
+        let cancel = CancellationToken::new();
+        c.unrouted.insert(id, cancel.clone());
+        Some(ConnSlot {
+            shared: self.clone(),
+            id,
+            cancel,
+            routed: false,
+        })
+    }
+
+    /// Number of connections: (unrouted, routed).
+    pub(crate) fn conn_counts(&self) -> (usize, usize) {
+        let c = lock(&self.conns);
+        (c.unrouted.len(), c.routed)
+    }
+}
+
+/// A connection's place in its listener's table; frees it on drop.
+pub(crate) struct ConnSlot {
+    pub(crate) shared: Arc<Shared>,
+    id: u64,
+    /// Cancelled when the listener evicts this connection.
+    pub(crate) cancel: CancellationToken,
+    routed: bool,
+}
+
+impl ConnSlot {
+    /// The connection now serves a route: it no longer counts as unrouted and is never evicted.
+    pub(crate) fn mark_routed(&mut self) {
+        if self.routed {
+            return;
+        }
+        let mut c = lock(&self.shared.conns);
+        c.unrouted.remove(&self.id);
+        c.routed += 1;
+        self.routed = true;
+    }
+}
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        let mut c = lock(&self.shared.conns);
+        if self.routed {
+            c.routed -= 1;
+        } else {
+            c.unrouted.remove(&self.id);
+        }
+    }
+}
+
+/// A bound listening socket and its accept loop. Shared through the registry.
+pub struct Listener {
+    shared: Arc<Shared>,
+    key: SocketAddr,
+    accept_task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.accept_task.abort();
+        let mut reg = lock(&REGISTRY);
+        for key in [self.key, self.shared.local_addr] {
+            if reg.get(&key).is_some_and(|w| w.strong_count() == 0) {
+                reg.remove(&key);
+            }
+        }
+        gst::debug!(CAT, "stopped listening on {}", self.shared.local_addr);
+    }
+}
+
+/// Listeners by the address they were asked for and the address they got (they differ for
+/// port 0).
+static REGISTRY: LazyLock<Mutex<HashMap<SocketAddr, Weak<Listener>>>> =
+    LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// An element's route on a listener; removing it (drop) ends its connections, and the last
+/// route on a listener closes the listening socket.
+pub struct RouteGuard {
+    listener: Arc<Listener>,
+    route: Arc<Route>,
+}
+
+impl RouteGuard {
+    /// The address actually listened on (the port is the chosen one when 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.shared.local_addr
+    }
+
+    /// Connections on the whole listener: (unrouted, routed).
+    pub fn conn_counts(&self) -> (usize, usize) {
+        self.listener.shared.conn_counts()
+    }
+}
+
+impl Drop for RouteGuard {
+    fn drop(&mut self) {
+        let shared = &self.listener.shared;
+        lock(&shared.routes).retain(|r| r.id != self.route.id);
+        self.route.cancel.cancel();
+    }
+}
+
+/// Binds `addr` (or finds the listener already bound there) and adds a route to it.
+///
+/// Port 0 always opens a new listener on a free port; other elements can then name that port.
+pub fn add_route(addr: SocketAddr, config: RouteConfig) -> Result<RouteGuard, ServerError> {
+    let listener = listener_for(addr)?;
+    let shared = &listener.shared;
+    let mut routes = lock(&shared.routes);
+    let publish = config.endpoint.is_publish();
+    if let Some(r) = routes.iter().find(|r| {
+        r.app == config.app && r.stream == config.stream && r.endpoint.is_publish() == publish
+    }) {
+        return Err(ServerError::RouteTaken {
+            addr: shared.local_addr,
+            app: r.app.clone(),
+            stream: r.stream.clone(),
+        });
+    }
+    let route = Arc::new(Route {
+        id: shared
+            .next_route
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        app: config.app,
+        stream: config.stream,
+        endpoint: config.endpoint,
+        hooks: config.hooks,
+        max_clients: config.max_clients,
+        handshake_timeout: config.handshake_timeout,
+        idle_timeout: config.idle_timeout,
+        cancel: CancellationToken::new(),
+    });
+    routes.push(route.clone());
+    drop(routes);
+    Ok(RouteGuard { listener, route })
+}
+
+fn listener_for(addr: SocketAddr) -> Result<Arc<Listener>, ServerError> {
+    let mut reg = lock(&REGISTRY);
+    if addr.port() != 0
+        && let Some(l) = reg.get(&addr).and_then(Weak::upgrade)
+    {
+        return Ok(l);
+    }
+    // Creating tokio sockets needs the runtime's reactor.
+    let _enter = runtime().enter();
+    let std_listener =
+        bind_with_retry(addr).map_err(|source| ServerError::Bind { addr, source })?;
+    let local_addr = std_listener
+        .local_addr()
+        .map_err(|source| ServerError::Bind { addr, source })?;
+    let shared = Arc::new(Shared {
+        local_addr,
+        routes: Mutex::new(Vec::new()),
+        conns: Mutex::new(Conns::default()),
+        next_route: std::sync::atomic::AtomicU64::new(0),
+    });
+    let tokio_listener =
+        TcpListener::from_std(std_listener).map_err(|source| ServerError::Bind { addr, source })?;
+    let accept_task = runtime().spawn(accept_loop(tokio_listener, Arc::downgrade(&shared)));
+    let listener = Arc::new(Listener {
+        shared,
+        key: addr,
+        accept_task,
+    });
+    reg.insert(addr, Arc::downgrade(&listener));
+    reg.insert(local_addr, Arc::downgrade(&listener));
+    gst::info!(CAT, "listening on {local_addr}");
+    Ok(listener)
+}
+
+/// A listener that was just dropped closes its socket on a runtime thread a moment later; a
+/// quick restart on the same port waits for that instead of failing.
+fn bind_with_retry(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let mut tries = 0;
+    loop {
+        match bind(addr) {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 20 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn bind(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    let listener = socket.listen(1024)?;
+    let std = listener.into_std()?;
+    Ok(std)
+}
+
+async fn accept_loop(listener: TcpListener, shared: Weak<Shared>) {
+    loop {
+        let accepted = listener.accept().await;
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        match accepted {
+            Ok((sock, peer)) => {
+                let Some(slot) = shared.admit(peer) else {
+                    gst::warning!(
+                        CAT,
+                        "{}: refusing {peer}: max-clients reached",
+                        shared.local_addr
+                    );
+                    continue;
+                };
+                let _ = sock.set_nodelay(true);
+                // A fixed send buffer: the kernel's share of a slow player's backlog stays
+                // bounded (autotuning would let it grow to megabytes per player), and the
+                // player's own queue, which skips to keyframes, takes over sooner.
+                let _ = socket2::SockRef::from(&sock).set_send_buffer_size(SEND_BUFFER);
+                tokio::spawn(handle_connection(slot, sock, peer));
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: wait instead of spinning; evictions
+                // and timeouts free descriptors.
+                gst::warning!(CAT, "{}: accept failed: {e}", shared.local_addr);
+                drop(shared);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+/// What the first byte of a connection says it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sniffed {
+    /// C0 = 3.
+    Plain,
+    /// C0 = 6, 8 or 9.
+    Rtmpe(u8),
+    /// A TLS ClientHello (record type 22).
+    Tls,
+    /// An HTTP request line (RTMPT): starts with an ASCII letter.
+    Http,
+    /// None of the above.
+    Unknown(u8),
+}
+
+/// Classifies a connection by its first byte.
+pub fn sniff(first: u8) -> Sniffed {
+    match first {
+        0x03 => Sniffed::Plain,
+        0x06 | 0x08 | 0x09 => Sniffed::Rtmpe(first),
+        0x16 => Sniffed::Tls,
+        b if b.is_ascii_alphabetic() => Sniffed::Http,
+        b => Sniffed::Unknown(b),
+    }
+}
+
+/// Any byte stream a transport produces; the RTMP driver runs over one of these.
+pub trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> ByteStream for T {}
+
+async fn handle_connection(slot: ConnSlot, sock: TcpStream, peer: SocketAddr) {
+    let local = slot.shared.local_addr;
+    let deadline = slot.shared.handshake_timeout();
+    let mut first = [0u8; 1];
+    let peeked = tokio::select! {
+        r = tokio::time::timeout(deadline, sock.peek(&mut first)) => r,
+        _ = slot.cancel.cancelled() => return,
+    };
+    let kind = match peeked {
+        Ok(Ok(1)) => sniff(first[0]),
+        Ok(Ok(_)) => return,
+        Ok(Err(e)) => {
+            gst::debug!(
+                CAT,
+                "{local}: {peer}: read failed before the handshake: {e}"
+            );
+            return;
+        }
+        Err(_) => {
+            gst::debug!(CAT, "{local}: {peer}: sent nothing within {deadline:?}");
+            return;
+        }
+    };
+    let stream: Box<dyn ByteStream> = match kind {
+        Sniffed::Plain => Box::new(sock),
+        other => {
+            gst::info!(
+                CAT,
+                "{local}: {peer}: closing: transport {other:?} is not served on this listener"
+            );
+            return;
+        }
+    };
+    crate::net::serve::serve(slot, stream, peer).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_compare_by_value() {
+        assert!(key_matches("key123", "key123"));
+        assert!(!key_matches("key123", "key124"));
+        assert!(!key_matches("key123", "key12"));
+        assert!(!key_matches("key123", "key1234"));
+        assert!(!key_matches("key123", ""));
+        assert!(key_matches("", ""));
+    }
+
+    #[test]
+    fn sniffing_the_first_byte() {
+        assert_eq!(sniff(3), Sniffed::Plain);
+        assert_eq!(sniff(6), Sniffed::Rtmpe(6));
+        assert_eq!(sniff(9), Sniffed::Rtmpe(9));
+        assert_eq!(sniff(0x16), Sniffed::Tls);
+        assert_eq!(sniff(b'P'), Sniffed::Http);
+        assert_eq!(sniff(0xFF), Sniffed::Unknown(0xFF));
+    }
+
+    #[test]
+    fn app_and_query_split() {
+        assert_eq!(normalize_app("live/?a=b"), "live");
+        assert_eq!(split_query("key?token=1"), ("key", "token=1"));
+        assert_eq!(split_query("key"), ("key", ""));
+    }
+}

@@ -1,0 +1,261 @@
+//! Helpers for the server element tests: GStreamer set-up with the plugin linked in, pipelines
+//! driven with deadlines, frame counting behind flvdemux, and a scriptable RTMP client (the
+//! engine's own client session over a blocking socket) for the requests real peers never make.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, Once};
+use std::time::{Duration, Instant};
+
+use gst::prelude::*;
+use gstrsrtmp::rtmp::session::{ClientConfig, ClientEvent, ClientRole, ClientSession};
+
+/// GStreamer initialised and this plugin registered, once per test binary.
+pub fn init() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        gst::init().expect("gst::init");
+        gstrsrtmp::plugin_register_static().expect("register rsrtmp");
+    });
+}
+
+/// A pipeline set to NULL when dropped, even when the test panics.
+pub struct Pipeline(pub gst::Pipeline);
+
+impl Pipeline {
+    pub fn parse(desc: &str) -> Pipeline {
+        init();
+        let p = gst::parse::launch(desc)
+            .unwrap_or_else(|e| panic!("cannot build pipeline {desc:?}: {e}"))
+            .downcast::<gst::Pipeline>()
+            .expect("a pipeline");
+        Pipeline(p)
+    }
+
+    pub fn by_name(&self, name: &str) -> gst::Element {
+        self.0
+            .by_name(name)
+            .unwrap_or_else(|| panic!("no element {name}"))
+    }
+
+    pub fn play(&self) {
+        self.0
+            .set_state(gst::State::Playing)
+            .expect("pipeline to PLAYING");
+    }
+
+    /// The port a server element listens on (after start).
+    pub fn port(&self, name: &str) -> u16 {
+        let port: u32 = self.by_name(name).property("port");
+        assert_ne!(port, 0, "{name} reports no bound port");
+        port as u16
+    }
+
+    /// Waits for EOS; panics on an error message or when `timeout` passes.
+    pub fn wait_eos(&self, timeout: Duration) {
+        let bus = self.0.bus().expect("bus");
+        let msg = bus
+            .timed_pop_filtered(
+                gst::ClockTime::from_nseconds(timeout.as_nanos() as u64),
+                &[gst::MessageType::Eos, gst::MessageType::Error],
+            )
+            .unwrap_or_else(|| panic!("no EOS within {timeout:?}"));
+        if let gst::MessageView::Error(e) = msg.view() {
+            panic!(
+                "pipeline error from {:?}: {} ({:?})",
+                e.src().map(|s| s.path_string()),
+                e.error(),
+                e.debug()
+            );
+        }
+    }
+
+    /// The first error message within `timeout`, if any.
+    pub fn error_within(&self, timeout: Duration) -> Option<String> {
+        let bus = self.0.bus().expect("bus");
+        bus.timed_pop_filtered(
+            gst::ClockTime::from_nseconds(timeout.as_nanos() as u64),
+            &[gst::MessageType::Error],
+        )
+        .map(|m| match m.view() {
+            gst::MessageView::Error(e) => format!("{} ({:?})", e.error(), e.debug()),
+            _ => unreachable!(),
+        })
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        let _ = self.0.set_state(gst::State::Null);
+    }
+}
+
+/// What one appsink saw.
+#[derive(Debug, Default, Clone)]
+pub struct Seen {
+    pub buffers: usize,
+    /// Decreasing timestamps (DTS, or PTS where there is no DTS).
+    pub backwards: usize,
+    pub last: Option<gst::ClockTime>,
+    pub first_flags: Option<gst::BufferFlags>,
+}
+
+/// Counts buffers arriving at the appsink `name` and checks their timestamps never go back.
+pub fn count_appsink(pipeline: &Pipeline, name: &str) -> Arc<Mutex<Seen>> {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let sink = pipeline
+        .by_name(name)
+        .downcast::<gst_app::AppSink>()
+        .expect("an appsink");
+    let s = seen.clone();
+    sink.set_callbacks(
+        gst_app::AppSinkCallbacks::builder()
+            .new_sample(move |sink| {
+                let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                let buffer = sample.buffer().ok_or(gst::FlowError::Error)?;
+                let ts = buffer.dts().or(buffer.pts());
+                let mut seen = s.lock().unwrap();
+                seen.buffers += 1;
+                if seen.first_flags.is_none() {
+                    seen.first_flags = Some(buffer.flags());
+                }
+                if let (Some(last), Some(ts)) = (seen.last, ts)
+                    && ts < last
+                {
+                    seen.backwards += 1;
+                }
+                if ts.is_some() {
+                    seen.last = ts;
+                }
+                Ok(gst::FlowSuccess::Ok)
+            })
+            .build(),
+    );
+    seen
+}
+
+/// Counts `client-connected` (and `client-disconnected`) emissions of a server element.
+pub fn count_clients(element: &gst::Element) -> (Arc<AtomicUsize>, Arc<AtomicUsize>) {
+    let connected = Arc::new(AtomicUsize::new(0));
+    let disconnected = Arc::new(AtomicUsize::new(0));
+    let c = connected.clone();
+    element.connect("client-connected", false, move |_| {
+        c.fetch_add(1, Ordering::SeqCst);
+        None
+    });
+    let d = disconnected.clone();
+    element.connect("client-disconnected", false, move |_| {
+        d.fetch_add(1, Ordering::SeqCst);
+        None
+    });
+    (connected, disconnected)
+}
+
+/// Polls `cond` every 20 ms until it holds; panics with `what` after `timeout`.
+pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Pushes a whole FLV file into an appsrc in pieces of `piece` bytes, then EOS.
+pub fn push_file(appsrc: &gst::Element, data: &[u8], piece: usize) {
+    let src = appsrc
+        .clone()
+        .downcast::<gst_app::AppSrc>()
+        .expect("an appsrc");
+    for chunk in data.chunks(piece) {
+        src.push_buffer(gst::Buffer::from_slice(chunk.to_vec()))
+            .expect("appsrc push");
+    }
+    src.end_of_stream().expect("appsrc eos");
+}
+
+/// A scriptable RTMP client over a blocking socket: the engine's client session, driven by
+/// hand, for tests that need requests or misbehaviour real peers do not produce.
+pub struct RawClient {
+    pub sock: TcpStream,
+    pub session: ClientSession,
+    start: Instant,
+    pub events: Vec<ClientEvent>,
+}
+
+impl RawClient {
+    pub fn connect(port: u16, app: &str, role: ClientRole) -> RawClient {
+        let sock = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        RawClient::over(sock, port, app, role)
+    }
+
+    /// A client on an already connected socket.
+    pub fn over(sock: TcpStream, port: u16, app: &str, role: ClientRole) -> RawClient {
+        sock.set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let config = ClientConfig::new(app, format!("rtmp://127.0.0.1:{port}/{app}"), role);
+        let session = ClientSession::new(config, 0, &mut rand::rng());
+        RawClient {
+            sock,
+            session,
+            start: Instant::now(),
+            events: Vec::new(),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    /// Writes what the session has to send.
+    pub fn flush(&mut self) {
+        while let Some(b) = self.session.poll_transmit() {
+            if self.sock.write_all(&b).is_err() {
+                return;
+            }
+        }
+    }
+
+    /// Runs the session until an event matches `pred` (returned) or `timeout` passes (None).
+    pub fn run_until(
+        &mut self,
+        timeout: Duration,
+        mut pred: impl FnMut(&ClientEvent) -> bool,
+    ) -> Option<ClientEvent> {
+        let deadline = Instant::now() + timeout;
+        let mut buf = vec![0u8; 65536];
+        loop {
+            self.flush();
+            while let Some(ev) = self.session.poll_event() {
+                self.events.push(ev.clone());
+                if pred(&ev) {
+                    return Some(ev);
+                }
+                if matches!(ev, ClientEvent::Closed(_)) {
+                    return None;
+                }
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            match self.sock.read(&mut buf) {
+                Ok(0) => self.session.handle_peer_closed(),
+                Ok(n) => {
+                    let now = self.now();
+                    self.session.handle_input(&buf[..n], now);
+                }
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    let now = self.now();
+                    self.session.handle_timeout(now);
+                }
+                Err(_) => self.session.handle_peer_closed(),
+            }
+        }
+    }
+}
