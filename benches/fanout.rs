@@ -18,9 +18,10 @@
 //!   aggregate rate the players read.
 //!
 //! The load tool's own CPU is printed too: when it nears `threads` × 100 % the players, not
-//! the server, are the bottleneck, and the numbers say so instead of pretending. So is the CPU
-//! every other process on the machine used during the window (from /proc/stat): on a shared
-//! machine, latency tails measure the scheduler as much as the server.
+//! the server, are the bottleneck, and the numbers say so instead of pretending. So are the
+//! machine's softirq time (loopback TCP work that no process is charged for) and the CPU every
+//! other process used during the window (from /proc/stat): on a shared machine, latency tails
+//! measure the scheduler as much as the server.
 
 #[path = "fanout/histogram.rs"]
 mod histogram;
@@ -141,7 +142,9 @@ struct Outcome {
     server_rss_base_kib: u64,
     server_rss_peak_kib: u64,
     tool_cpu_s: f64,
-    /// Busy CPU seconds of every other process on the machine during the window.
+    /// Softirq CPU seconds on the machine during the window (loopback TCP work, mostly).
+    softirq_s: f64,
+    /// Busy CPU seconds of everything else on the machine during the window.
     others_cpu_s: f64,
     expected_per_player: u64,
     delivered: u64,
@@ -245,7 +248,7 @@ fn run_scenario(
     // Steady-state window.
     let cpu0 = srv.cpu_seconds()?;
     let tool0 = server::cpu_seconds(std::process::id())?;
-    let machine0 = server::machine_busy_seconds()?;
+    let (machine0, softirq0) = server::machine_seconds()?;
     let (v0, a0) = (
         progress.next_video.load(Relaxed),
         progress.next_audio.load(Relaxed),
@@ -270,7 +273,7 @@ fn run_scenario(
     let window_s = t0.elapsed().as_secs_f64();
     let cpu1 = srv.cpu_seconds()?;
     let tool1 = server::cpu_seconds(std::process::id())?;
-    let machine1 = server::machine_busy_seconds()?;
+    let (machine1, softirq1) = server::machine_seconds()?;
     let bytes1 = shared.bytes.load(Relaxed);
     let pub1 = progress.bytes.load(Relaxed);
     let joined = shared.started.load(Relaxed);
@@ -315,7 +318,12 @@ fn run_scenario(
         server_rss_base_kib: rss_base,
         server_rss_peak_kib: rss_peak,
         tool_cpu_s: tool1 - tool0,
-        others_cpu_s: ((machine1 - machine0) - (cpu1 - cpu0) - (tool1 - tool0)).max(0.0),
+        softirq_s: softirq1 - softirq0,
+        others_cpu_s: ((machine1 - machine0)
+            - (softirq1 - softirq0)
+            - (cpu1 - cpu0)
+            - (tool1 - tool0))
+            .max(0.0),
         expected_per_player: (v1 - v0) + (a1 - a0),
         delivered,
         gaps,
@@ -334,12 +342,12 @@ fn ms(us: u64) -> String {
 fn print_table(outcomes: &[Outcome]) {
     println!(
         "| server | players (joined) | server CPU % | CPU µs / player-s | RSS base MiB | RSS / player KiB \
-         | delivered % | gaps | read Mbit/s (offered) | latency p50 / p99 / max ms | load tool CPU % | other processes CPU % |"
+         | delivered % | gaps | read Mbit/s (offered) | latency p50 / p99 / max ms | load tool CPU % | softirq % | other CPU % |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for o in outcomes {
         println!(
-            "| {} | {} ({}) | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {} | {:.0} ({:.0}) | {} / {} / {} | {:.0} | {:.0} |",
+            "| {} | {} ({}) | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {} | {:.0} ({:.0}) | {} / {} / {} | {:.0} | {:.0} | {:.0} |",
             o.server.name(),
             o.players,
             o.joined,
@@ -355,6 +363,7 @@ fn print_table(outcomes: &[Outcome]) {
             ms(o.latency.quantile(0.99)),
             ms(o.latency.max()),
             o.tool_cpu_s * 100.0 / o.window_s,
+            o.softirq_s * 100.0 / o.window_s,
             o.others_cpu_s * 100.0 / o.window_s,
         );
     }
