@@ -1,0 +1,45 @@
+//! The rsrtmp side of the comparison: `rtmpserversrc ! rtmpserversink` on one port, run in a
+//! child process (this bench binary with `--serve-relay PORT`) so that its CPU time and memory
+//! are its own. The publisher publishes `live/in`, players play `live/out`.
+
+use gst::prelude::*;
+
+/// Runs the relay until the pipeline fails or ends; the parent kills the process when done.
+pub fn serve(port: u16) -> Result<(), String> {
+    gst::init().map_err(|e| format!("gst::init: {e}"))?;
+    gstrsrtmp::plugin_register_static().map_err(|e| format!("register rsrtmp: {e}"))?;
+    // max-clients=0: the default (1000) would refuse the 1000th player plus the publisher.
+    let description = format!(
+        "rtmpserversrc address=127.0.0.1 port={port} application=live stream=in max-clients=0 \
+         ! rtmpserversink address=127.0.0.1 port={port} application=live stream=out \
+         max-clients=0"
+    );
+    let pipeline = gst::parse::launch(&description).map_err(|e| {
+        format!("pipeline {description:?}: {e} (are the server elements in this build?)")
+    })?;
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|e| format!("relay pipeline to PLAYING: {e}"))?;
+    let bus = pipeline
+        .bus()
+        .ok_or_else(|| "relay pipeline has no bus".to_string())?;
+    let result = loop {
+        let Some(msg) = bus.timed_pop(gst::ClockTime::NONE) else {
+            continue;
+        };
+        match msg.view() {
+            gst::MessageView::Error(e) => {
+                break Err(format!(
+                    "relay pipeline error from {:?}: {} ({:?})",
+                    e.src().map(|s| s.path_string()),
+                    e.error(),
+                    e.debug()
+                ));
+            }
+            gst::MessageView::Eos(_) => break Ok(()),
+            _ => {}
+        }
+    };
+    let _ = pipeline.set_state(gst::State::Null);
+    result
+}

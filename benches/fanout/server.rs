@@ -1,0 +1,271 @@
+//! The servers under test, each in its own process so its CPU time and memory can be read
+//! from `/proc/<pid>/stat` and `/proc/<pid>/status` without counting the load tool.
+//!
+//! - nginx-rtmp: the testing.md recipe (single process, one worker, `chunk_size 4096`) on a
+//!   free loopback port, its files in a temporary directory.
+//! - rsrtmp: this bench binary started again with `--serve-relay PORT`, which runs
+//!   `rtmpserversrc ! rtmpserversink` from the statically registered plugin (see
+//!   [`crate::relay`]).
+//!
+//! A [`Server`] kills and reaps its process when dropped, also when the bench panics.
+
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Which server a scenario runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Nginx,
+    Rsrtmp,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Nginx => "nginx-rtmp",
+            Kind::Rsrtmp => "rsrtmp",
+        }
+    }
+}
+
+/// Application and stream names the publisher and players use on each server. Our relay
+/// takes the publisher on one stream name and serves players on another.
+pub struct Names {
+    pub app: &'static str,
+    pub publish: &'static str,
+    pub play: &'static str,
+}
+
+/// A running server process.
+pub struct Server {
+    pub kind: Kind,
+    pub port: u16,
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Server {
+    pub fn start(kind: Kind) -> Result<Self, String> {
+        let port = free_port()?;
+        let dir = std::env::temp_dir().join(format!(
+            "rsrtmp-fanout-{}-{}-{port}",
+            kind.name(),
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        let child = match kind {
+            Kind::Nginx => start_nginx(&dir, port)?,
+            Kind::Rsrtmp => start_relay(&dir, port)?,
+        };
+        let mut server = Server {
+            kind,
+            port,
+            child,
+            dir,
+        };
+        server.wait_listening()?;
+        Ok(server)
+    }
+
+    pub fn names(&self) -> Names {
+        match self.kind {
+            Kind::Nginx => Names {
+                app: "live",
+                publish: "s",
+                play: "s",
+            },
+            Kind::Rsrtmp => Names {
+                app: "live",
+                publish: "in",
+                play: "out",
+            },
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn wait_listening(&mut self) -> Result<(), String> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(status) = self.child.try_wait().map_err(|e| e.to_string())? {
+                return Err(format!(
+                    "{} exited with {status} before listening on port {}; its log:\n{}",
+                    self.kind.name(),
+                    self.port,
+                    self.log()
+                ));
+            }
+            if TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "{} not listening on port {} after 10 s; its log:\n{}",
+                    self.kind.name(),
+                    self.port,
+                    self.log()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The server's own log (nginx error.log, or the relay's stderr), for error messages.
+    pub fn log(&self) -> String {
+        let name = match self.kind {
+            Kind::Nginx => "error.log",
+            Kind::Rsrtmp => "relay.log",
+        };
+        let mut s = String::new();
+        if let Ok(mut f) = std::fs::File::open(self.dir.join(name)) {
+            let _ = f.read_to_string(&mut s);
+        }
+        let tail: Vec<&str> = s.lines().rev().take(20).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
+    /// True while the process runs.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// User + system CPU seconds used so far.
+    pub fn cpu_seconds(&self) -> Result<f64, String> {
+        cpu_seconds(self.pid())
+    }
+
+    /// Resident set size in KiB.
+    pub fn rss_kib(&self) -> Result<u64, String> {
+        rss_kib(self.pid())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> Result<u16, String> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("bind 127.0.0.1:0: {e}"))?;
+    l.local_addr()
+        .map(|a| a.port())
+        .map_err(|e| format!("local_addr: {e}"))
+}
+
+fn start_nginx(dir: &std::path::Path, port: u16) -> Result<Child, String> {
+    let module = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
+    if !std::path::Path::new(module).exists() {
+        return Err(format!(
+            "{module} is missing: apt-get install -y nginx-light libnginx-mod-rtmp"
+        ));
+    }
+    let d = dir.display();
+    let conf = format!(
+        "load_module {module};\n\
+         daemon off; master_process off; worker_processes 1;\n\
+         pid {d}/nginx.pid; error_log {d}/error.log warn;\n\
+         events {{ worker_connections 8192; }}\n\
+         rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096;\n\
+         application live {{ live on; record off; }} }} }}\n"
+    );
+    let path = dir.join("nginx.conf");
+    std::fs::write(&path, conf).map_err(|e| format!("write {}: {e}", path.display()))?;
+    Command::new("nginx")
+        .arg("-c")
+        .arg(&path)
+        .arg("-p")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("start nginx: {e} (apt-get install -y nginx-light libnginx-mod-rtmp)"))
+}
+
+fn start_relay(dir: &std::path::Path, port: u16) -> Result<Child, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let log = dir.join("relay.log");
+    let log = std::fs::File::create(&log).map_err(|e| format!("create {}: {e}", log.display()))?;
+    Command::new(exe)
+        .args(["--bench", "--serve-relay", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .map_err(|e| format!("start the relay child: {e}"))
+}
+
+fn clock_ticks() -> f64 {
+    Command::new("getconf")
+        .arg("CLK_TCK")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8(o.stdout).ok())
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(100.0)
+}
+
+/// utime + stime of `pid`, in seconds.
+pub fn cpu_seconds(pid: u32) -> Result<f64, String> {
+    static TICKS: std::sync::LazyLock<f64> = std::sync::LazyLock::new(clock_ticks);
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).map_err(|e| format!("read {path}: {e}"))?;
+    // The command name may contain spaces; fields are counted after its closing paren.
+    let rest = stat
+        .rsplit_once(')')
+        .map(|(_, r)| r)
+        .ok_or_else(|| format!("{path} has no ')' : {stat:?}"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After ")": state is field 3, so utime (14) and stime (15) are at indices 11 and 12.
+    let parse = |i: usize| -> Result<f64, String> {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .ok_or_else(|| format!("{path}: field {} unreadable in {stat:?}", i + 3))
+    };
+    Ok((parse(11)? + parse(12)?) / *TICKS)
+}
+
+/// VmRSS of `pid`, KiB.
+pub fn rss_kib(pid: u32) -> Result<u64, String> {
+    let path = format!("/proc/{pid}/status");
+    let status = std::fs::read_to_string(&path).map_err(|e| format!("read {path}: {e}"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| format!("{path} has no readable VmRSS line"))
+}
+
+/// CPU seconds the whole machine spent `(busy, in softirq)`, all CPUs. Busy is everything but
+/// idle and iowait. Softirq is reported apart because loopback TCP does much of its receive
+/// work there, charged to no process: neither the server's nor the load tool's CPU includes it.
+pub fn machine_seconds() -> Result<(f64, f64), String> {
+    static TICKS: std::sync::LazyLock<f64> = std::sync::LazyLock::new(clock_ticks);
+    let stat =
+        std::fs::read_to_string("/proc/stat").map_err(|e| format!("read /proc/stat: {e}"))?;
+    let line = stat
+        .lines()
+        .find(|l| l.starts_with("cpu "))
+        .ok_or_else(|| "/proc/stat has no 'cpu ' line".to_string())?;
+    let v: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0.0))
+        .collect();
+    if v.len() < 7 {
+        return Err(format!("/proc/stat cpu line too short: {line:?}"));
+    }
+    // user nice system idle iowait irq softirq steal guest guest_nice; guest time is already
+    // inside user, so only the first eight fields add up.
+    let busy: f64 = v.iter().take(8).sum::<f64>() - v[3] - v[4];
+    Ok((busy / *TICKS, v[6] / *TICKS))
+}
