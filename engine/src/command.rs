@@ -242,22 +242,6 @@ impl Command {
                 found: v.map_or("nothing".into(), describe),
             })
     }
-
-    fn num_arg(
-        &self,
-        command: &'static str,
-        index: usize,
-        what: &'static str,
-    ) -> Result<f64, CommandError> {
-        let v = self.arg(index);
-        v.and_then(as_number)
-            .ok_or_else(|| CommandError::BadArgument {
-                command,
-                index,
-                what,
-                found: v.map_or("nothing".into(), describe),
-            })
-    }
 }
 
 /// Typed view of the commands the sessions act on.
