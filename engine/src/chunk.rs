@@ -1379,6 +1379,76 @@ mod tests {
     }
 
     #[test]
+    fn limit_chunk_streams_counts_both_tables() {
+        // Two ids of the map (2- and 3-byte forms) fill the limit; a table id is refused.
+        let limits = ChunkLimits {
+            max_chunk_streams: 2,
+            ..ChunkLimits::default()
+        };
+        let mut bytes = chunk(0, 400, "000000 000001 08 01000000", None, &[1]);
+        bytes.extend(chunk(0, 64, "000000 000001 08 01000000", None, &[2]));
+        bytes.extend(chunk(0, 63, "000000 000001 08 01000000", None, &[3]));
+        let err = parse_with(limits, &bytes).unwrap_err();
+        assert_eq!(err, ChunkError::TooManyChunkStreams { csid: 63, max: 2 });
+    }
+
+    #[test]
+    fn error_after_progress_repeats_and_keeps_the_count() {
+        // Two chunks of a 300-byte message are applied, then a chunk on a fresh csid with
+        // fmt 2 fails. The applied chunks stay consumed; asking again gives the same error.
+        let mut bytes = chunk(0, 5, "000000 00012c 09 01000000", None, &[1; 128]);
+        bytes.extend(chunk(3, 5, "", None, &[2; 128]));
+        let good = bytes.len();
+        bytes.extend(hex("86 000010 aa"));
+        let mut r = ChunkReader::new(ChunkLimits::default());
+        r.feed(&bytes);
+        let want = ChunkError::NoPreviousHeader { csid: 6, fmt: 2 };
+        assert_eq!(r.read_message().unwrap_err(), want);
+        assert_eq!(r.buf.len(), bytes.len() - good);
+        assert_eq!(r.read_message().unwrap_err(), want);
+        assert_eq!(r.bytes_received(), bytes.len() as u64);
+        let partial = r.streams.get(5).unwrap().partial.as_ref().unwrap();
+        assert_eq!(partial.len(), 256);
+    }
+
+    #[test]
+    fn read_buf_appends_like_feed() {
+        let m = msg(9, 40, 1, &[5; 300]);
+        let mut out = BytesMut::new();
+        ChunkWriter::new().write_message(3, &m, &mut out);
+        let mut r = ChunkReader::new(ChunkLimits::default());
+        let (head, tail) = out.split_at(200);
+        let buf = r.read_buf(4096);
+        assert!(buf.capacity() - buf.len() >= 4096);
+        buf.extend_from_slice(head);
+        assert_eq!(r.bytes_received(), 200);
+        assert_eq!(r.read_message().unwrap(), None);
+        r.feed(&tail[..50]);
+        r.read_buf(0).extend_from_slice(&tail[50..]);
+        assert_eq!(r.bytes_received(), out.len() as u64);
+        assert_eq!(r.read_message().unwrap(), Some(m));
+        assert_eq!(r.read_message().unwrap(), None);
+        assert_eq!(r.bytes_received(), out.len() as u64);
+    }
+
+    #[test]
+    fn continuation_header_forms() {
+        let mut buf = [0u8; 7];
+        let cases = [
+            (3, None, "c3"),
+            (63, Some(0x0102_0304), "ff 01020304"),
+            (64, None, "c0 00"),
+            (319, Some(7), "c0 ff 00000007"),
+            (320, None, "c1 00 01"),
+            (65599, Some(0x0100_0000), "c1 ff ff 01000000"),
+        ];
+        for (csid, ext, want) in cases {
+            let n = continuation_header(&mut buf, csid, ext);
+            assert_eq!(&buf[..n], &hex(want)[..], "csid {csid}");
+        }
+    }
+
+    #[test]
     fn limit_partial_messages() {
         let limits = ChunkLimits {
             max_partial_messages: 2,
@@ -1736,6 +1806,30 @@ mod tests {
             for (g, (_, m)) in got[1..].iter().zip(&msgs) {
                 prop_assert_eq!(g, m);
             }
+        }
+
+        #[test]
+        fn round_trip_through_read_buf(
+            msgs in arb_messages(),
+            size in arb_chunk_size(),
+            splits in proptest::collection::vec(1usize..4000, 1..20),
+        ) {
+            let (bytes, expected) = write_stream(&msgs, size, None);
+            let mut r = ChunkReader::new(ChunkLimits::default());
+            let mut got = Vec::new();
+            let mut pos = 0;
+            for step in splits.iter().cycle() {
+                if pos >= bytes.len() {
+                    break;
+                }
+                let end = (pos + step).min(bytes.len());
+                r.read_buf(*step).extend_from_slice(&bytes[pos..end]);
+                pos = end;
+                got.extend(read_all(&mut r));
+            }
+            prop_assert_eq!(r.bytes_received(), bytes.len() as u64);
+            prop_assert!(r.buf.is_empty());
+            prop_assert_eq!(got, expected);
         }
 
         #[test]
