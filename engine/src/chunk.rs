@@ -906,6 +906,14 @@ fn encode_chunks(
     let cont_len = continuation_header(&mut cont, h.csid, h.ext);
     let cont = &cont[..cont_len];
     match boundaries {
+        // A one-byte header (csid 2..=63, no extended timestamp) is the norm; storing it as a
+        // byte avoids a copy call per chunk.
+        None if cont_len == 1 => {
+            for piece in pieces {
+                out.put_u8(cont[0]);
+                out.put_slice(piece);
+            }
+        }
         None => {
             for piece in pieces {
                 out.put_slice(cont);
