@@ -109,6 +109,33 @@ fn bench(c: &mut Criterion) {
         });
     }
 
+    // As "read", but the bytes are appended straight into the reader's input buffer, as an
+    // I/O driver does with `read_buf`: the copy here stands in for the socket read, which
+    // with `feed` would land in a separate buffer first and then be copied again.
+    for size in CHUNK_SIZES {
+        let mut encoded = BytesMut::new();
+        write_all(&msgs, size, &mut encoded);
+        let encoded = encoded.freeze();
+        group.bench_with_input(
+            BenchmarkId::new("read_direct", size),
+            &encoded,
+            |b, encoded| {
+                b.iter(|| {
+                    let mut r = ChunkReader::new(ChunkLimits::default());
+                    let mut count = 0usize;
+                    for piece in encoded.chunks(READ_SIZE) {
+                        r.read_buf(READ_SIZE).extend_from_slice(piece);
+                        while let Some(m) = r.read_message().expect("valid stream") {
+                            count += m.payload.len();
+                        }
+                    }
+                    assert_eq!(count, total + 4);
+                    black_box(count)
+                })
+            },
+        );
+    }
+
     // The relay path: decode a publisher's chunk stream and re-encode every message for a
     // player, as a server does once per message.
     for size in CHUNK_SIZES {

@@ -14,6 +14,7 @@
 //! that omit it (Appendix B item 6).
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -112,6 +113,86 @@ struct InStream {
     partial: Option<Vec<u8>>,
 }
 
+impl InStream {
+    /// A chunk stream seen for the first time: what fmt 1 on a fresh csid builds on.
+    fn fresh() -> Self {
+        InStream {
+            timestamp: 0,
+            delta: 0,
+            length: 0,
+            type_id: 0,
+            stream_id: 0,
+            ext: None,
+            partial: None,
+        }
+    }
+}
+
+/// Per chunk stream state of one direction. The ids of the one-byte basic header (2..=63),
+/// which carry practically all traffic, index a table directly so that the per-chunk lookup
+/// is an array access rather than a hash; the rare larger ids live in a map.
+#[derive(Debug)]
+struct StreamTable<T> {
+    /// Indexed by csid; entries 0 and 1 stay empty (those values select the longer forms).
+    low: Box<[Option<T>; 64]>,
+    high: HashMap<u32, T>,
+    len: usize,
+}
+
+impl<T> StreamTable<T> {
+    fn new() -> Self {
+        StreamTable {
+            low: Box::new(std::array::from_fn(|_| None)),
+            high: HashMap::new(),
+            len: 0,
+        }
+    }
+
+    /// Chunk streams tracked.
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn get(&self, csid: u32) -> Option<&T> {
+        match self.low.get(csid as usize) {
+            Some(slot) => slot.as_ref(),
+            None => self.high.get(&csid),
+        }
+    }
+
+    fn get_mut(&mut self, csid: u32) -> Option<&mut T> {
+        match self.low.get_mut(csid as usize) {
+            Some(slot) => slot.as_mut(),
+            None => self.high.get_mut(&csid),
+        }
+    }
+
+    /// The entry of `csid`, created by `new` if absent.
+    fn get_or_insert_with(&mut self, csid: u32, new: impl FnOnce() -> T) -> &mut T {
+        if let Some(slot) = self.low.get_mut(csid as usize) {
+            if slot.is_none() {
+                self.len += 1;
+            }
+            return slot.get_or_insert_with(new);
+        }
+        let entry = self.high.entry(csid);
+        if matches!(entry, Entry::Vacant(_)) {
+            self.len += 1;
+        }
+        entry.or_insert_with(new)
+    }
+
+    fn insert(&mut self, csid: u32, value: T) {
+        let old = match self.low.get_mut(csid as usize) {
+            Some(slot) => slot.replace(value),
+            None => self.high.insert(csid, value),
+        };
+        if old.is_none() {
+            self.len += 1;
+        }
+    }
+}
+
 /// Header values for a message that starts in the chunk being read.
 struct Start {
     timestamp: u32,
@@ -134,9 +215,14 @@ struct Plan {
     ext: Option<Option<u32>>,
 }
 
+/// Outcome of one chunk. Chunks are consumed through a cursor into the input buffer, which
+/// is only advanced when a call to [`ChunkReader::read_message`] ends, so that the many
+/// continuation chunks of a large message cost no buffer bookkeeping each.
 enum Step {
     NeedMore,
-    Progress,
+    /// The chunk was added to a partial message; the cursor moves to the given offset.
+    Progress(usize),
+    /// A message is complete and the input buffer is already advanced past it.
     Complete(Message),
 }
 
@@ -155,10 +241,12 @@ fn be32(b: &[u8]) -> u32 {
 #[derive(Debug)]
 pub struct ChunkReader {
     limits: ChunkLimits,
+    /// Received bytes not yet consumed.
     buf: BytesMut,
     chunk_size: u32,
-    bytes_received: u64,
-    streams: HashMap<u32, InStream>,
+    /// Bytes removed from the front of `buf` so far; with `buf.len()` the total received.
+    consumed: u64,
+    streams: StreamTable<InStream>,
     partials: usize,
 }
 
@@ -168,8 +256,8 @@ impl ChunkReader {
             limits,
             buf: BytesMut::new(),
             chunk_size: DEFAULT_CHUNK_SIZE,
-            bytes_received: 0,
-            streams: HashMap::new(),
+            consumed: 0,
+            streams: StreamTable::new(),
             partials: 0,
         }
     }
@@ -177,7 +265,19 @@ impl ChunkReader {
     /// Appends received bytes (already decrypted, for RTMPE) to the internal buffer.
     pub fn feed(&mut self, data: &[u8]) {
         self.buf.extend_from_slice(data);
-        self.bytes_received += data.len() as u64;
+    }
+
+    /// The input buffer, with room reserved for at least `min` more bytes, for the I/O driver
+    /// to append received bytes to directly (for example with tokio's `read_buf`), which
+    /// saves the copy [`feed`](Self::feed) makes.
+    ///
+    /// Only append to it: the bytes already there are input not yet parsed, and removing or
+    /// changing them desynchronises the chunk stream (which then fails to parse, or yields
+    /// garbage messages; it cannot make the reader panic). Appended bytes count in
+    /// [`bytes_received`](Self::bytes_received) like fed ones.
+    pub fn read_buf(&mut self, min: usize) -> &mut BytesMut {
+        self.buf.reserve(min);
+        &mut self.buf
     }
 
     /// Next complete message, Ok(None) when more bytes are needed. Set Chunk Size and Abort
@@ -191,13 +291,24 @@ impl ChunkReader {
     /// bytes so far equal the start of that timestamp is held until four bytes are there to
     /// tell whether the peer repeated the field (protocol-facts §5.3).
     pub fn read_message(&mut self) -> Result<Option<Message>, ChunkError> {
+        // Offset in `buf` of the next chunk; everything before it has been applied.
+        let mut pos = 0;
         loop {
-            match self.next_chunk()? {
-                Step::NeedMore => return Ok(None),
-                Step::Progress => {}
-                Step::Complete(msg) => {
+            match self.next_chunk(pos) {
+                Ok(Step::Progress(next)) => pos = next,
+                Ok(Step::NeedMore) => {
+                    self.consume(pos);
+                    return Ok(None);
+                }
+                Ok(Step::Complete(msg)) => {
                     self.apply_control(&msg)?;
                     return Ok(Some(msg));
+                }
+                Err(e) => {
+                    // The failing chunk changed nothing; keep the buffer in step with the
+                    // chunks before it that did.
+                    self.consume(pos);
+                    return Err(e);
                 }
             }
         }
@@ -208,9 +319,15 @@ impl ChunkReader {
         self.chunk_size
     }
 
-    /// Total bytes fed so far (for acknowledgements).
+    /// Total bytes received so far, fed or appended through [`read_buf`](Self::read_buf)
+    /// (for acknowledgements).
     pub fn bytes_received(&self) -> u64 {
-        self.bytes_received
+        self.consumed + self.buf.len() as u64
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.buf.advance(n);
+        self.consumed += n as u64;
     }
 
     fn apply_control(&mut self, msg: &Message) -> Result<(), ChunkError> {
@@ -229,7 +346,7 @@ impl ChunkReader {
                 self.chunk_size = size.min(MAX_24);
             }
             Some(Control::Abort(csid)) => {
-                if let Some(s) = self.streams.get_mut(&csid)
+                if let Some(s) = self.streams.get_mut(csid)
                     && s.partial.take().is_some()
                 {
                     self.partials -= 1;
@@ -240,10 +357,10 @@ impl ChunkReader {
         Ok(())
     }
 
-    /// Reads the header of the next chunk from the buffer and decides what it means, without
-    /// changing any state. `Ok(None)` when the header (or the payload) is not all there yet.
-    fn plan_chunk(&self) -> Result<Option<Plan>, ChunkError> {
-        let input = &self.buf[..];
+    /// Reads the header of the chunk at the start of `input` and decides what it means,
+    /// without changing any state. `Ok(None)` when the header (or the payload) is not all
+    /// there yet.
+    fn plan_chunk(&self, input: &[u8]) -> Result<Option<Plan>, ChunkError> {
         let Some(&b0) = input.first() else {
             return Ok(None);
         };
@@ -264,7 +381,7 @@ impl ChunkReader {
         };
         pos += h.len();
 
-        let state = self.streams.get(&csid);
+        let state = self.streams.get(csid);
         if state.is_none() {
             // librtmp sends its first control messages on csid 2 with fmt 1 (protocol-facts
             // §5.2), so fmt 1 on a fresh csid is accepted with stream id 0 and time 0 as the
@@ -391,20 +508,15 @@ impl ChunkReader {
         }))
     }
 
-    fn next_chunk(&mut self) -> Result<Step, ChunkError> {
-        let Some(plan) = self.plan_chunk()? else {
+    /// Handles the chunk at offset `pos` of the input buffer.
+    fn next_chunk(&mut self, pos: usize) -> Result<Step, ChunkError> {
+        if let Some(step) = self.continuation_fast(pos) {
+            return Ok(step);
+        }
+        let Some(plan) = self.plan_chunk(&self.buf[pos..])? else {
             return Ok(Step::NeedMore);
         };
-        self.buf.advance(plan.header_len);
-        let s = self.streams.entry(plan.csid).or_insert(InStream {
-            timestamp: 0,
-            delta: 0,
-            length: 0,
-            type_id: 0,
-            stream_id: 0,
-            ext: None,
-            partial: None,
-        });
+        let s = self.streams.get_or_insert_with(plan.csid, InStream::fresh);
         if let Some(ext) = plan.ext {
             s.ext = ext;
         }
@@ -417,31 +529,69 @@ impl ChunkReader {
         }
         let length = s.length as usize;
         let n = plan.payload_len;
+        let body = pos + plan.header_len;
+        let end = body + n;
         let data = match s.partial.take() {
             None if n == length => {
                 // The whole message is in this chunk: share the input buffer.
+                self.buf.advance(body);
                 let payload = self.buf.split_to(n).freeze();
+                self.consumed += end as u64;
                 return Ok(Step::Complete(completed(s, payload)));
             }
             None => {
                 self.partials += 1;
                 let mut data = Vec::with_capacity(length.min(PARTIAL_INITIAL_CAPACITY));
-                data.extend_from_slice(&self.buf[..n]);
+                data.extend_from_slice(&self.buf[body..end]);
                 data
             }
             Some(mut data) => {
-                append_bounded(&mut data, &self.buf[..n], length);
+                append_bounded(&mut data, &self.buf[body..end], length);
                 data
             }
         };
-        self.buf.advance(n);
         if data.len() < length {
             s.partial = Some(data);
-            return Ok(Step::Progress);
+            return Ok(Step::Progress(end));
         }
         self.partials -= 1;
         // Capacity equals length here, so this conversion does not copy.
-        Ok(Step::Complete(completed(s, Bytes::from(data))))
+        let msg = completed(s, Bytes::from(data));
+        self.consume(end);
+        Ok(Step::Complete(msg))
+    }
+
+    /// The common chunk of a large message, handled without planning: type 3, one-byte
+    /// basic header, continuing a message in progress on a chunk stream whose header had no
+    /// extended timestamp. Such a chunk carries no header fields to check; it is exactly
+    /// what the general path would do for it. `None` for any other chunk.
+    #[inline]
+    fn continuation_fast(&mut self, pos: usize) -> Option<Step> {
+        let input = &self.buf[pos..];
+        let &b0 = input.first()?;
+        if b0 >> 6 != 3 {
+            return None;
+        }
+        let s = self.streams.low.get_mut(usize::from(b0 & 0x3f))?.as_mut()?;
+        if s.ext.is_some() {
+            return None;
+        }
+        let data = s.partial.as_mut()?;
+        let length = s.length as usize;
+        let n = (length - data.len()).min(self.chunk_size as usize);
+        let Some(chunk) = input.get(1..1 + n) else {
+            return Some(Step::NeedMore);
+        };
+        append_bounded(data, chunk, length);
+        let end = pos + 1 + n;
+        if data.len() < length {
+            return Some(Step::Progress(end));
+        }
+        let data = s.partial.take()?;
+        let msg = completed(s, Bytes::from(data));
+        self.partials -= 1;
+        self.consume(end);
+        Some(Step::Complete(msg))
     }
 }
 
@@ -536,7 +686,7 @@ struct FirstHeader {
 #[derive(Debug)]
 pub struct ChunkWriter {
     chunk_size: u32,
-    streams: HashMap<u32, OutStream>,
+    streams: StreamTable<OutStream>,
 }
 
 impl Default for ChunkWriter {
@@ -550,7 +700,7 @@ impl ChunkWriter {
     pub fn new() -> Self {
         ChunkWriter {
             chunk_size: DEFAULT_CHUNK_SIZE,
-            streams: HashMap::new(),
+            streams: StreamTable::new(),
         }
     }
 
@@ -607,8 +757,8 @@ impl ChunkWriter {
         let csid = checked_csid(csid);
         let payload = checked_payload(msg);
         let length = payload.len() as u32;
-        let header = choose_header(self.streams.get(&csid), csid, msg, length);
-        let prev = self.streams.get(&csid).copied();
+        let prev = self.streams.get(csid).copied();
+        let header = choose_header(prev.as_ref(), csid, msg, length);
         let (delta, header_fmt) = match (header.fmt, prev) {
             (3, Some(p)) => (p.delta, p.header_fmt),
             (fmt, _) => (header.time, fmt),
@@ -750,15 +900,63 @@ fn encode_chunks(
     if let Some(b) = boundaries.as_deref_mut() {
         b.push(out.len());
     }
-    for piece in pieces {
-        put_basic_header(out, 3, h.csid);
-        if let Some(ext) = h.ext {
-            out.put_u32(ext);
+    // Every continuation header is the same few bytes: build them once, so each chunk is two
+    // copies into space already reserved.
+    let mut cont = [0u8; 7];
+    let cont_len = continuation_header(&mut cont, h.csid, h.ext);
+    let cont = &cont[..cont_len];
+    match boundaries {
+        // A one-byte header (csid 2..=63, no extended timestamp) is the norm; storing it as a
+        // byte avoids a copy call per chunk.
+        None if cont_len == 1 => {
+            for piece in pieces {
+                out.put_u8(cont[0]);
+                out.put_slice(piece);
+            }
         }
-        out.put_slice(piece);
-        if let Some(b) = boundaries.as_deref_mut() {
-            b.push(out.len());
+        None => {
+            for piece in pieces {
+                out.put_slice(cont);
+                out.put_slice(piece);
+            }
         }
+        Some(b) => {
+            for piece in pieces {
+                out.put_slice(cont);
+                out.put_slice(piece);
+                b.push(out.len());
+            }
+        }
+    }
+}
+
+/// Writes the type-3 header of `csid` (with `ext` after it, if any) to the front of `buf`;
+/// returns its length.
+fn continuation_header(buf: &mut [u8; 7], csid: u32, ext: Option<u32>) -> usize {
+    let basic = match csid {
+        0..=63 => {
+            buf[0] = 0xc0 | csid as u8;
+            1
+        }
+        64..=319 => {
+            buf[0] = 0xc0;
+            buf[1] = (csid - 64) as u8;
+            2
+        }
+        _ => {
+            let v = csid - 64;
+            buf[0] = 0xc1;
+            buf[1] = v as u8;
+            buf[2] = (v >> 8) as u8;
+            3
+        }
+    };
+    match ext {
+        Some(e) => {
+            buf[basic..basic + 4].copy_from_slice(&e.to_be_bytes());
+            basic + 4
+        }
+        None => basic,
     }
 }
 
@@ -899,7 +1097,8 @@ mod tests {
             let mut r = ChunkReader::new(ChunkLimits::default());
             r.feed(&out);
             assert_eq!(read_all(&mut r), vec![m]);
-            assert!(r.streams.contains_key(&csid), "csid {csid}");
+            assert!(r.streams.get(csid).is_some(), "csid {csid}");
+            assert_eq!(r.streams.len(), 1, "csid {csid}");
         }
     }
 
@@ -916,9 +1115,8 @@ mod tests {
         assert_eq!(timestamps(&got), vec![100, 200, 300, 5, 10]);
         let payloads: Vec<u8> = got.iter().map(|m| m.payload[0]).collect();
         assert_eq!(payloads, vec![0xaa, 0xbb, 0xcc, 0xdd, 0xee]);
-        let mut csids: Vec<_> = r.streams.keys().copied().collect();
-        csids.sort();
-        assert_eq!(csids, vec![64, 319]);
+        assert!(r.streams.get(64).is_some() && r.streams.get(319).is_some());
+        assert_eq!(r.streams.len(), 2);
     }
 
     #[test]
@@ -1189,6 +1387,76 @@ mod tests {
     }
 
     #[test]
+    fn limit_chunk_streams_counts_both_tables() {
+        // Two ids of the map (2- and 3-byte forms) fill the limit; a table id is refused.
+        let limits = ChunkLimits {
+            max_chunk_streams: 2,
+            ..ChunkLimits::default()
+        };
+        let mut bytes = chunk(0, 400, "000000 000001 08 01000000", None, &[1]);
+        bytes.extend(chunk(0, 64, "000000 000001 08 01000000", None, &[2]));
+        bytes.extend(chunk(0, 63, "000000 000001 08 01000000", None, &[3]));
+        let err = parse_with(limits, &bytes).unwrap_err();
+        assert_eq!(err, ChunkError::TooManyChunkStreams { csid: 63, max: 2 });
+    }
+
+    #[test]
+    fn error_after_progress_repeats_and_keeps_the_count() {
+        // Two chunks of a 300-byte message are applied, then a chunk on a fresh csid with
+        // fmt 2 fails. The applied chunks stay consumed; asking again gives the same error.
+        let mut bytes = chunk(0, 5, "000000 00012c 09 01000000", None, &[1; 128]);
+        bytes.extend(chunk(3, 5, "", None, &[2; 128]));
+        let good = bytes.len();
+        bytes.extend(hex("86 000010 aa"));
+        let mut r = ChunkReader::new(ChunkLimits::default());
+        r.feed(&bytes);
+        let want = ChunkError::NoPreviousHeader { csid: 6, fmt: 2 };
+        assert_eq!(r.read_message().unwrap_err(), want);
+        assert_eq!(r.buf.len(), bytes.len() - good);
+        assert_eq!(r.read_message().unwrap_err(), want);
+        assert_eq!(r.bytes_received(), bytes.len() as u64);
+        let partial = r.streams.get(5).unwrap().partial.as_ref().unwrap();
+        assert_eq!(partial.len(), 256);
+    }
+
+    #[test]
+    fn read_buf_appends_like_feed() {
+        let m = msg(9, 40, 1, &[5; 300]);
+        let mut out = BytesMut::new();
+        ChunkWriter::new().write_message(3, &m, &mut out);
+        let mut r = ChunkReader::new(ChunkLimits::default());
+        let (head, tail) = out.split_at(200);
+        let buf = r.read_buf(4096);
+        assert!(buf.capacity() - buf.len() >= 4096);
+        buf.extend_from_slice(head);
+        assert_eq!(r.bytes_received(), 200);
+        assert_eq!(r.read_message().unwrap(), None);
+        r.feed(&tail[..50]);
+        r.read_buf(0).extend_from_slice(&tail[50..]);
+        assert_eq!(r.bytes_received(), out.len() as u64);
+        assert_eq!(r.read_message().unwrap(), Some(m));
+        assert_eq!(r.read_message().unwrap(), None);
+        assert_eq!(r.bytes_received(), out.len() as u64);
+    }
+
+    #[test]
+    fn continuation_header_forms() {
+        let mut buf = [0u8; 7];
+        let cases = [
+            (3, None, "c3"),
+            (63, Some(0x0102_0304), "ff 01020304"),
+            (64, None, "c0 00"),
+            (319, Some(7), "c0 ff 00000007"),
+            (320, None, "c1 00 01"),
+            (65599, Some(0x0100_0000), "c1 ff ff 01000000"),
+        ];
+        for (csid, ext, want) in cases {
+            let n = continuation_header(&mut buf, csid, ext);
+            assert_eq!(&buf[..n], &hex(want)[..], "csid {csid}");
+        }
+    }
+
+    #[test]
     fn limit_partial_messages() {
         let limits = ChunkLimits {
             max_partial_messages: 2,
@@ -1296,7 +1564,7 @@ mod tests {
         let mut r = ChunkReader::new(limits);
         r.feed(&chunk(0, 3, "000000 ffffff 09 01000000", None, &[0; 128]));
         assert_eq!(r.read_message().unwrap(), None);
-        let partial = r.streams[&3].partial.as_ref().unwrap();
+        let partial = r.streams.get(3).unwrap().partial.as_ref().unwrap();
         assert_eq!(partial.len(), 128);
         assert_eq!(partial.capacity(), PARTIAL_INITIAL_CAPACITY);
     }
@@ -1327,7 +1595,14 @@ mod tests {
             if let Some(done) = r.read_message().unwrap() {
                 got = Some(done);
             } else {
-                let cap = r.streams[&7].partial.as_ref().unwrap().capacity();
+                let cap = r
+                    .streams
+                    .get(7)
+                    .unwrap()
+                    .partial
+                    .as_ref()
+                    .unwrap()
+                    .capacity();
                 if capacities.last() != Some(&cap) {
                     capacities.push(cap);
                 }
@@ -1539,6 +1814,30 @@ mod tests {
             for (g, (_, m)) in got[1..].iter().zip(&msgs) {
                 prop_assert_eq!(g, m);
             }
+        }
+
+        #[test]
+        fn round_trip_through_read_buf(
+            msgs in arb_messages(),
+            size in arb_chunk_size(),
+            splits in proptest::collection::vec(1usize..4000, 1..20),
+        ) {
+            let (bytes, expected) = write_stream(&msgs, size, None);
+            let mut r = ChunkReader::new(ChunkLimits::default());
+            let mut got = Vec::new();
+            let mut pos = 0;
+            for step in splits.iter().cycle() {
+                if pos >= bytes.len() {
+                    break;
+                }
+                let end = (pos + step).min(bytes.len());
+                r.read_buf(*step).extend_from_slice(&bytes[pos..end]);
+                pos = end;
+                got.extend(read_all(&mut r));
+            }
+            prop_assert_eq!(r.bytes_received(), bytes.len() as u64);
+            prop_assert!(r.buf.is_empty());
+            prop_assert_eq!(got, expected);
         }
 
         #[test]
