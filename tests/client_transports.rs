@@ -362,3 +362,57 @@ fn playbin_plays_an_rtmpte_uri_with_our_source() {
     let handshakes = relay.hub.lock().handshakes.clone();
     assert!(handshakes.contains(&("tunnel", 6)), "{handshakes:?}");
 }
+
+#[test]
+fn sink_reconnects_over_rtmps_when_stunnel_restarts() {
+    common::init_gst();
+    let nginx = common::Nginx::start_idle_streams();
+    let stunnel = Stunnel::start(nginx.port);
+    let tls_port = stunnel.port;
+    let publisher = common::pipeline(&format!(
+        "videotestsrc is-live=true num-buffers=240 ! video/x-raw,width=320,height=240,framerate=30/1 ! \
+         x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 bitrate=400 ! h264parse ! \
+         flvmux streamable=true ! rtmpclientsink name=sink \
+         location=rtmps://127.0.0.1:{tls_port}/live/re tls-validation-flags=0 reconnect-delay=1000"
+    ));
+    let sink = publisher.by_name("sink").unwrap();
+    publisher.set_state(gst::State::Playing).unwrap();
+    let frames = || common::stat(&sink.property::<gst::Structure>("stats"), "frames");
+    let deadline = Instant::now() + BOUND;
+    while frames() < 60 {
+        assert!(Instant::now() < deadline, "2 s of media never went out");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    drop(stunnel);
+    let _stunnel = Stunnel::start_on(tls_port, nginx.port);
+    // A player on nginx directly sees the resumed publish.
+    let dir = common::TempDir::new("rtmps-reconnect");
+    let out = dir.path().join("player.flv");
+    let player = common::pipeline(&format!(
+        "rtmp2src location=rtmp://127.0.0.1:{}/live/re ! filesink location={}",
+        nginx.port,
+        out.display()
+    ));
+    player.set_state(gst::State::Playing).unwrap();
+    common::wait_end(&publisher, BOUND).expect_eos();
+    let stats = sink.property::<gst::Structure>("stats");
+    publisher.set_state(gst::State::Null).unwrap();
+    common::wait_end(&player, BOUND).expect_eos();
+    player.set_state(gst::State::Null).unwrap();
+    assert_eq!(common::stat(&stats, "reconnects"), 1, "{stats}");
+    assert_eq!(
+        nginx.error_log().matches("publish: name='re'").count(),
+        2,
+        "nginx saw the publish twice"
+    );
+    let (video, _) = common::ffprobe_counts(&out);
+    assert!(
+        video >= 30,
+        "the player got {video} video frames after the reconnect"
+    );
+    assert_eq!(
+        common::first_video_packet_flags(&out).chars().next(),
+        Some('K'),
+        "the resumed stream starts at a key frame"
+    );
+}

@@ -20,10 +20,14 @@ pub struct Stunnel {
 impl Stunnel {
     /// TLS on a free port, forwarded to 127.0.0.1:`target`.
     pub fn start(target: u16) -> Stunnel {
+        Self::start_on(free_port(), target)
+    }
+
+    /// TLS on `port` (to restart a killed stunnel), forwarded to 127.0.0.1:`target`.
+    pub fn start_on(port: u16, target: u16) -> Stunnel {
         require("stunnel4", "stunnel4");
         let dir = TempDir::new("stunnel");
         let (cert, key) = self_signed_cert(dir.path(), "stunnel");
-        let port = free_port();
         let conf = dir.path().join("stunnel.conf");
         let log = dir.path().join("stunnel.log");
         std::fs::write(
