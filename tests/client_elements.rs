@@ -71,7 +71,29 @@ fn location_sets_the_parts_and_reads_back_without_credentials() {
         assert_eq!(e.property::<String>("host"), "10.1.2.3");
         let err = handler.set_uri("rtmp:///nohost").unwrap_err();
         assert!(err.message().contains("rtmp:///nohost"), "{err}");
-        assert_eq!(handler.protocols(), vec!["rtmp"]);
+        assert_eq!(
+            handler.protocols(),
+            vec!["rtmp", "rtmps", "rtmpt", "rtmpts", "rtmpe", "rtmpte"]
+        );
+        // Each scheme's default port, when the URI gives none.
+        for (scheme, port) in [
+            ("rtmp", 1935),
+            ("rtmps", 443),
+            ("rtmpt", 80),
+            ("rtmpts", 443),
+            ("rtmpe", 1935),
+            ("rtmpte", 80),
+        ] {
+            handler.set_uri(&format!("{scheme}://h/live/s")).unwrap();
+            assert_eq!(e.property::<i32>("port"), port, "{scheme}");
+            let value = e.property_value("scheme");
+            let (_, v) = gst::glib::EnumValue::from_value(&value).unwrap();
+            assert_eq!(v.nick(), scheme);
+            assert_eq!(
+                handler.uri().as_deref(),
+                Some(&*format!("{scheme}://h/live/s"))
+            );
+        }
     }
 }
 
@@ -89,6 +111,12 @@ fn properties_have_rtmp2_names_and_documented_defaults() {
         assert!(e.property::<bool>("reconnect"));
         assert_eq!(e.property::<Option<String>>("flash-version"), None);
         assert_eq!(e.property::<Option<String>>("extra-connect-args"), None);
+        assert_eq!(e.property::<Option<String>>("tls-ca-file"), None);
+        // rtmp2's default: validate-all.
+        let flags = e.property_value("tls-validation-flags");
+        let (_, set) = gst::glib::FlagsValue::from_value(&flags).unwrap();
+        let bits = set.iter().fold(0, |acc, f| acc | f.value());
+        assert_eq!(bits, 0x7f, "tls-validation-flags default");
         let authmod = e.property_value("authmod");
         let (_, v) = gst::glib::EnumValue::from_value(&authmod).unwrap();
         assert_eq!(v.nick(), "auto");
@@ -144,12 +172,14 @@ fn stats_has_rtmp2_fields_and_ours_all_zero_before_connecting() {
 fn bad_settings_fail_start_with_the_value_named() {
     common::init_gst();
     for (setting, value, expected) in [
-        ("scheme", "rtmps", "scheme \"rtmps\" is not supported yet"),
+        ("tls-ca-file", "/no/such/ca.pem", "/no/such/ca.pem"),
         ("stream", "", "stream is empty"),
         ("extra-connect-args", "conn=O:1", "conn=O:1"),
     ] {
         let p = common::pipeline("rtmpclientsrc name=src ! fakesink");
         let src = p.by_name("src").unwrap();
+        // The CA file matters only for the TLS schemes.
+        src.set_property_from_str("scheme", "rtmps");
         src.set_property_from_str(setting, value);
         let (error, _) = common::run(&p, std::time::Duration::from_secs(10)).expect_error();
         assert!(

@@ -11,6 +11,7 @@ use gst::glib;
 use gst::prelude::*;
 
 use crate::net::client::{self, AuthMode, ClientConfig, ReconnectPolicy, Stats};
+use crate::net::tls::TlsClientConfig;
 use crate::rtmp::url::{RtmpUrl, Scheme};
 
 pub const DEFAULT_SCHEME: RtmpScheme = RtmpScheme::Rtmp;
@@ -24,10 +25,12 @@ pub const DEFAULT_ASYNC_CONNECT: bool = true;
 pub const DEFAULT_RECONNECT_ATTEMPTS: i32 = 10;
 pub const DEFAULT_RECONNECT_DELAY: u32 = 500;
 pub const DEFAULT_RECONNECT_MAX_DELAY: u32 = 5000;
+/// rtmp2's default: every check on.
+pub const DEFAULT_TLS_VALIDATION_FLAGS: gio::TlsCertificateFlags =
+    gio::TlsCertificateFlags::VALIDATE_ALL;
 
-/// The URL schemes this build can connect with; the others are accepted by the properties
-/// (so pipelines written for later versions parse) and refused when the element starts.
-pub const SUPPORTED_SCHEMES: &[&str] = &["rtmp"];
+/// The URL schemes the client elements connect with (and handle as URIs).
+pub const SUPPORTED_SCHEMES: &[&str] = &["rtmp", "rtmps", "rtmpt", "rtmpts", "rtmpe", "rtmpte"];
 
 /// Transport scheme, as rtmp2's `scheme` property (which has only the first two).
 #[derive(Debug, Eq, PartialEq, Ord, PartialOrd, Hash, Clone, Copy, glib::Enum)]
@@ -124,6 +127,11 @@ pub struct CommonSettings {
     pub reconnect_delay: u32,
     /// Milliseconds.
     pub reconnect_max_delay: u32,
+    /// rtmp2's `tls-validation-flags`: empty turns certificate verification off; any other
+    /// value turns all of it on (rustls cannot skip single checks).
+    pub tls_validation_flags: gio::TlsCertificateFlags,
+    /// PEM file of CA certificates trusted in addition to the system's.
+    pub tls_ca_file: Option<String>,
 }
 
 impl CommonSettings {
@@ -146,6 +154,20 @@ impl CommonSettings {
             reconnect_attempts: DEFAULT_RECONNECT_ATTEMPTS,
             reconnect_delay: DEFAULT_RECONNECT_DELAY,
             reconnect_max_delay: DEFAULT_RECONNECT_MAX_DELAY,
+            tls_validation_flags: DEFAULT_TLS_VALIDATION_FLAGS,
+            tls_ca_file: None,
+        }
+    }
+
+    /// The TLS settings the properties describe.
+    pub fn tls_config(&self) -> TlsClientConfig {
+        TlsClientConfig {
+            verify: !self.tls_validation_flags.is_empty(),
+            ca_file: self
+                .tls_ca_file
+                .as_deref()
+                .filter(|f| !f.is_empty())
+                .map(Into::into),
         }
     }
 
@@ -193,13 +215,6 @@ impl CommonSettings {
     /// the offending value.
     pub fn client_config(&self) -> Result<ClientConfig, String> {
         let scheme = Scheme::from(self.scheme);
-        if !SUPPORTED_SCHEMES.contains(&scheme.as_str()) {
-            return Err(format!(
-                "scheme {:?} is not supported yet (supported: {})",
-                scheme.as_str(),
-                SUPPORTED_SCHEMES.join(", ")
-            ));
-        }
         if self.host.is_empty() {
             return Err("host is empty".into());
         }
@@ -213,7 +228,19 @@ impl CommonSettings {
             Some(text) => client::parse_extra_connect_args(text)?,
             None => Vec::new(),
         };
+        // Built here, once per start: a bad CA file is a settings error, and reconnects
+        // reuse the loaded roots.
+        let tls = if scheme.is_tls() {
+            Some(
+                self.tls_config()
+                    .connector()
+                    .map_err(|e| format!("TLS settings for {}: {e}", scheme.as_str()))?,
+            )
+        } else {
+            None
+        };
         Ok(ClientConfig {
+            tls,
             url: self.url(true),
             authmod: self.authmod.into(),
             timeout: Duration::from_secs(self.timeout.into()),
@@ -244,7 +271,11 @@ pub fn properties(reconnect_default: bool, reconnect_blurb: &str) -> Vec<glib::P
             .build(),
         glib::ParamSpecEnum::builder_with_default("scheme", DEFAULT_SCHEME)
             .nick("Scheme")
-            .blurb("RTMP transport scheme (only rtmp in this version)")
+            .blurb(
+                "RTMP transport: rtmp (TCP, port 1935), rtmps (TLS, 443), rtmpt (HTTP \
+                 tunnel, 80), rtmpts (HTTP tunnel over TLS, 443), rtmpe (encrypted \
+                 handshake and RC4, 1935), rtmpte (RTMPE in the HTTP tunnel, 80)",
+            )
             .mutable_ready()
             .build(),
         glib::ParamSpecString::builder("host")
@@ -357,6 +388,24 @@ pub fn properties(reconnect_default: bool, reconnect_blurb: &str) -> Vec<glib::P
             .default_value(DEFAULT_RECONNECT_MAX_DELAY)
             .mutable_ready()
             .build(),
+        glib::ParamSpecFlags::builder::<gio::TlsCertificateFlags>("tls-validation-flags")
+        .default_value(DEFAULT_TLS_VALIDATION_FLAGS)
+        .nick("TLS validation flags")
+        .blurb(
+            "Certificate checks for rtmps and rtmpts, as rtmp2's: 0 turns verification off \
+             (any certificate is accepted); any other value verifies the chain, the host \
+             name and the dates in full",
+        )
+        .mutable_ready()
+        .build(),
+        glib::ParamSpecString::builder("tls-ca-file")
+            .nick("TLS CA file")
+            .blurb(
+                "PEM file of CA certificates to trust for rtmps and rtmpts, in addition to \
+                 the system's (default: none)",
+            )
+            .mutable_ready()
+            .build(),
     ]
 }
 
@@ -403,6 +452,10 @@ pub fn set_property(
         "reconnect-attempts" => settings.reconnect_attempts = value.get().expect("type checked"),
         "reconnect-delay" => settings.reconnect_delay = value.get().expect("type checked"),
         "reconnect-max-delay" => settings.reconnect_max_delay = value.get().expect("type checked"),
+        "tls-validation-flags" => {
+            settings.tls_validation_flags = value.get().expect("type checked")
+        }
+        "tls-ca-file" => settings.tls_ca_file = value.get().expect("type checked"),
         _ => return Ok(false),
     }
     Ok(true)
@@ -428,6 +481,8 @@ pub fn property(settings: &CommonSettings, name: &str) -> Option<glib::Value> {
         "reconnect-attempts" => settings.reconnect_attempts.to_value(),
         "reconnect-delay" => settings.reconnect_delay.to_value(),
         "reconnect-max-delay" => settings.reconnect_max_delay.to_value(),
+        "tls-validation-flags" => settings.tls_validation_flags.to_value(),
+        "tls-ca-file" => settings.tls_ca_file.to_value(),
         _ => return None,
     })
 }

@@ -27,11 +27,13 @@ use tokio::time::MissedTickBehavior;
 use super::hold::HoldBook;
 use super::media::{MediaFrame, frame_from_message};
 use super::runtime;
+use super::tls::TlsConnector;
 use super::transport::{self, Stream, TransportError, TransportKind};
 use crate::rtmp::amf0;
 use crate::rtmp::auth;
 use crate::rtmp::command::StatusCode;
 use crate::rtmp::flv::TimestampExtender;
+use crate::rtmp::handshake::ClientMode;
 pub use crate::rtmp::session::StopCommands;
 use crate::rtmp::session::{self, ClientEvent, ClientRole, ClientSession, SessionError};
 use crate::rtmp::url::{RtmpUrl, Scheme};
@@ -495,6 +497,7 @@ async fn attempt(ctx: &Ctx, query: Option<&str>) -> Result<Link, Attempt> {
         &url.host,
         url.port_or_default(),
         cfg.timeout,
+        cfg.tls.as_ref(),
     )
     .await
     .map_err(|e| Attempt::Failed(ClientError::Transport(Arc::new(e))))?;
@@ -505,6 +508,10 @@ async fn attempt(ctx: &Ctx, query: Option<&str>) -> Result<Link, Attempt> {
         ctx.role,
     );
     sc.flash_ver = cfg.flash_version.clone();
+    if url.scheme.is_encrypted() {
+        // Type 6 (RC4 only) is what librtmp and FFmpeg send; every RTMPE server takes it.
+        sc.handshake = ClientMode::Rtmpe { kind: 6 };
+    }
     sc.extra_connect_args = cfg.extra_connect_args.clone();
     // The whole attempt is bounded below; one deadline is enough.
     sc.handshake_timeout_ms = None;
@@ -1281,6 +1288,9 @@ pub struct ClientConfig {
     /// Values appended to the `connect` command after the command object.
     pub extra_connect_args: Vec<amf0::Value>,
     pub reconnect: ReconnectPolicy,
+    /// TLS for rtmps and rtmpts, built once per element start (loading the roots is slow);
+    /// `None` means the defaults (verification on, system roots).
+    pub tls: Option<TlsConnector>,
 }
 
 /// Connection statistics, as the `stats` property shows them. The first eight fields are

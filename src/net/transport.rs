@@ -1,12 +1,13 @@
 //! Transports: how the bytes of one RTMP connection reach the peer.
 //!
 //! Every transport ends up as one boxed `AsyncRead + AsyncWrite` stream, so the connection
-//! driver never knows which one it runs on. Plain TCP exists today; TLS (rtmps), the HTTP
-//! tunnel (rtmpt, rtmpts) slot in as further [`TransportKind`]s that wrap or replace the TCP
-//! stream. RTMPE needs nothing here: its RC4 layer is applied inside the engine session, so
-//! the transport only carries bytes.
+//! driver never knows which one it runs on: plain TCP (rtmp, rtmpe), TLS over TCP (rtmps), the
+//! RTMPT HTTP tunnel (rtmpt, rtmpte) and the tunnel over TLS (rtmpts). RTMPE needs nothing
+//! here: its RC4 layer is applied inside the engine session, so the transport only carries
+//! bytes (in the tunnel, only the payloads are encrypted, never the HTTP framing).
 //!
-//! Invariant: `connect` never takes longer than its timeout, DNS included.
+//! Invariant: `connect` never takes longer than its timeout, DNS and the TLS handshake and the
+//! tunnel's `open` request included.
 
 use std::io;
 use std::net::SocketAddr;
@@ -14,6 +15,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
+
+use super::tls::{TlsClientConfig, TlsConnector, TlsError};
+use super::tunnel::{self, TunnelClientOptions, TunnelError};
 
 /// A byte stream to the peer, whatever carries it.
 pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -32,12 +36,20 @@ pub enum TransportKind {
     HttpTunnelTls,
 }
 
+impl TransportKind {
+    /// Whether this transport runs inside TLS (and so needs a [`TlsConnector`]).
+    pub fn is_tls(self) -> bool {
+        matches!(self, TransportKind::Tls | TransportKind::HttpTunnelTls)
+    }
+}
+
 /// An open connection to the peer.
 pub struct Transport {
     /// The bytes to and from the peer.
     pub stream: Box<dyn Stream>,
-    /// The address actually connected to.
-    pub peer: SocketAddr,
+    /// The address actually connected to; `None` for the tunnel, whose HTTP connections are
+    /// made (and remade) by the tunnel itself.
+    pub peer: Option<SocketAddr>,
     pub kind: TransportKind,
 }
 
@@ -61,47 +73,85 @@ pub enum TransportError {
     Connect { target: String, source: io::Error },
     #[error("connecting to {target} timed out after {} ms", timeout.as_millis())]
     TimedOut { target: String, timeout: Duration },
-    #[error("transport {kind:?} (for {target}) is not supported yet")]
-    Unsupported { kind: TransportKind, target: String },
+    /// The TLS setup or handshake failed; the message names the host (or CA file) and why,
+    /// e.g. an untrusted certificate.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+    /// The RTMPT tunnel could not be opened.
+    #[error(transparent)]
+    Tunnel(#[from] TunnelError),
 }
 
 impl TransportError {
     /// True when the peer actively refused the connection (nothing listens there).
     pub fn is_refused(&self) -> bool {
-        matches!(self, TransportError::Connect { source, .. }
-            if source.kind() == io::ErrorKind::ConnectionRefused)
+        match self {
+            TransportError::Connect { source, .. }
+            | TransportError::Tunnel(TunnelError::Connect { source, .. }) => {
+                source.kind() == io::ErrorKind::ConnectionRefused
+            }
+            _ => false,
+        }
     }
 }
 
-/// Opens a transport of `kind` to `host`:`port`, DNS and TCP connect included, within
-/// `timeout`.
+/// Opens a transport of `kind` to `host`:`port` within `timeout`: DNS, TCP connect, the TLS
+/// handshake (`tls`, or default settings when `None`: verification on against the system
+/// roots) and, for the tunnel, its `open` request. `host` is also the TLS server name.
 pub async fn connect(
     kind: TransportKind,
     host: &str,
     port: u16,
     timeout: Duration,
+    tls: Option<&TlsConnector>,
 ) -> Result<Transport, TransportError> {
-    let target = format!("{host}:{port}");
-    match kind {
-        TransportKind::Tcp => {}
-        other => {
-            return Err(TransportError::Unsupported {
-                kind: other,
-                target,
-            });
+    let target = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    let open = async {
+        let connector = match (kind.is_tls(), tls) {
+            (false, _) => None,
+            (true, Some(c)) => Some(c.clone()),
+            (true, None) => Some(TlsClientConfig::default().connector()?),
+        };
+        match kind {
+            TransportKind::Tcp | TransportKind::Tls => {
+                let (tcp, peer) = connect_tcp(host, port, &target).await?;
+                let stream: Box<dyn Stream> = match &connector {
+                    Some(c) => Box::new(c.connect(host, tcp).await?),
+                    None => Box::new(tcp),
+                };
+                Ok(Transport {
+                    stream,
+                    peer: Some(peer),
+                    kind,
+                })
+            }
+            TransportKind::HttpTunnel | TransportKind::HttpTunnelTls => {
+                let options = TunnelClientOptions {
+                    // Each later request is bounded by the same timeout: a server that stops
+                    // answering is a lost connection, not a stall.
+                    request_timeout: timeout,
+                    ..TunnelClientOptions::default()
+                };
+                let stream =
+                    tunnel::client::connect(host, port, connector.as_ref(), &options).await?;
+                Ok(Transport {
+                    stream: Box::new(stream),
+                    peer: None,
+                    kind,
+                })
+            }
         }
-    }
-    let (stream, peer) = tokio::time::timeout(timeout, connect_tcp(host, port, &target))
+    };
+    tokio::time::timeout(timeout, open)
         .await
         .map_err(|_| TransportError::TimedOut {
             target: target.clone(),
             timeout,
-        })??;
-    Ok(Transport {
-        stream: Box::new(stream),
-        peer,
-        kind,
-    })
+        })?
 }
 
 /// Tries every address the name resolves to, in order; the last error is the one reported.
@@ -170,10 +220,11 @@ mod tests {
                 "127.0.0.1",
                 port,
                 Duration::from_secs(5),
+                None,
             )
             .await
             .unwrap();
-            assert_eq!(t.peer.port(), port);
+            assert_eq!(t.peer.map(|p| p.port()), Some(port));
             t.stream.write_all(b"hello").await.unwrap();
             let mut back = [0u8; 5];
             t.stream.read_exact(&mut back).await.unwrap();
@@ -196,6 +247,7 @@ mod tests {
                 "127.0.0.1",
                 port,
                 Duration::from_secs(5),
+                None,
             )
             .await
             .unwrap_err();
@@ -215,6 +267,7 @@ mod tests {
                 "no-such-host.invalid",
                 1935,
                 Duration::from_secs(5),
+                None,
             )
             .await
             .unwrap_err();
@@ -222,14 +275,167 @@ mod tests {
         });
     }
 
+    /// A TLS echo server with a fresh self-signed certificate for `localhost` and 127.0.0.1;
+    /// returns its port and the certificate file (to trust it as a CA).
+    async fn tls_echo_server(dir: &std::path::Path) -> (u16, std::path::PathBuf) {
+        let made = rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
+            .unwrap();
+        let cert = dir.join("cert.pem");
+        let key = dir.join("key.pem");
+        std::fs::write(&cert, made.cert.pem()).unwrap();
+        std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
+        let acceptor = crate::net::tls::TlsServerConfig {
+            certificate_file: cert.clone(),
+            key_file: key,
+        }
+        .acceptor()
+        .unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            while let Ok((sock, peer)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut s) = acceptor.accept(sock, peer).await else {
+                        return;
+                    };
+                    let mut buf = [0u8; 5];
+                    if s.read_exact(&mut buf).await.is_ok() {
+                        let _ = s.write_all(&buf).await;
+                        let _ = s.flush().await;
+                    }
+                });
+            }
+        });
+        (port, cert)
+    }
+
+    fn temp_dir(tag: &str) -> std::path::PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("rsrtmp-transport-{tag}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
     #[test]
-    fn other_transports_say_they_are_not_supported_yet() {
+    fn tls_refuses_a_self_signed_certificate_naming_the_host() {
         rt().block_on(async {
-            let err = connect(TransportKind::Tls, "127.0.0.1", 443, Duration::from_secs(1))
-                .await
-                .unwrap_err();
-            assert!(matches!(err, TransportError::Unsupported { .. }), "{err}");
-            assert!(err.to_string().contains("Tls"), "{err}");
+            let dir = temp_dir("tls-refuse");
+            let (port, _) = tls_echo_server(&dir).await;
+            let err = connect(
+                TransportKind::Tls,
+                "127.0.0.1",
+                port,
+                Duration::from_secs(5),
+                None,
+            )
+            .await
+            .unwrap_err();
+            let text = err.to_string();
+            assert!(matches!(err, TransportError::Tls(_)), "{text}");
+            assert!(text.contains("127.0.0.1"), "{text}");
+            assert!(text.to_lowercase().contains("certificate"), "{text}");
+        });
+    }
+
+    #[test]
+    fn tls_works_without_verification_and_with_the_certificate_as_ca() {
+        rt().block_on(async {
+            let dir = temp_dir("tls-ok");
+            let (port, cert) = tls_echo_server(&dir).await;
+            let configs = [
+                TlsClientConfig {
+                    verify: false,
+                    ca_file: None,
+                },
+                TlsClientConfig {
+                    verify: true,
+                    ca_file: Some(cert),
+                },
+            ];
+            for config in configs {
+                let connector = config.connector().unwrap();
+                for host in ["127.0.0.1", "localhost"] {
+                    let mut t = connect(
+                        TransportKind::Tls,
+                        host,
+                        port,
+                        Duration::from_secs(5),
+                        Some(&connector),
+                    )
+                    .await
+                    .unwrap_or_else(|e| panic!("{config:?} {host}: {e}"));
+                    assert_eq!(t.kind, TransportKind::Tls);
+                    t.stream.write_all(b"hello").await.unwrap();
+                    let mut back = [0u8; 5];
+                    t.stream.read_exact(&mut back).await.unwrap();
+                    assert_eq!(&back, b"hello");
+                }
+            }
+        });
+    }
+
+    #[test]
+    fn tunnel_carries_bytes_both_ways() {
+        rt().block_on(async {
+            let (server, mut accepted) = crate::net::tunnel::TunnelServer::new(Default::default());
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let port = listener.local_addr().unwrap().port();
+            tokio::spawn(async move {
+                while let Ok((sock, peer)) = listener.accept().await {
+                    let server = server.clone();
+                    tokio::spawn(async move { server.serve_connection(sock, peer).await });
+                }
+            });
+            tokio::spawn(async move {
+                let mut t = accepted.recv().await.unwrap();
+                let mut buf = [0u8; 5];
+                t.stream.read_exact(&mut buf).await.unwrap();
+                t.stream.write_all(&buf).await.unwrap();
+                t.stream.flush().await.unwrap();
+                // Keep the session until the client has read the answer.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            });
+            let mut t = connect(
+                TransportKind::HttpTunnel,
+                "127.0.0.1",
+                port,
+                Duration::from_secs(5),
+                None,
+            )
+            .await
+            .unwrap();
+            assert_eq!(t.peer, None);
+            t.stream.write_all(b"hello").await.unwrap();
+            t.stream.flush().await.unwrap();
+            let mut back = [0u8; 5];
+            t.stream.read_exact(&mut back).await.unwrap();
+            assert_eq!(&back, b"hello");
+        });
+    }
+
+    #[test]
+    fn tunnel_to_a_closed_port_is_refused_with_the_target() {
+        rt().block_on(async {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            let err = connect(
+                TransportKind::HttpTunnelTls,
+                "127.0.0.1",
+                port,
+                Duration::from_secs(5),
+                None,
+            )
+            .await
+            .unwrap_err();
+            assert!(err.is_refused(), "{err}");
+            assert!(
+                err.to_string().contains(&format!("127.0.0.1:{port}")),
+                "{err}"
+            );
         });
     }
 }

@@ -6,6 +6,9 @@
 
 #![allow(dead_code)]
 
+pub mod relay;
+pub mod stunnel;
+
 use gst::prelude::*;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{TcpListener, TcpStream};
