@@ -462,7 +462,16 @@ pub(crate) async fn serve(
         handshake_timeout,
     };
     let reason = run(&mut c, &mut stream).await;
-    gst::debug!(CAT, "{peer}: connection ends: {reason}");
+    if c.routed_at.is_none() {
+        // Never published or played: a refusal or a broken client, worth a line of its own.
+        gst::info!(
+            CAT,
+            "{peer}: closing {} connection: {reason}",
+            c.transport.name()
+        );
+    } else {
+        gst::debug!(CAT, "{peer}: connection ends: {reason}");
+    }
     c.finish_role(&format!("disconnected: {reason}")).await;
     if c.ended || c.stopped_by_client {
         // Let the peer hang up first. A player must read the end of the stream: closing a

@@ -305,10 +305,11 @@ pub fn server_log() -> Arc<Mutex<Vec<String>>> {
         gst::log::set_threshold_for_name("rsrtmp-tunnel", gst::DebugLevel::Info);
         let sink = lines.clone();
         gst::log::add_log_function(move |cat, level, _file, _func, _line, _obj, msg| {
-            if cat.name().starts_with("rsrtmp") && level <= gst::DebugLevel::Info {
-                if let Some(text) = msg.get() {
-                    sink.lock().unwrap().push(text.to_string());
-                }
+            if cat.name().starts_with("rsrtmp")
+                && level <= gst::DebugLevel::Info
+                && let Some(text) = msg.get()
+            {
+                sink.lock().unwrap().push(text.to_string());
             }
         });
         lines
