@@ -142,7 +142,7 @@ impl Transports {
         self.0 == 0
     }
 
-    /// Those of `ts` that are in the set.
+    /// Is any of `ts` in the set?
     pub fn any_of(self, ts: &[Transport]) -> bool {
         ts.iter().any(|t| self.contains(*t))
     }
@@ -990,6 +990,21 @@ mod tests {
         assert_eq!(sniff(0x16), Sniffed::Tls);
         assert_eq!(sniff(b'P'), Sniffed::Http);
         assert_eq!(sniff(0xFF), Sniffed::Unknown(0xFF));
+    }
+
+    #[test]
+    fn transport_sets_name_their_members() {
+        let set: Transports = [Transport::Rtmps, Transport::Rtmp].into_iter().collect();
+        assert_eq!(set.to_string(), "rtmp+rtmps");
+        assert!(set.contains(Transport::Rtmps) && !set.contains(Transport::Rtmpt));
+        assert_eq!(set.without(Transport::Rtmp).to_string(), "rtmps");
+        assert_eq!(Transports::NONE.to_string(), "(none)");
+        assert_eq!(
+            Transports::ALL.to_string(),
+            "rtmp+rtmpe+rtmps+rtmpt+rtmpts+rtmpte"
+        );
+        assert!(Transports::ALL.any_of(&[Transport::Rtmpte]));
+        assert!(!Transports::NONE.any_of(&Transport::ALL));
     }
 
     #[test]
