@@ -1,6 +1,6 @@
-//! What rtmpserversrc and rtmpserversink share: the listener properties, the signals
-//! (`authorize`, `client-connected`, `client-disconnected`) and the hooks that let the
-//! listener's connections reach the element.
+//! What rtmpserversrc and rtmpserversink share: the listener properties (TLS and the
+//! accepted transports included), the signals (`authorize`, `client-connected`,
+//! `client-disconnected`) and the hooks that let the listener's connections reach the element.
 
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::ops::ControlFlow;
@@ -10,7 +10,8 @@ use std::time::Duration;
 use gst::glib;
 use gst::prelude::*;
 
-use crate::net::server::{AuthRequest, Endpoint, RouteConfig, RouteHooks};
+use crate::net::server::{AuthRequest, Endpoint, RouteConfig, RouteHooks, Transport, Transports};
+use crate::net::tls::TlsServerConfig;
 
 pub const DEFAULT_ADDRESS: &str = "0.0.0.0";
 pub const DEFAULT_PORT: u32 = 1935;
@@ -19,6 +20,44 @@ pub const DEFAULT_STREAM: &str = "";
 pub const DEFAULT_MAX_CLIENTS: u32 = 1000;
 pub const DEFAULT_HANDSHAKE_TIMEOUT: u32 = 10;
 pub const DEFAULT_IDLE_TIMEOUT: u32 = 30;
+
+/// The `transports` property: which transports an element takes clients on.
+#[glib::flags(name = "GstRsRtmpServerTransports")]
+pub enum ServerTransports {
+    #[flags_value(name = "Plain RTMP over TCP", nick = "rtmp")]
+    RTMP = 1 << 0,
+    #[flags_value(name = "RTMPE (encrypted) over TCP", nick = "rtmpe")]
+    RTMPE = 1 << 1,
+    #[flags_value(name = "RTMP inside TLS (needs the TLS files)", nick = "rtmps")]
+    RTMPS = 1 << 2,
+    #[flags_value(name = "RTMP tunnelled in HTTP", nick = "rtmpt")]
+    RTMPT = 1 << 3,
+    #[flags_value(
+        name = "RTMP tunnelled in HTTPS (needs the TLS files)",
+        nick = "rtmpts"
+    )]
+    RTMPTS = 1 << 4,
+    #[flags_value(name = "RTMPE tunnelled in HTTP", nick = "rtmpte")]
+    RTMPTE = 1 << 5,
+}
+
+impl ServerTransports {
+    fn to_set(self) -> Transports {
+        let pairs = [
+            (ServerTransports::RTMP, Transport::Rtmp),
+            (ServerTransports::RTMPE, Transport::Rtmpe),
+            (ServerTransports::RTMPS, Transport::Rtmps),
+            (ServerTransports::RTMPT, Transport::Rtmpt),
+            (ServerTransports::RTMPTS, Transport::Rtmpts),
+            (ServerTransports::RTMPTE, Transport::Rtmpte),
+        ];
+        pairs
+            .into_iter()
+            .filter(|(f, _)| self.contains(*f))
+            .map(|(_, t)| t)
+            .collect()
+    }
+}
 
 /// The listener properties of a server element.
 #[derive(Debug, Clone)]
@@ -32,6 +71,9 @@ pub struct ListenSettings {
     pub handshake_timeout: u32,
     /// Seconds; 0 = none.
     pub idle_timeout: u32,
+    pub tls_certificate_file: Option<String>,
+    pub tls_key_file: Option<String>,
+    pub transports: ServerTransports,
 }
 
 impl Default for ListenSettings {
@@ -44,6 +86,9 @@ impl Default for ListenSettings {
             max_clients: DEFAULT_MAX_CLIENTS,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            tls_certificate_file: None,
+            tls_key_file: None,
+            transports: ServerTransports::all(),
         }
     }
 }
@@ -95,6 +140,22 @@ impl ListenSettings {
                 .default_value(DEFAULT_IDLE_TIMEOUT)
                 .mutable_ready()
                 .build(),
+            glib::ParamSpecString::builder("tls-certificate-file")
+                .nick("TLS certificate file")
+                .blurb("PEM certificate chain (leaf first) offered to RTMPS/RTMPTS clients; with tls-key-file, enables TLS on the port. Elements sharing a port must set the same files")
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecString::builder("tls-key-file")
+                .nick("TLS key file")
+                .blurb("PEM private key (PKCS#8, PKCS#1 or SEC1) of tls-certificate-file")
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecFlags::builder::<ServerTransports>("transports")
+                .nick("Transports")
+                .blurb("Transports this element takes clients on; rtmps and rtmpts only when the TLS files are set. A client on another transport is refused")
+                .default_value(ServerTransports::all())
+                .mutable_ready()
+                .build(),
         ]
     }
 
@@ -125,6 +186,19 @@ impl ListenSettings {
                 self.handshake_timeout = value.get().expect("type checked upstream")
             }
             "idle-timeout" => self.idle_timeout = value.get().expect("type checked upstream"),
+            "tls-certificate-file" => {
+                self.tls_certificate_file = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .filter(|s| !s.is_empty())
+            }
+            "tls-key-file" => {
+                self.tls_key_file = value
+                    .get::<Option<String>>()
+                    .expect("type checked upstream")
+                    .filter(|s| !s.is_empty())
+            }
+            "transports" => self.transports = value.get().expect("type checked upstream"),
             _ => return false,
         }
         true
@@ -141,6 +215,9 @@ impl ListenSettings {
             "max-clients" => self.max_clients.to_value(),
             "handshake-timeout" => self.handshake_timeout.to_value(),
             "idle-timeout" => self.idle_timeout.to_value(),
+            "tls-certificate-file" => self.tls_certificate_file.to_value(),
+            "tls-key-file" => self.tls_key_file.to_value(),
+            "transports" => self.transports.to_value(),
             _ => return None,
         })
     }
@@ -169,9 +246,55 @@ impl ListenSettings {
             })
     }
 
-    /// The route this element asks the listener for.
+    /// The TLS files, when both are set; an error naming the one that is set alone.
+    pub fn tls(&self) -> Result<Option<TlsServerConfig>, gst::ErrorMessage> {
+        match (&self.tls_certificate_file, &self.tls_key_file) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => Ok(Some(TlsServerConfig {
+                certificate_file: cert.into(),
+                key_file: key.into(),
+            })),
+            (Some(cert), None) => Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                ["tls-certificate-file is {cert:?} but tls-key-file is not set: TLS needs both"]
+            )),
+            (None, Some(key)) => Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                ["tls-key-file is {key:?} but tls-certificate-file is not set: TLS needs both"]
+            )),
+        }
+    }
+
+    /// Checks the settings together: TLS files in pairs, and a transport set that leaves
+    /// something to serve.
+    pub fn check(&self) -> Result<(), gst::ErrorMessage> {
+        let tls = self.tls()?;
+        let mut usable = self.transports.to_set();
+        if tls.is_none() {
+            usable = usable.without(Transport::Rtmps).without(Transport::Rtmpts);
+        }
+        if usable.is_empty() {
+            let asked = self.transports.to_set();
+            return Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                [
+                    "transports={asked} leaves nothing to serve{}",
+                    if tls.is_none() && !asked.is_empty() {
+                        " without tls-certificate-file and tls-key-file"
+                    } else {
+                        ""
+                    }
+                ]
+            ));
+        }
+        Ok(())
+    }
+
+    /// The route this element asks the listener for (after [`check`](Self::check)).
     pub fn route_config(&self, endpoint: Endpoint, hooks: Arc<dyn RouteHooks>) -> RouteConfig {
         RouteConfig {
+            transports: self.transports.to_set(),
+            tls: self.tls().ok().flatten(),
             app: self.application.trim_end_matches('/').to_string(),
             stream: self.stream.clone(),
             endpoint,

@@ -99,6 +99,10 @@ pub struct PlayerStats {
     pub bytes: u64,
     /// Messages skipped because the player fell behind.
     pub drops: u64,
+    /// How the player is connected (`rtmp`, `rtmps`, `rtmpt`...), as its connection said.
+    pub transport: &'static str,
+    /// The player is written the hub's shared bytes (not its own encoding).
+    pub shared_bytes: bool,
 }
 
 #[derive(Default)]
@@ -295,6 +299,8 @@ pub struct PlayerQueue {
     inner: Mutex<QueueInner>,
     notify: tokio::sync::Notify,
     bytes_sent: AtomicU64,
+    /// Transport name and whether it takes shared bytes, for the stats.
+    label: Mutex<(&'static str, bool)>,
 }
 
 impl PlayerQueue {
@@ -310,6 +316,7 @@ impl PlayerQueue {
             }),
             notify: tokio::sync::Notify::new(),
             bytes_sent: AtomicU64::new(0),
+            label: Mutex::new(("", false)),
         }
     }
 
@@ -397,11 +404,19 @@ impl PlayerQueue {
     }
 
     pub fn stats(&self) -> PlayerStats {
+        let (transport, shared_bytes) = *self.label.lock().unwrap_or_else(|e| e.into_inner());
         PlayerStats {
             peer: self.peer,
             bytes: self.bytes_sent.load(Ordering::Relaxed),
             drops: self.lock().drops,
+            transport,
+            shared_bytes,
         }
+    }
+
+    /// Records how the player is connected, for [`stats`](Self::stats).
+    pub fn set_label(&self, transport: &'static str, shared_bytes: bool) {
+        *self.label.lock().unwrap_or_else(|e| e.into_inner()) = (transport, shared_bytes);
     }
 
     /// Nothing queued.

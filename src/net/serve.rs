@@ -26,7 +26,9 @@ use tokio::time::Instant;
 use crate::net::fanout::{Hub, Item, PlayerQueue};
 use crate::net::ingest::{IngestClaim, IngestEvent};
 use crate::net::playout::{CHUNK_SIZE, MEDIA_CSIDS, PLAY_STREAM_ID};
-use crate::net::server::{AuthRequest, ByteStream, CAT, ConnSlot, Endpoint, Route, split_query};
+use crate::net::server::{
+    AuthRequest, ByteStream, CAT, ConnSlot, Endpoint, Route, Transport, split_query,
+};
 
 /// Read buffer size per connection.
 const READ_BUF: usize = 64 * 1024;
@@ -68,6 +70,7 @@ impl Role {
 struct Conn {
     slot: ConnSlot,
     peer: SocketAddr,
+    transport: Transport,
     session: ServerSession,
     epoch: Instant,
     app: String,
@@ -174,6 +177,19 @@ impl Conn {
         }
     }
 
+    /// Why the route does not take this connection's transport, if it does not.
+    fn transport_refused(&self, route: &Route) -> Option<String> {
+        (!route.transports.contains(self.transport)).then(|| {
+            format!(
+                "{}/{} does not accept {} (transports={})",
+                route.app,
+                route.stream,
+                self.transport.name(),
+                route.transports
+            )
+        })
+    }
+
     async fn authorize(&self, route: &Arc<Route>, name: &str, query: &str, publish: bool) -> bool {
         let req = AuthRequest {
             peer: self.peer,
@@ -206,6 +222,11 @@ impl Conn {
                 return refuse(self, format!("no publishing point {}/{name}", self.app));
             }
         };
+        if let Some(why) = self.transport_refused(&route) {
+            refuse(self, why.clone());
+            self.closing = Some(why);
+            return;
+        }
         let Endpoint::Ingest(ingest) = &route.endpoint else {
             return refuse(self, "route takes players, not publishers".into());
         };
@@ -218,7 +239,13 @@ impl Conn {
         if self.session.accept_publish(stream_id).is_err() {
             return;
         }
-        gst::info!(CAT, "{}: publishing {}/{name}", self.peer, self.app);
+        gst::info!(
+            CAT,
+            "{}: publishing {}/{name} over {}",
+            self.peer,
+            self.app,
+            self.transport.name()
+        );
         self.slot.mark_routed();
         self.routed_at = Some(Instant::now());
         let peer = self.peer;
@@ -249,6 +276,11 @@ impl Conn {
             Ok(r) => r,
             Err(_) => return refuse(self, format!("stream {}/{name} not found", self.app)),
         };
+        if let Some(why) = self.transport_refused(&route) {
+            refuse(self, why.clone());
+            self.closing = Some(why);
+            return;
+        }
         let Endpoint::Playout(hub) = &route.endpoint else {
             return refuse(self, "route takes publishers, not players".into());
         };
@@ -265,15 +297,17 @@ impl Conn {
             && self.session.media_csids() == MEDIA_CSIDS;
         gst::info!(
             CAT,
-            "{}: playing {}/{name} (stream {stream_id}, shared bytes: {shared})",
+            "{}: playing {}/{name} over {} (stream {stream_id}, shared bytes: {shared})",
             self.peer,
-            self.app
+            self.app,
+            self.transport.name()
         );
         self.slot.mark_routed();
         self.routed_at = Some(Instant::now());
         let peer = self.peer;
         Self::run_hook(&route, move |h| h.client_connected(peer)).await;
         let queue = hub.add_player(peer);
+        queue.set_label(self.transport.name(), shared);
         self.role = Role::Player {
             stream_id,
             queue,
@@ -384,7 +418,16 @@ async fn write_all_vectored(
 }
 
 /// Serves one accepted connection until it ends.
-pub(crate) async fn serve(slot: ConnSlot, mut stream: Box<dyn ByteStream>, peer: SocketAddr) {
+///
+/// `accepted_at` is when the transport accepted it: the handshake timeout counts from there,
+/// the transport's own handshake (TLS) included.
+pub(crate) async fn serve(
+    slot: ConnSlot,
+    mut stream: Box<dyn ByteStream>,
+    peer: SocketAddr,
+    transport: Transport,
+    accepted_at: Instant,
+) {
     let handshake_timeout = slot.shared.handshake_timeout();
     let epoch = Instant::now();
     let config = ServerConfig {
@@ -402,6 +445,7 @@ pub(crate) async fn serve(slot: ConnSlot, mut stream: Box<dyn ByteStream>, peer:
     let mut c = Conn {
         slot,
         peer,
+        transport,
         session,
         epoch,
         app: String::new(),
@@ -414,11 +458,20 @@ pub(crate) async fn serve(slot: ConnSlot, mut stream: Box<dyn ByteStream>, peer:
         stopped_by_client: false,
         last_input: now,
         routed_at: None,
-        accepted_at: now,
+        accepted_at,
         handshake_timeout,
     };
     let reason = run(&mut c, &mut stream).await;
-    gst::debug!(CAT, "{peer}: connection ends: {reason}");
+    if c.routed_at.is_none() {
+        // Never published or played: a refusal or a broken client, worth a line of its own.
+        gst::info!(
+            CAT,
+            "{peer}: closing {} connection: {reason}",
+            c.transport.name()
+        );
+    } else {
+        gst::debug!(CAT, "{peer}: connection ends: {reason}");
+    }
     c.finish_role(&format!("disconnected: {reason}")).await;
     if c.ended || c.stopped_by_client {
         // Let the peer hang up first. A player must read the end of the stream: closing a

@@ -9,28 +9,43 @@
 //! says what it is (0x03 plain RTMP; 0x06/0x08/0x09 RTMPE; 0x16 TLS; an ASCII letter an HTTP
 //! tunnel request), the transport turns it into one byte stream, and the RTMP connection driver
 //! ([`crate::net::serve`]) runs the session over that stream and asks this module where a
-//! publish or play goes. Plain RTMP and RTMPE are served (RTMPE's cipher lives in the session);
-//! TLS and HTTP tunnel connections are closed with a log line until their transports are
-//! plugged in at `handle_connection`.
+//! publish or play goes. RTMPE needs nothing from the transport (its cipher lives in the
+//! session). Inside TLS the first decrypted byte tells RTMPS (0x03) from RTMPTS (a letter);
+//! RTMPE inside TLS is refused. Each RTMPT session a [`TunnelServer`] opens becomes a
+//! connection like an accepted socket (its own slot, the `/open` sender as peer), and its
+//! first payload byte tells RTMPT from RTMPTE. Tunnels opened over TLS live in a tunnel server
+//! of their own, so a session id learnt in the clear cannot be continued inside TLS or back.
+//!
+//! Which transports are served: TLS only when the listener has a certificate (fixed by the
+//! first element on the port; later ones must name the same files); then a connection whose
+//! transport no element on the port accepts is closed at once, and a publish or play routed
+//! to an element that does not accept it is refused. Every refusal is logged with its reason.
 //!
 //! Limits: connections that have not yet been routed to an element ("unrouted": handshaking,
 //! connecting, or idle) are capped at [`MAX_UNROUTED`] and at `max-clients`; when a new
 //! connection would pass a cap, the oldest unrouted connection is closed to make room, so a
 //! flood of half-open connections cannot lock a well-behaved client out. Routed connections
 //! are never evicted; when they alone fill `max-clients`, new connections are closed at once.
+//! HTTP connections that carry tunnels are no RTMP connection themselves: each holds a slot
+//! only until it is sniffed, then counts against [`MAX_HTTP_CONNECTIONS`]; the tunnel server's
+//! header timeout and session limits bound them further.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, LazyLock, Mutex, MutexGuard, Weak};
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite};
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::net::fanout::Hub;
 use crate::net::ingest::Ingest;
 use crate::net::runtime::runtime;
+use crate::net::tls::{TlsAcceptor, TlsError, TlsServerConfig};
+use crate::net::tunnel::{AcceptedTunnel, Rewind, TunnelServer, TunnelServerConfig};
 
 pub(crate) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -45,6 +60,126 @@ pub const SEND_BUFFER: usize = 128 * 1024;
 
 /// Most connections kept at once per listener before they are routed to an element.
 pub const MAX_UNROUTED: usize = 1024;
+
+/// Most HTTP (tunnel carrier) connections open at once per listener.
+pub const MAX_HTTP_CONNECTIONS: usize = 1024;
+
+/// A transport a server connection came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Transport {
+    /// Plain RTMP over TCP.
+    Rtmp,
+    /// RTMPE (encrypted handshake, RC4) over TCP.
+    Rtmpe,
+    /// Plain RTMP inside TLS.
+    Rtmps,
+    /// Plain RTMP in an HTTP tunnel.
+    Rtmpt,
+    /// Plain RTMP in an HTTP tunnel inside TLS.
+    Rtmpts,
+    /// RTMPE in an HTTP tunnel.
+    Rtmpte,
+}
+
+impl Transport {
+    /// Every transport, in flag order.
+    pub const ALL: [Transport; 6] = [
+        Transport::Rtmp,
+        Transport::Rtmpe,
+        Transport::Rtmps,
+        Transport::Rtmpt,
+        Transport::Rtmpts,
+        Transport::Rtmpte,
+    ];
+
+    /// The URL scheme that names it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Transport::Rtmp => "rtmp",
+            Transport::Rtmpe => "rtmpe",
+            Transport::Rtmps => "rtmps",
+            Transport::Rtmpt => "rtmpt",
+            Transport::Rtmpts => "rtmpts",
+            Transport::Rtmpte => "rtmpte",
+        }
+    }
+
+    /// Needs the listener's TLS certificate.
+    pub fn needs_tls(self) -> bool {
+        matches!(self, Transport::Rtmps | Transport::Rtmpts)
+    }
+
+    fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+/// A set of transports (the `transports` property).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Transports(u8);
+
+impl Transports {
+    pub const NONE: Transports = Transports(0);
+    pub const ALL: Transports = Transports(0b11_1111);
+
+    pub fn contains(self, t: Transport) -> bool {
+        self.0 & t.bit() != 0
+    }
+
+    pub fn with(self, t: Transport) -> Transports {
+        Transports(self.0 | t.bit())
+    }
+
+    pub fn without(self, t: Transport) -> Transports {
+        Transports(self.0 & !t.bit())
+    }
+
+    pub fn union(self, other: Transports) -> Transports {
+        Transports(self.0 | other.0)
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// Is any of `ts` in the set?
+    pub fn any_of(self, ts: &[Transport]) -> bool {
+        ts.iter().any(|t| self.contains(*t))
+    }
+}
+
+impl FromIterator<Transport> for Transports {
+    fn from_iter<I: IntoIterator<Item = Transport>>(iter: I) -> Self {
+        iter.into_iter().fold(Transports::NONE, Transports::with)
+    }
+}
+
+impl std::fmt::Display for Transports {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = Transport::ALL
+            .iter()
+            .filter(|t| self.contains(**t))
+            .map(|t| t.name())
+            .collect();
+        if names.is_empty() {
+            f.write_str("(none)")
+        } else {
+            f.write_str(&names.join("+"))
+        }
+    }
+}
+
+/// How a listener's TLS is set, for the messages that compare two elements' settings.
+fn describe_tls(tls: Option<&TlsServerConfig>) -> String {
+    match tls {
+        Some(c) => format!(
+            "tls-certificate-file={} tls-key-file={}",
+            c.certificate_file.display(),
+            c.key_file.display()
+        ),
+        None => "no TLS (tls-certificate-file and tls-key-file unset)".into(),
+    }
+}
 
 /// Why a route could not be added.
 #[derive(Debug, thiserror::Error)]
@@ -62,6 +197,16 @@ pub enum ServerError {
         app: String,
         stream: String,
     },
+    #[error(
+        "{addr} is already served with {theirs}; this element asks for {ours}: elements sharing a port must use the same TLS certificate and key"
+    )]
+    TlsMismatch {
+        addr: SocketAddr,
+        theirs: String,
+        ours: String,
+    },
+    #[error("cannot offer TLS on {addr}: {source}")]
+    Tls { addr: SocketAddr, source: TlsError },
 }
 
 /// What a route does with the clients it gets.
@@ -112,6 +257,10 @@ pub struct RouteConfig {
     pub handshake_timeout: Duration,
     /// Close a routed connection that moved no bytes for this long.
     pub idle_timeout: Option<Duration>,
+    /// Transports this element takes clients on.
+    pub transports: Transports,
+    /// The certificate the port offers TLS with; every element on the port must agree.
+    pub tls: Option<TlsServerConfig>,
 }
 
 pub(crate) struct Route {
@@ -123,6 +272,7 @@ pub(crate) struct Route {
     max_clients: u32,
     handshake_timeout: Duration,
     pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) transports: Transports,
     /// Cancelled when the element removes the route: its connections end.
     pub(crate) cancel: CancellationToken,
 }
@@ -152,6 +302,14 @@ pub(crate) struct Shared {
     routes: Mutex<Vec<Arc<Route>>>,
     conns: Mutex<Conns>,
     next_route: std::sync::atomic::AtomicU64,
+    /// Set by the first element on the port; fixed for the listener's life.
+    tls: Option<(TlsServerConfig, TlsAcceptor)>,
+    /// Tunnels opened in the clear (RTMPT, RTMPTE).
+    tunnel: TunnelServer,
+    /// Tunnels opened inside TLS (RTMPTS).
+    tunnel_tls: TunnelServer,
+    /// HTTP connections open now.
+    http_connections: std::sync::atomic::AtomicUsize,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -223,6 +381,18 @@ impl Shared {
         } else {
             Refusal::NoPlayRoute
         })
+    }
+
+    /// Transports some element on the port takes (TLS ones only with a certificate).
+    pub(crate) fn served_transports(&self) -> Transports {
+        let all = lock(&self.routes)
+            .iter()
+            .fold(Transports::NONE, |acc, r| acc.union(r.transports));
+        if self.tls.is_some() {
+            all
+        } else {
+            all.without(Transport::Rtmps).without(Transport::Rtmpts)
+        }
     }
 
     /// Deadline for a connection to get routed: the largest any element asked for.
@@ -368,8 +538,28 @@ impl Drop for RouteGuard {
 ///
 /// Port 0 always opens a new listener on a free port; other elements can then name that port.
 pub fn add_route(addr: SocketAddr, config: RouteConfig) -> Result<RouteGuard, ServerError> {
-    let listener = listener_for(addr)?;
+    // Load the files even when joining a listener: a typo fails here, naming the file.
+    let acceptor = config
+        .tls
+        .as_ref()
+        .map(|c| c.acceptor().map(|a| (c.clone(), a)))
+        .transpose()
+        .map_err(|source| ServerError::Tls { addr, source })?;
+    let listener = listener_for(addr, acceptor)?;
     let shared = &listener.shared;
+    let theirs = shared.tls.as_ref().map(|(c, _)| c);
+    let same = match (theirs, config.tls.as_ref()) {
+        (None, None) => true,
+        (Some(a), Some(b)) => a.certificate_file == b.certificate_file && a.key_file == b.key_file,
+        _ => false,
+    };
+    if !same {
+        return Err(ServerError::TlsMismatch {
+            addr: shared.local_addr,
+            theirs: describe_tls(theirs),
+            ours: describe_tls(config.tls.as_ref()),
+        });
+    }
     let mut routes = lock(&shared.routes);
     let publish = config.endpoint.is_publish();
     if let Some(r) = routes.iter().find(|r| {
@@ -392,6 +582,7 @@ pub fn add_route(addr: SocketAddr, config: RouteConfig) -> Result<RouteGuard, Se
         max_clients: config.max_clients,
         handshake_timeout: config.handshake_timeout,
         idle_timeout: config.idle_timeout,
+        transports: config.transports,
         cancel: CancellationToken::new(),
     });
     routes.push(route.clone());
@@ -399,7 +590,12 @@ pub fn add_route(addr: SocketAddr, config: RouteConfig) -> Result<RouteGuard, Se
     Ok(RouteGuard { listener, route })
 }
 
-fn listener_for(addr: SocketAddr) -> Result<Arc<Listener>, ServerError> {
+/// The listener on `addr`, or a new one offering TLS with `tls` (only a new listener takes
+/// it: an existing one keeps what its first element set).
+fn listener_for(
+    addr: SocketAddr,
+    tls: Option<(TlsServerConfig, TlsAcceptor)>,
+) -> Result<Arc<Listener>, ServerError> {
     let mut reg = lock(&REGISTRY);
     if addr.port() != 0
         && let Some(l) = reg.get(&addr).and_then(Weak::upgrade)
@@ -413,15 +609,24 @@ fn listener_for(addr: SocketAddr) -> Result<Arc<Listener>, ServerError> {
     let local_addr = std_listener
         .local_addr()
         .map_err(|source| ServerError::Bind { addr, source })?;
+    let (tunnel, tunnels) = TunnelServer::new(TunnelServerConfig::default());
+    let (tunnel_tls, tls_tunnels) = TunnelServer::new(TunnelServerConfig::default());
     let shared = Arc::new(Shared {
         local_addr,
         routes: Mutex::new(Vec::new()),
         conns: Mutex::new(Conns::default()),
         next_route: std::sync::atomic::AtomicU64::new(0),
+        tls,
+        tunnel,
+        tunnel_tls,
+        http_connections: std::sync::atomic::AtomicUsize::new(0),
     });
     let tokio_listener =
         TcpListener::from_std(std_listener).map_err(|source| ServerError::Bind { addr, source })?;
     let accept_task = runtime().spawn(accept_loop(tokio_listener, Arc::downgrade(&shared)));
+    // These end when the shared state (holding the tunnel servers' senders) is gone.
+    runtime().spawn(tunnel_loop(tunnels, Arc::downgrade(&shared), false));
+    runtime().spawn(tunnel_loop(tls_tunnels, Arc::downgrade(&shared), true));
     let listener = Arc::new(Listener {
         shared,
         key: addr,
@@ -528,15 +733,43 @@ pub fn sniff(first: u8) -> Sniffed {
 pub trait ByteStream: AsyncRead + AsyncWrite + Unpin + Send + 'static {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send + 'static> ByteStream for T {}
 
+/// Why a transport is not served here, or `None` when it is.
+fn refusal(shared: &Shared, t: Transport) -> Option<String> {
+    if t.needs_tls() && shared.tls.is_none() {
+        return Some(format!(
+            "{} needs TLS, and no element on this port sets tls-certificate-file and tls-key-file",
+            t.name()
+        ));
+    }
+    let served = shared.served_transports();
+    (!served.contains(t)).then(|| {
+        format!(
+            "no element on this port accepts {} (transports served: {served})",
+            t.name()
+        )
+    })
+}
+
+/// Runs `fut` until the connection's deadline or its eviction; `Err` says which ended it.
+async fn within<F: std::future::Future>(
+    slot: &ConnSlot,
+    deadline: Instant,
+    fut: F,
+) -> Result<F::Output, String> {
+    tokio::select! {
+        r = tokio::time::timeout_at(deadline, fut) => r.map_err(|_| {
+            format!("no handshake within {:?}", slot.shared.handshake_timeout())
+        }),
+        _ = slot.cancel.cancelled() => Err("evicted to make room for a new connection".into()),
+    }
+}
+
 async fn handle_connection(slot: ConnSlot, sock: TcpStream, peer: SocketAddr) {
     let local = slot.shared.local_addr;
-    let deadline = slot.shared.handshake_timeout();
+    let accepted_at = Instant::now();
+    let deadline = accepted_at + slot.shared.handshake_timeout();
     let mut first = [0u8; 1];
-    let peeked = tokio::select! {
-        r = tokio::time::timeout(deadline, sock.peek(&mut first)) => r,
-        _ = slot.cancel.cancelled() => return,
-    };
-    let kind = match peeked {
+    let kind = match within(&slot, deadline, sock.peek(&mut first)).await {
         Ok(Ok(1)) => sniff(first[0]),
         Ok(Ok(_)) => return,
         Ok(Err(e)) => {
@@ -546,23 +779,193 @@ async fn handle_connection(slot: ConnSlot, sock: TcpStream, peer: SocketAddr) {
             );
             return;
         }
-        Err(_) => {
-            gst::debug!(CAT, "{local}: {peer}: sent nothing within {deadline:?}");
+        Err(why) => {
+            gst::debug!(CAT, "{local}: {peer}: closing: sent nothing: {why}");
             return;
         }
     };
-    let stream: Box<dyn ByteStream> = match kind {
-        // RTMPE needs nothing from the transport: the session applies its cipher.
-        Sniffed::Plain | Sniffed::Rtmpe(_) => Box::new(sock),
-        other => {
-            gst::info!(
+    let close = |why: String| gst::info!(CAT, "{local}: {peer}: closing: {why}");
+    let transport = match kind {
+        Sniffed::Plain => Transport::Rtmp,
+        Sniffed::Rtmpe(_) => Transport::Rtmpe,
+        Sniffed::Http => {
+            let shared = &slot.shared;
+            if !shared
+                .served_transports()
+                .any_of(&[Transport::Rtmpt, Transport::Rtmpte])
+            {
+                return close(format!(
+                    "an HTTP request, and no element on this port accepts rtmpt or rtmpte (transports served: {})",
+                    shared.served_transports()
+                ));
+            }
+            let shared = shared.clone();
+            // The tunnel sessions it carries get their own slots.
+            drop(slot);
+            serve_http(shared, sock, peer, false).await;
+            return;
+        }
+        Sniffed::Tls => return serve_tls(slot, sock, peer, deadline, accepted_at).await,
+        Sniffed::Unknown(b) => {
+            return close(format!(
+                "first byte 0x{b:02x} starts no RTMP (0x03), RTMPE (0x06, 0x08, 0x09), TLS (0x16) or HTTP (a letter)"
+            ));
+        }
+    };
+    if let Some(why) = refusal(&slot.shared, transport) {
+        return close(why);
+    }
+    crate::net::serve::serve(slot, Box::new(sock), peer, transport, accepted_at).await;
+}
+
+/// Serves HTTP (tunnel requests) on a carrier connection, within the listener's cap.
+async fn serve_http<IO: ByteStream>(shared: Arc<Shared>, io: IO, peer: SocketAddr, tls: bool) {
+    use std::sync::atomic::Ordering;
+    let open = shared.http_connections.fetch_add(1, Ordering::Relaxed);
+    struct Count<'a>(&'a std::sync::atomic::AtomicUsize);
+    impl Drop for Count<'_> {
+        fn drop(&mut self) {
+            self.0.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+    let _count = Count(&shared.http_connections);
+    if open >= MAX_HTTP_CONNECTIONS {
+        gst::warning!(
+            CAT,
+            "{}: {peer}: closing: {open} HTTP connections are open, the limit",
+            shared.local_addr
+        );
+        return;
+    }
+    let server = if tls {
+        &shared.tunnel_tls
+    } else {
+        &shared.tunnel
+    };
+    server.serve_connection(io, peer).await;
+}
+
+/// TLS: the handshake, then the first decrypted byte says RTMPS or RTMPTS.
+async fn serve_tls(
+    slot: ConnSlot,
+    sock: TcpStream,
+    peer: SocketAddr,
+    deadline: Instant,
+    accepted_at: Instant,
+) {
+    let local = slot.shared.local_addr;
+    let close = |why: String| gst::info!(CAT, "{local}: {peer}: closing: {why}");
+    let Some((_, acceptor)) = slot.shared.tls.clone() else {
+        return close(
+            "a TLS ClientHello, and no element on this port sets tls-certificate-file and tls-key-file"
+                .into(),
+        );
+    };
+    let served = slot.shared.served_transports();
+    if !served.any_of(&[Transport::Rtmps, Transport::Rtmpts]) {
+        return close(format!(
+            "a TLS ClientHello, and no element on this port accepts rtmps or rtmpts (transports served: {served})"
+        ));
+    }
+    let mut tls = match within(&slot, deadline, acceptor.accept(sock, peer)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return close(e.to_string()),
+        Err(why) => return close(format!("TLS handshake unfinished: {why}")),
+    };
+    // A TLS stream cannot be peeked: read the byte and put it back in front.
+    let mut first = [0u8; 1];
+    let inner = match within(&slot, deadline, tls.read(&mut first)).await {
+        Ok(Ok(1)) => first[0],
+        Ok(Ok(_)) => return,
+        Ok(Err(e)) => return close(format!("read failed inside TLS: {e}")),
+        Err(why) => return close(format!("nothing sent inside TLS: {why}")),
+    };
+    let stream = Rewind::new(Bytes::copy_from_slice(&first), tls);
+    match sniff(inner) {
+        Sniffed::Plain => {
+            if let Some(why) = refusal(&slot.shared, Transport::Rtmps) {
+                return close(why);
+            }
+            crate::net::serve::serve(slot, Box::new(stream), peer, Transport::Rtmps, accepted_at)
+                .await;
+        }
+        Sniffed::Http => {
+            if let Some(why) = refusal(&slot.shared, Transport::Rtmpts) {
+                return close(why);
+            }
+            let shared = slot.shared.clone();
+            drop(slot);
+            serve_http(shared, stream, peer, true).await;
+        }
+        Sniffed::Rtmpe(b) => close(format!(
+            "RTMPE (C0 0x{b:02x}) inside TLS: TLS carries plain RTMP (rtmps) or HTTP (rtmpts) only"
+        )),
+        Sniffed::Tls | Sniffed::Unknown(_) => close(format!(
+            "first byte 0x{inner:02x} inside TLS starts neither RTMP (0x03) nor HTTP (a letter)"
+        )),
+    }
+}
+
+/// Takes the tunnel sessions a tunnel server opens and serves each as a connection.
+async fn tunnel_loop(
+    mut accepted: tokio::sync::mpsc::Receiver<AcceptedTunnel>,
+    shared: Weak<Shared>,
+    tls: bool,
+) {
+    while let Some(tunnel) = accepted.recv().await {
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let peer = tunnel.peer;
+        let Some(slot) = shared.admit(peer) else {
+            gst::warning!(
                 CAT,
-                "{local}: {peer}: closing: transport {other:?} is not served on this listener"
+                "{}: refusing the tunnel session {} of {peer}: max-clients reached",
+                shared.local_addr,
+                tunnel.stream.session_id()
             );
-            return;
+            continue;
+        };
+        tokio::spawn(handle_tunnel(slot, tunnel, tls));
+    }
+}
+
+/// A tunnel session: its first payload byte says RTMPT or RTMPTE.
+async fn handle_tunnel(slot: ConnSlot, tunnel: AcceptedTunnel, tls: bool) {
+    let local = slot.shared.local_addr;
+    let AcceptedTunnel { mut stream, peer } = tunnel;
+    let id = stream.session_id().to_string();
+    let close =
+        |why: String| gst::info!(CAT, "{local}: {peer}: closing tunnel session {id}: {why}");
+    let accepted_at = Instant::now();
+    let deadline = accepted_at + slot.shared.handshake_timeout();
+    let mut first = [0u8; 1];
+    let b = match within(&slot, deadline, stream.read(&mut first)).await {
+        Ok(Ok(1)) => first[0],
+        Ok(Ok(_)) => return,
+        Ok(Err(e)) => return close(format!("read failed: {e}")),
+        Err(why) => return close(format!("nothing sent: {why}")),
+    };
+    let transport = match (sniff(b), tls) {
+        (Sniffed::Plain, false) => Transport::Rtmpt,
+        (Sniffed::Plain, true) => Transport::Rtmpts,
+        (Sniffed::Rtmpe(_), false) => Transport::Rtmpte,
+        (Sniffed::Rtmpe(b), true) => {
+            return close(format!(
+                "RTMPE (C0 0x{b:02x}) in a tunnel inside TLS: rtmpts carries plain RTMP only"
+            ));
+        }
+        _ => {
+            return close(format!(
+                "first byte 0x{b:02x} in the tunnel starts neither RTMP (0x03) nor RTMPE (0x06, 0x08, 0x09)"
+            ));
         }
     };
-    crate::net::serve::serve(slot, stream, peer).await;
+    if let Some(why) = refusal(&slot.shared, transport) {
+        return close(why);
+    }
+    let stream = Rewind::new(Bytes::copy_from_slice(&first), stream);
+    crate::net::serve::serve(slot, Box::new(stream), peer, transport, accepted_at).await;
 }
 
 #[cfg(test)]
@@ -587,6 +990,21 @@ mod tests {
         assert_eq!(sniff(0x16), Sniffed::Tls);
         assert_eq!(sniff(b'P'), Sniffed::Http);
         assert_eq!(sniff(0xFF), Sniffed::Unknown(0xFF));
+    }
+
+    #[test]
+    fn transport_sets_name_their_members() {
+        let set: Transports = [Transport::Rtmps, Transport::Rtmp].into_iter().collect();
+        assert_eq!(set.to_string(), "rtmp+rtmps");
+        assert!(set.contains(Transport::Rtmps) && !set.contains(Transport::Rtmpt));
+        assert_eq!(set.without(Transport::Rtmp).to_string(), "rtmps");
+        assert_eq!(Transports::NONE.to_string(), "(none)");
+        assert_eq!(
+            Transports::ALL.to_string(),
+            "rtmp+rtmpe+rtmps+rtmpt+rtmpts+rtmpte"
+        );
+        assert!(Transports::ALL.any_of(&[Transport::Rtmpte]));
+        assert!(!Transports::NONE.any_of(&Transport::ALL));
     }
 
     #[test]

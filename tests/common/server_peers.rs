@@ -292,3 +292,48 @@ pub fn wait_or_explain(
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// The plugin's log lines (categories `rsrtmp-*`, INFO and above), collected in memory from
+/// the moment the first caller asks, so a test can check that a refusal said why.
+pub fn server_log() -> Arc<Mutex<Vec<String>>> {
+    static LOG: std::sync::OnceLock<Arc<Mutex<Vec<String>>>> = std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        init();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        // By name: applies to categories not created yet too.
+        gst::log::set_threshold_for_name("rsrtmp-server", gst::DebugLevel::Info);
+        gst::log::set_threshold_for_name("rsrtmp-tunnel", gst::DebugLevel::Info);
+        let sink = lines.clone();
+        gst::log::add_log_function(move |cat, level, _file, _func, _line, _obj, msg| {
+            if cat.name().starts_with("rsrtmp")
+                && level <= gst::DebugLevel::Info
+                && let Some(text) = msg.get()
+            {
+                sink.lock().unwrap().push(text.to_string());
+            }
+        });
+        lines
+    })
+    .clone()
+}
+
+/// Waits until a collected log line contains every one of `needles`; returns it.
+pub fn wait_for_log(needles: &[&str], timeout: Duration) -> String {
+    let log = server_log();
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(line) = log
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|l| needles.iter().all(|n| l.contains(n)))
+        {
+            return line.clone();
+        }
+        if Instant::now() > deadline {
+            let all = log.lock().unwrap().join("\n");
+            panic!("no log line with {needles:?} within {timeout:?}; the log:\n{all}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

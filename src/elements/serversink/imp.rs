@@ -80,6 +80,8 @@ impl RtmpServerSink {
                 .field("address", p.peer.to_string())
                 .field("bytes", p.bytes)
                 .field("drops", p.drops)
+                .field("transport", p.transport)
+                .field("shared-bytes", p.shared_bytes)
                 .build()
                 .to_send_value()
         }));
@@ -121,7 +123,7 @@ impl ObjectImpl for RtmpServerSink {
             props.push(
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("clients, and per client: address, bytes, drops")
+                    .blurb("clients, and per client: address, bytes, drops, transport, shared-bytes (zero-copy)")
                     .read_only()
                     .build(),
             );
@@ -210,6 +212,7 @@ impl BaseSinkImpl for RtmpServerSink {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = lock(&self.settings).clone();
         let addr = settings.listen.socket_addr()?;
+        settings.listen.check()?;
         let hub = Arc::new(Hub::new(HubConfig {
             gop_cache: settings.gop_cache,
             queue_limit: settings.queue_size as usize,

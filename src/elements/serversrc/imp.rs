@@ -248,6 +248,7 @@ impl BaseSrcImpl for RtmpServerSrc {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = lock(&self.settings).clone();
         let addr = settings.listen.socket_addr()?;
+        settings.listen.check()?;
         let (ingest, rx) = Ingest::new();
         let hooks = Arc::new(ElementHooks {
             element: self.obj().downgrade(),
