@@ -40,7 +40,11 @@ fuzz_target!(|data: &[u8]| {
                 Ok(b) => b,
                 Err(e) => panic!("re-encoded value does not decode: {e}\nvalue: {v:?}"),
             };
-            assert_eq!(bytes, amf3::encode_to_bytes(&back), "encoding is not stable");
+            assert_eq!(
+                bytes,
+                amf3::encode_to_bytes(&back),
+                "encoding is not stable"
+            );
         }
     }
 });

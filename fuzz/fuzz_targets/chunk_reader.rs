@@ -15,7 +15,21 @@ use rsrtmp_engine::message::Message;
 mod common;
 
 const SIZES: [u32; 16] = [
-    1, 2, 3, 7, 16, 64, 127, 128, 129, 1000, 4096, 65_536, 0x00FF_FFFF, 0x0100_0000, 0x7FFF_FFFF,
+    1,
+    2,
+    3,
+    7,
+    16,
+    64,
+    127,
+    128,
+    129,
+    1000,
+    4096,
+    65_536,
+    0x00FF_FFFF,
+    0x0100_0000,
+    0x7FFF_FFFF,
     0,
 ];
 

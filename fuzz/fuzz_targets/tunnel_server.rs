@@ -129,6 +129,9 @@ fuzz_target!(|data: &[u8]| {
         .await;
         drop(client);
         let _ = tokio::time::timeout(Duration::from_secs(30), conn).await;
-        assert!(server.session_count() <= 4, "more sessions than max_sessions");
+        assert!(
+            server.session_count() <= 4,
+            "more sessions than max_sessions"
+        );
     });
 });

@@ -91,9 +91,9 @@ def main():
         put("server_session", f"{label}-plain", b"\x01\x00" + c2s[HS:HS + CUT])
         put("server_session", f"{label}-rtmpe", b"\x03\x05" + c2s[HS:HS + CUT])
         play = "play" in label
-        role = 0x08 if play else 0x00
+        role = 0x10 if play else 0x00
         put("client_session", f"{label}-plain", bytes([0x01 | role, 0]) + s2c[HS:HS + CUT])
-        put("client_session", f"{label}-rtmpe", bytes([0x04 | role, 3]) + s2c[HS:HS + CUT])
+        put("client_session", f"{label}-rtmpe", bytes([0x03 | role, 3]) + s2c[HS:HS + CUT])
         # Chunk streams both ways.
         put("chunk_reader", f"{label}-c2s", b"\x00\x00\x00" + c2s[HS:HS + CUT])
         put("chunk_reader", f"{label}-s2c", b"\x05\x00\x00" + s2c[HS:HS + CUT])
