@@ -35,6 +35,12 @@ features() {
     if [ "$1" = tunnel_server ]; then echo "--features=tunnel"; fi
 }
 
+# GLib keeps a few one-time allocations to the end of the process, which LeakSanitizer
+# reports; leaks are not checked in the target that links it.
+leaks() {
+    if [ "$1" = tunnel_server ]; then echo "-detect_leaks=0"; fi
+}
+
 # Build first, so the run time is spent fuzzing. The engine targets build in one go.
 echo "== building ${#targets[@]} fuzz targets"
 build_start=$SECONDS
@@ -52,7 +58,7 @@ for t in "${targets[@]}"; do
     echo "== $t: ${seconds} s"
     # shellcheck disable=SC2046
     if cargo +nightly fuzz run $(features "$t") "$t" "work/$t" "corpus/$t" -- \
-        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+        -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 $(leaks "$t") \
         >"$log" 2>&1; then
         status=ok
     else
