@@ -52,3 +52,29 @@ fn flv_required_header_bad_signature_is_the_same_however_split() {
     assert_eq!(run(&[b"X", b"Y", b"Z"]), expected);
     assert_eq!(run(&[b"XY"]), Ok(None));
 }
+
+/// url: an app ending in vertical tabs printed as a path, and parsing the printed URL trimmed
+/// them off (`trim` removes all whitespace, not only the space and tab that Display escaped).
+#[test]
+fn url_display_keeps_trailing_whitespace_of_app() {
+    use rsrtmp_engine::url::RtmpUrl;
+    let url = RtmpUrl::parse("rtmpe://[::1:1861]/l\x0b\x0b\x0b\x0b\x0b\x0b/\x0b").unwrap();
+    assert_eq!(url.app, "l\x0b\x0b\x0b\x0b\x0b\x0b");
+    assert_eq!(url.stream, "");
+    let printed = url.to_string();
+    assert_eq!(
+        RtmpUrl::parse(&printed).unwrap(),
+        url,
+        "printed as {printed:?}"
+    );
+    // The same for a stream or an option value ending in other whitespace.
+    let mut url = RtmpUrl::parse("rtmp://h/app/s").unwrap();
+    url.stream = "s\n".into();
+    url.options.push(("conn".into(), "S:x\u{a0}".into()));
+    let printed = url.to_string();
+    assert_eq!(
+        RtmpUrl::parse(&printed).unwrap(),
+        url,
+        "printed as {printed:?}"
+    );
+}
