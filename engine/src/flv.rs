@@ -547,11 +547,16 @@ impl FlvParser {
                         return self.read_header();
                     }
                     if self.state == State::Start && self.require_header {
-                        return Err(if is_valid_tag_type(first[0]) {
-                            FlvError::MissingHeader(first[0])
-                        } else {
-                            FlvError::BadSignature(self.peek_signature())
-                        });
+                        if is_valid_tag_type(first[0]) {
+                            return Err(FlvError::MissingHeader(first[0]));
+                        }
+                        // Wait for all three bytes: the error then shows what the stream
+                        // really holds, however it was split.
+                        let mut sig = [0u8; 3];
+                        if !self.queue.peek(&mut sig) {
+                            return Ok(None);
+                        }
+                        return Err(FlvError::BadSignature(sig));
                     }
                     if !is_valid_tag_type(first[0]) {
                         return Err(FlvError::BadTagType(first[0]));
@@ -613,19 +618,15 @@ impl FlvParser {
     }
 
     /// The first up-to-3 buffered bytes, zero-filled, for a signature error.
-    fn peek_signature(&mut self) -> [u8; 3] {
-        let mut sig = [0u8; 3];
-        let n = self.queue.len.min(3);
-        self.queue.peek(&mut sig[..n]);
-        sig
-    }
-
     fn read_header(&mut self) -> Result<Option<FlvItem>, FlvError> {
-        // Fail on a bad signature as soon as its bytes are in, not after 9 bytes.
-        let n = self.queue.len.min(3);
+        // Fail on a bad signature as soon as its three bytes are in, not after 9 bytes. Not
+        // sooner: with fewer bytes the error would show zeros for bytes not yet received, and
+        // differ with how the input was split.
         let mut sig = [0u8; 3];
-        self.queue.peek(&mut sig[..n]);
-        if sig[..n] != SIGNATURE[..n] {
+        if !self.queue.peek(&mut sig) {
+            return Ok(None);
+        }
+        if sig != *SIGNATURE {
             return Err(FlvError::BadSignature(sig));
         }
         let mut raw = [0u8; HEADER_LEN];

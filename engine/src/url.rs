@@ -203,9 +203,11 @@ impl RtmpUrl {
     /// How `Display` writes the path: `Some(path)` when [`split_path`] gives the same app and
     /// stream back, `None` when they must travel as `app=` / `playpath=` options instead.
     fn path_form(&self) -> Option<String> {
+        // Any whitespace, not just the space and tab that separate options: parsing trims the
+        // whole text, so a vertical tab or newline at the end of the path would be lost.
         if self.app.is_empty()
-            || self.app.contains([' ', '\t'])
-            || self.stream.contains([' ', '\t'])
+            || self.app.contains(char::is_whitespace)
+            || self.stream.contains(char::is_whitespace)
         {
             return None;
         }
@@ -548,10 +550,15 @@ fn unescape_option(text: &str) -> String {
 }
 
 fn escape_option_into(text: &str, out: &mut String) {
+    // Every whitespace character is escaped (byte by byte, as `\xx` escapes are bytes), not
+    // only the separators: one at the end of the text would otherwise be trimmed away.
     for c in text.chars() {
-        match c {
-            ' ' | '\t' | '\\' | '=' => out.push_str(&format!("\\{:02x}", c as u32)),
-            c => out.push(c),
+        if c == '\\' || c == '=' || c.is_whitespace() {
+            for b in c.encode_utf8(&mut [0; 4]).bytes() {
+                out.push_str(&format!("\\{b:02x}"));
+            }
+        } else {
+            out.push(c);
         }
     }
 }
