@@ -7,7 +7,7 @@
 //! per player and nothing here ever waits: a player that does not keep up hits the byte bound
 //! of its queue, from then on skips everything up to the next keyframe, and the skipped
 //! messages are counted as drops. Player tasks take batches from their queue and write them with
-//! vectored writes.
+//! vectored writes; a player is woken only when its queue goes from empty to non-empty.
 //!
 //! Invariants: a player's queue only ever holds a prefix-consistent stream (headers first, then
 //! media from a sync point on, gaps only directly before a sync point); the hub lock is never
@@ -334,9 +334,12 @@ impl PlayerQueue {
             return;
         }
         let len = b.len();
+        let wake = q.items.is_empty();
         q.push(Item::Frame(b), len);
         drop(q);
-        self.notify.notify_one();
+        if wake {
+            self.notify.notify_one();
+        }
     }
 
     fn push_media(&self, b: &Arc<Frame>, sync: bool, limit: usize) {
@@ -357,9 +360,12 @@ impl PlayerQueue {
             return;
         }
         q.skipping = false;
+        let wake = q.items.is_empty();
         q.push(Item::Frame(b.clone()), b.len());
         drop(q);
-        self.notify.notify_one();
+        if wake {
+            self.notify.notify_one();
+        }
     }
 
     fn push_end(&self) {
@@ -393,7 +399,10 @@ impl PlayerQueue {
         !(q.closed && q.items.is_empty() && n == 0)
     }
 
-    /// Waits until something was queued (or the queue closed) since the last call.
+    /// Waits until something was queued into the empty queue (or the queue closed) since the
+    /// last call. Pushes onto a non-empty queue wake nobody: the player drains its queue
+    /// before it waits again (see [`take`](Self::take) and [`is_empty`](Self::is_empty)), so
+    /// it wakes once per burst, not once per message.
     pub async fn wait(&self) {
         self.notify.notified().await
     }

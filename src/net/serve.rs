@@ -15,6 +15,7 @@
 use std::collections::VecDeque;
 use std::io::IoSlice;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +31,10 @@ use crate::net::server::{
     AuthRequest, ByteStream, CAT, ConnSlot, Endpoint, Route, Transport, split_query,
 };
 
-/// Read buffer size per connection.
+/// Read buffer of a connection until it publishes: a player reads little more than the
+/// handshake and a few commands, and every connection holds its buffer for its whole life.
+const READ_BUF_SMALL: usize = 4 * 1024;
+/// Read buffer of a publisher, which reads a whole stream.
 const READ_BUF: usize = 64 * 1024;
 /// Most queued frames moved into one round of writes.
 const BATCH: usize = 64;
@@ -494,9 +498,21 @@ pub(crate) async fn serve(
 }
 
 async fn run(c: &mut Conn, stream: &mut Box<dyn ByteStream>) -> String {
-    let mut buf = vec![0u8; READ_BUF];
+    let mut buf = vec![0u8; READ_BUF_SMALL];
     let mut batch = Vec::with_capacity(BATCH);
+    // The waits below live across iterations: a player goes round this loop once per message,
+    // and registering a timer and cancellation waiters anew each time costs more than the
+    // rest of its round.
     let evicted = c.slot.cancel.clone();
+    let evicted = evicted.cancelled();
+    tokio::pin!(evicted);
+    let timer = tokio::time::sleep_until(Instant::now());
+    tokio::pin!(timer);
+    let mut armed: Option<Instant> = None;
+    let mut route_cancel: Option<(
+        Arc<Route>,
+        Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
+    )> = None;
     loop {
         while let Some(ev) = c.session.poll_event() {
             c.on_event(ev).await;
@@ -558,7 +574,19 @@ async fn run(c: &mut Conn, stream: &mut Box<dyn ByteStream>) -> String {
             .poll_timeout()
             .map(|ms| c.epoch + Duration::from_millis(ms));
         let deadline = [session_deadline, c.deadline()].into_iter().flatten().min();
-        let route_cancel = c.role.route().map(|r| r.cancel.clone());
+        if let Some(d) = deadline
+            && armed != Some(d)
+        {
+            timer.as_mut().reset(d);
+            armed = Some(d);
+        }
+        let route = c.role.route();
+        if route.map(Arc::as_ptr) != route_cancel.as_ref().map(|(r, _)| Arc::as_ptr(r)) {
+            route_cancel = route.map(|r| (r.clone(), Box::pin(r.cancel.clone().cancelled_owned())));
+        }
+        if matches!(c.role, Role::Publisher { .. }) && buf.len() < READ_BUF {
+            buf.resize(READ_BUF, 0);
+        }
         let queue = match &c.role {
             Role::Player { queue, .. } => Some(queue.clone()),
             _ => None,
@@ -576,7 +604,8 @@ async fn run(c: &mut Conn, stream: &mut Box<dyn ByteStream>) -> String {
                 Err(e) => return format!("read failed: {e}"),
             },
             _ = async { queue.as_ref().expect("guarded").wait().await }, if queue.is_some() => {}
-            _ = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
+            () = &mut timer, if deadline.is_some() => {
+                armed = None;
                 let now = c.now_ms();
                 c.session.handle_timeout(now);
                 let t = Instant::now();
@@ -591,10 +620,10 @@ async fn run(c: &mut Conn, stream: &mut Box<dyn ByteStream>) -> String {
                     return format!("publisher sent nothing for {idle:?}");
                 }
             }
-            _ = async { route_cancel.as_ref().expect("guarded").cancelled().await }, if route_cancel.is_some() => {
+            () = async { route_cancel.as_mut().expect("guarded").1.as_mut().await }, if route_cancel.is_some() => {
                 return "the element stopped".into();
             }
-            _ = evicted.cancelled() => return "evicted to make room for a new connection".into(),
+            () = &mut evicted => return "evicted to make room for a new connection".into(),
         }
     }
 }
