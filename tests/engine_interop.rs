@@ -8,7 +8,6 @@
 
 mod common;
 
-use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -17,7 +16,6 @@ use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use common::*;
 use gstrsrtmp::rtmp::flv::{FlvItem, FlvParser, Tag};
 use gstrsrtmp::rtmp::message::{Message, msg_type};
@@ -373,14 +371,14 @@ fn engine_server_accepts_ffmpeg_publisher_and_serves_rtmpdump_and_ffmpeg() {
         "ffmpeg player failed: {}",
         ffplayer.stderr_text()
     );
-    let mut results = HashMap::new();
-    results.insert("rtmpdump", ffprobe_counts(&dump_out));
-    results.insert("ffmpeg", ffprobe_counts(&ff_out));
+    let results = [
+        ("rtmpdump", ffprobe_counts(&dump_out)),
+        ("ffmpeg", ffprobe_counts(&ff_out)),
+    ];
     for (player, got) in results {
         assert_eq!(
             got, expected,
             "{player}: frames (video, audio) received vs published"
         );
     }
-    let _ = Bytes::new();
 }

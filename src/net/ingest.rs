@@ -14,6 +14,8 @@ use rsrtmp_engine::flv::{self, AudioInfo, FlvHeader, Tag, TimestampExtender, Vid
 use rsrtmp_engine::message::{Message, msg_type};
 use tokio::sync::mpsc;
 
+use crate::net::media;
+
 /// Messages in flight between a publisher's connection and the element.
 pub const CHANNEL_CAPACITY: usize = 256;
 
@@ -132,8 +134,6 @@ pub enum Class {
     Data,
 }
 
-const ON_METADATA: &[u8] = b"\x02\x00\x0aonMetaData";
-
 /// Classifies an audio (8), video (9) or data (18/15) message body. Bodies the FLV inspectors
 /// cannot read are still forwarded, as plain non-key frames.
 pub fn classify(type_id: u8, payload: &[u8]) -> Class {
@@ -153,7 +153,7 @@ pub fn classify(type_id: u8, payload: &[u8]) -> Class {
             Ok(a) if a.is_sequence_header() => Class::AudioHeader,
             _ => Class::Audio,
         },
-        msg_type::DATA_AMF0 if payload.starts_with(ON_METADATA) => Class::Metadata,
+        msg_type::DATA_AMF0 if media::is_metadata(payload) => Class::Metadata,
         _ => Class::Data,
     }
 }

@@ -122,7 +122,7 @@ pub fn strip_set_data_frame(payload: &Bytes) -> Bytes {
 
 /// Whether a data payload is stream metadata (`onMetaData`, with or without
 /// `@setDataFrame` before it).
-fn is_metadata(payload: &[u8]) -> bool {
+pub fn is_metadata(payload: &[u8]) -> bool {
     let rest = payload.strip_prefix(SET_DATA_FRAME).unwrap_or(payload);
     rest.starts_with(b"\x02\x00\x0aonMetaData")
 }

@@ -14,6 +14,7 @@ use rsrtmp_engine::session::MediaCsids;
 
 use crate::net::fanout::{Frame, Hub, Input, Kind};
 use crate::net::ingest::{Class, classify};
+use crate::net::media;
 
 /// Outgoing chunk size of every server session, and so of the shared bytes.
 pub const CHUNK_SIZE: u32 = 4096;
@@ -86,7 +87,13 @@ impl FlvPlayout {
             let FlvItem::Tag(tag) = item else {
                 continue;
             };
-            let payload = strip_set_data_frame(tag.tag_type, tag.data);
+            // FLV from a publisher-side muxer may keep the `@setDataFrame` prefix; players
+            // expect the bare `onMetaData`.
+            let payload = if tag.tag_type == msg_type::DATA_AMF0 {
+                media::strip_set_data_frame(&tag.data)
+            } else {
+                tag.data
+            };
             publish_message(
                 hub,
                 Message {
@@ -109,18 +116,6 @@ impl FlvPlayout {
     /// Forgets partial input (a new stream starts).
     pub fn reset(&mut self) {
         self.parser = FlvParser::new();
-    }
-}
-
-const SET_DATA_FRAME: &[u8] = b"\x02\x00\x0d@setDataFrame";
-
-/// FLV from a publisher-side muxer may keep the `@setDataFrame` prefix; players expect the
-/// bare `onMetaData`.
-fn strip_set_data_frame(tag_type: u8, data: Bytes) -> Bytes {
-    if tag_type == msg_type::DATA_AMF0 && data.starts_with(SET_DATA_FRAME) {
-        data.slice(SET_DATA_FRAME.len()..)
-    } else {
-        data
     }
 }
 
