@@ -160,39 +160,6 @@ fn bench(c: &mut Criterion) {
         });
     }
 
-    // The same relay as a server with a vectored socket write does it: the reader takes the
-    // socket's bytes straight into its buffer, and the writer emits header bytes plus
-    // zero-copy payload slices (an iovec list) instead of copying each payload again.
-    for size in CHUNK_SIZES {
-        let mut encoded = BytesMut::new();
-        write_all(&msgs, size, &mut encoded);
-        let encoded = encoded.freeze();
-        let mut headers = BytesMut::with_capacity(64 * 1024);
-        let mut iov: Vec<Bytes> = Vec::with_capacity(64 * 1024);
-        group.bench_with_input(
-            BenchmarkId::new("relay_vectored", size),
-            &encoded,
-            |b, encoded| {
-                b.iter(|| {
-                    let mut r = ChunkReader::new(ChunkLimits::default());
-                    let mut w = ChunkWriter::new();
-                    w.set_chunk_size(size);
-                    let mut sent = 0usize;
-                    for piece in encoded.chunks(READ_SIZE) {
-                        r.read_buf(READ_SIZE).extend_from_slice(piece);
-                        while let Some(m) = r.read_message().expect("valid stream") {
-                            w.write_message_vectored(7, &m, &mut headers, &mut iov);
-                        }
-                        // The writev happens here; then the slices are released, which lets
-                        // the reader reuse its buffer.
-                        sent += black_box(iov.len());
-                        iov.clear();
-                    }
-                    sent
-                })
-            },
-        );
-    }
     group.finish();
 }
 

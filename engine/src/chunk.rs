@@ -745,43 +745,6 @@ impl ChunkWriter {
         );
     }
 
-    /// Chunks `msg` exactly as [`write_message`](Self::write_message) would, without copying
-    /// the payload: `out` receives the chunks as a list of `Bytes` — header, payload slice,
-    /// header, payload slice … — ready for a vectored write. Payload slices share `msg`'s
-    /// buffer; header bytes are written into `headers` (which keeps its spare capacity for the
-    /// next call), and every continuation chunk reuses the same header bytes, so a message
-    /// costs no allocation per chunk.
-    pub fn write_message_vectored(
-        &mut self,
-        csid: u32,
-        msg: &Message,
-        headers: &mut BytesMut,
-        out: &mut Vec<Bytes>,
-    ) {
-        let header = self.plan(csid, msg);
-        let length = msg.payload.len().min(MAX_24 as usize);
-        let chunk_size = self.chunk_size.clamp(1, MAX_24) as usize;
-        let mut cont = [0u8; 7];
-        let cont_len = continuation_header(&mut cont, header.csid, header.ext);
-        headers.reserve(MAX_FIRST_HEADER_LEN + cont_len);
-        put_first_header(headers, &header);
-        let first_len = headers.len();
-        headers.put_slice(&cont[..cont_len]);
-        let both = headers.split().freeze();
-        let cont = both.slice(first_len..);
-        out.push(both.slice(..first_len));
-        let mut offset = 0;
-        loop {
-            let end = (offset + chunk_size).min(length);
-            out.push(msg.payload.slice(offset..end));
-            offset = end;
-            if offset >= length {
-                break;
-            }
-            out.push(cont.clone());
-        }
-    }
-
     /// Picks the header for `msg` on `csid` and records it as the csid's latest.
     fn plan(&mut self, csid: u32, msg: &Message) -> FirstHeader {
         let csid = checked_csid(csid);
@@ -904,10 +867,6 @@ fn put_basic_header(out: &mut BytesMut, fmt: u8, csid: u32) {
 fn put_u24(out: &mut BytesMut, v: u32) {
     out.put_slice(&v.to_be_bytes()[1..]);
 }
-
-/// The longest first header: a 3-byte basic header, 11 message-header bytes and an extended
-/// timestamp.
-const MAX_FIRST_HEADER_LEN: usize = 3 + 11 + 4;
 
 fn put_first_header(out: &mut BytesMut, h: &FirstHeader) {
     put_basic_header(out, h.fmt, h.csid);
@@ -1488,54 +1447,6 @@ mod tests {
         assert_eq!(r.read_message().unwrap(), Some(m));
         assert_eq!(r.read_message().unwrap(), None);
         assert_eq!(r.bytes_received(), out.len() as u64);
-    }
-
-    #[test]
-    fn vectored_writer_matches_the_copying_writer() {
-        // Same messages through both writers, interleaved csids, chunk sizes that split and
-        // that do not, extended timestamps and header compression of every fmt.
-        let mut copy = ChunkWriter::new();
-        let mut vect = ChunkWriter::new();
-        let mut expected = BytesMut::new();
-        let mut headers = BytesMut::new();
-        let mut pieces = Vec::new();
-        let mut msgs = Vec::new();
-        for i in 0..60u32 {
-            let len = [0usize, 1, 127, 128, 129, 300, 4096, 5000][i as usize % 8];
-            let payload: Bytes = (0..len).map(|b| (b as u32 + i) as u8).collect();
-            let ts = if i % 7 == 6 {
-                0x0100_0000 + i * 40
-            } else {
-                i * 40
-            };
-            msgs.push((
-                [3u32, 6, 70, 400][i as usize % 4],
-                Message {
-                    type_id: [8u8, 9, 18][i as usize % 3],
-                    timestamp: ts,
-                    stream_id: 1,
-                    payload,
-                },
-            ));
-        }
-        for (n, (csid, msg)) in msgs.iter().enumerate() {
-            if n == 30 {
-                copy.set_chunk_size(4096);
-                vect.set_chunk_size(4096);
-            }
-            copy.write_message(*csid, msg, &mut expected);
-            vect.write_message_vectored(*csid, msg, &mut headers, &mut pieces);
-        }
-        let joined: Vec<u8> = pieces.iter().flat_map(|b| b.iter().copied()).collect();
-        assert_eq!(joined, expected.to_vec());
-        // Payload pieces point into the messages' buffers: nothing was copied.
-        let first_payload = &msgs[4].1.payload;
-        assert!(
-            pieces
-                .iter()
-                .any(|p| !p.is_empty() && p.as_ptr() == first_payload.as_ptr()),
-            "payload slices share the message buffer"
-        );
     }
 
     #[test]
