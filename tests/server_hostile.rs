@@ -285,3 +285,87 @@ fn max_clients_turns_away_connections_past_the_limit() {
         c.events
     );
 }
+
+/// The plugin's directory: the cdylib cargo builds next to the test binaries.
+fn plugin_dir() -> std::path::PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    assert!(
+        dir.join("libgstrsrtmp.so").exists(),
+        "no libgstrsrtmp.so in {}",
+        dir.display()
+    );
+    dir
+}
+
+/// gst-launch-1.0 leaves SIGPIPE at its default action (terminate): players that reset their
+/// connection while the server writes to them must cost their own connection only.
+#[test]
+fn players_that_reset_do_not_kill_a_gst_launch_server() {
+    require("gst-launch-1.0", "gstreamer1.0-tools");
+    let port = common::free_port();
+    let mut server = ChildGuard::spawn(
+        "gst-launch-1.0",
+        Command::new("gst-launch-1.0")
+            .args([
+                "-q",
+                "audiotestsrc",
+                "is-live=true",
+                "samplesperbuffer=256",
+                "!",
+            ])
+            .args([
+                "avenc_aac",
+                "!",
+                "flvmux",
+                "streamable=true",
+                "!",
+                "rtmpserversink",
+            ])
+            .args(["address=127.0.0.1", &format!("port={port}"), "stream=s"])
+            .env("GST_PLUGIN_PATH", plugin_dir())
+            .stderr(Stdio::piped()),
+    );
+    common::wait_for_port(port, DEADLINE);
+    let play = |c: &mut RawClient| {
+        c.session.play("s", -2000.0).unwrap();
+        let got = c.run_until(
+            DEADLINE,
+            |e| matches!(e, ClientEvent::Media(m) if m.type_id == 8 && m.payload.len() > 2),
+        );
+        assert!(got.is_some(), "no audio: {:?}", c.events);
+    };
+    for i in 0..20 {
+        let mut c = RawClient::connect(port, "live", ClientRole::Play);
+        play(&mut c);
+        if i % 2 == 0 {
+            // Reset the connection (linger 0) while the server keeps writing.
+            socket2::SockRef::from(&c.sock)
+                .set_linger(Some(Duration::ZERO))
+                .unwrap();
+        } else {
+            // Read what is there and close: a FIN, and the server's next write draws a reset
+            // (EPIPE on the one after, the write that raises SIGPIPE without MSG_NOSIGNAL).
+            c.sock.set_nonblocking(true).unwrap();
+            let mut buf = [0u8; 65536];
+            while matches!(c.sock.read(&mut buf), Ok(n) if n > 0) {}
+        }
+        drop(c);
+        std::thread::sleep(Duration::from_millis(100));
+        if let Some(status) = server.child.try_wait().unwrap() {
+            panic!(
+                "gst-launch-1.0 ended after player {i} reset: {status} {}",
+                server.stderr_text()
+            );
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "gst-launch-1.0 ended: {}",
+        server.stderr_text()
+    );
+    // And it still serves.
+    let mut c = RawClient::connect(port, "live", ClientRole::Play);
+    play(&mut c);
+}

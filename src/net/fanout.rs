@@ -9,11 +9,18 @@
 //! messages are counted as drops. Player tasks take batches from their queue and write them with
 //! vectored writes; a player is woken only when its queue goes from empty to non-empty.
 //!
+//! A player whose socket can take the shared bytes as they are (plain TCP) is *direct*: the hub
+//! writes to its socket itself, without blocking, while its queue is empty, the way an event loop
+//! server does. Its task is not woken per message (one send per message per player and nothing
+//! else); only what the socket does not take is queued, and the task flushes that when the
+//! socket has room. The queue's lock orders every write to a direct player's socket.
+//!
 //! Invariants: a player's queue only ever holds a prefix-consistent stream (headers first, then
 //! media from a sync point on, gaps only directly before a sync point); the hub lock is never
 //! held while anything waits, and the lock order is hub state, then a player queue.
 
 use std::collections::VecDeque;
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -69,9 +76,48 @@ pub enum Input {
 pub enum Item {
     /// A message to write (its shared bytes, normally).
     Frame(Arc<Frame>),
+    /// The player's own session output (direct players only: their task writes through the
+    /// queue too, so that nothing lands inside a message the hub is writing).
+    Own(Bytes),
     /// The stream ended: tell the player and close the connection after what came before.
     End,
 }
+
+impl Item {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Item::Frame(f) => &f.bytes,
+            Item::Own(b) => b,
+            Item::End => &[],
+        }
+    }
+}
+
+/// A socket the hub may write to without waiting (see the module docs).
+pub trait DirectSocket: Send + Sync {
+    /// Writes what the socket takes now; `WouldBlock` when it takes nothing. The hub's write.
+    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize>;
+
+    /// The same for the player's task, which waits for room after a `WouldBlock`: this one
+    /// must leave the socket's readiness so that the wait does not return at once.
+    fn try_write_vectored_then_wait(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        self.try_write_vectored(bufs)
+    }
+}
+
+/// What [`PlayerQueue::flush_direct`] got done.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flushed {
+    /// Everything queued is written.
+    Empty,
+    /// The socket is full: wait until it is writable and flush again.
+    Full,
+    /// Everything before the end of the stream is written: tell the player it ended.
+    End,
+}
+
+/// Most buffers handed to one vectored write.
+const MAX_IOV: usize = 64;
 
 /// The hub's settings.
 #[derive(Debug, Clone)]
@@ -221,10 +267,26 @@ impl Hub {
     /// Adds a player. Its queue starts with the cached headers and, when there is a usable
     /// cached GOP, that GOP; otherwise it waits for the next sync point.
     pub fn add_player(&self, peer: SocketAddr) -> Arc<PlayerQueue> {
+        self.add_player_with(peer, None, Vec::new())
+    }
+
+    /// Adds a player, direct when `direct` is given (see the module docs): `preamble` (the
+    /// session's output so far) goes out first, then the cache, and the hub writes to `direct`
+    /// from then on.
+    pub fn add_player_with(
+        &self,
+        peer: SocketAddr,
+        direct: Option<Arc<dyn DirectSocket>>,
+        preamble: Vec<Bytes>,
+    ) -> Arc<PlayerQueue> {
         let mut st = self.lock();
-        let player = Arc::new(PlayerQueue::new(peer));
+        let player = Arc::new(PlayerQueue::new(peer, direct));
         {
             let mut q = player.lock();
+            for b in preamble {
+                let len = b.len();
+                q.push(Item::Own(b), len);
+            }
             let cache = &st.cache;
             for b in [&cache.metadata, &cache.video_header, &cache.audio_header]
                 .into_iter()
@@ -278,7 +340,14 @@ fn is_sync(enc: &Frame, has_video: bool) -> bool {
 
 struct QueueInner {
     items: VecDeque<Item>,
+    /// Bytes of the queued items, counted whole (a partly written front item included).
     bytes: usize,
+    /// Bytes of the front item already written (direct players).
+    front_written: usize,
+    /// The socket the hub writes to itself, for a direct player.
+    direct: Option<Arc<dyn DirectSocket>>,
+    /// A write to the direct socket failed; the player's task reports it and ends.
+    failed: Option<io::ErrorKind>,
     /// Dropping media until the next sync point.
     skipping: bool,
     drops: u64,
@@ -290,6 +359,36 @@ impl QueueInner {
     fn push(&mut self, item: Item, len: usize) {
         self.items.push_back(item);
         self.bytes += len;
+    }
+
+    fn pop_front(&mut self) -> Option<Item> {
+        let item = self.items.pop_front()?;
+        self.bytes -= item.bytes().len();
+        self.front_written = 0;
+        Some(item)
+    }
+
+    /// For a direct player with nothing queued: writes `bytes` at once. Returns how much the
+    /// socket took (all of it, normally); the rest must be queued. Never called with a
+    /// backlog, so the bytes cannot overtake anything.
+    fn write_through(&mut self, bytes: &[u8], sent: &AtomicU64) -> usize {
+        if !self.items.is_empty() || self.failed.is_some() {
+            return 0;
+        }
+        let Some(sock) = &self.direct else {
+            return 0;
+        };
+        match sock.try_write_vectored(&[IoSlice::new(bytes)]) {
+            Ok(n) => {
+                sent.fetch_add(n as u64, Ordering::Relaxed);
+                n
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
+            Err(e) => {
+                self.failed = Some(e.kind());
+                0
+            }
+        }
     }
 }
 
@@ -304,12 +403,15 @@ pub struct PlayerQueue {
 }
 
 impl PlayerQueue {
-    fn new(peer: SocketAddr) -> PlayerQueue {
+    fn new(peer: SocketAddr, direct: Option<Arc<dyn DirectSocket>>) -> PlayerQueue {
         PlayerQueue {
             peer,
             inner: Mutex::new(QueueInner {
                 items: VecDeque::new(),
                 bytes: 0,
+                front_written: 0,
+                direct,
+                failed: None,
                 skipping: false,
                 drops: 0,
                 closed: false,
@@ -329,15 +431,29 @@ impl PlayerQueue {
     }
 
     fn push_always(&self, b: Arc<Frame>) {
-        let mut q = self.lock();
+        let q = self.lock();
         if q.closed {
             return;
         }
-        let len = b.len();
+        self.enqueue(q, b);
+    }
+
+    /// Writes `f` through for a direct player with an empty queue, and queues what is left
+    /// (or all of it, otherwise), waking the task when the queue was empty.
+    fn enqueue(&self, mut q: MutexGuard<'_, QueueInner>, f: Arc<Frame>) {
+        let len = f.len();
+        let written = q.write_through(&f.bytes, &self.bytes_sent);
+        if written == len {
+            return;
+        }
         let wake = q.items.is_empty();
-        q.push(Item::Frame(b), len);
-        drop(q);
+        q.push(Item::Frame(f), len);
         if wake {
+            q.front_written = written;
+        }
+        let failed = q.failed.is_some();
+        drop(q);
+        if wake || failed {
             self.notify.notify_one();
         }
     }
@@ -360,12 +476,7 @@ impl PlayerQueue {
             return;
         }
         q.skipping = false;
-        let wake = q.items.is_empty();
-        q.push(Item::Frame(b.clone()), b.len());
-        drop(q);
-        if wake {
-            self.notify.notify_one();
-        }
+        self.enqueue(q, b.clone());
     }
 
     fn push_end(&self) {
@@ -391,12 +502,84 @@ impl PlayerQueue {
         let q = &mut *guard;
         let n = q.items.len().min(max);
         for item in q.items.drain(..n) {
-            if let Item::Frame(b) = &item {
-                q.bytes -= b.len();
-            }
+            q.bytes -= item.bytes().len();
             out.push(item);
         }
         !(q.closed && q.items.is_empty() && n == 0)
+    }
+
+    /// A direct player's task queues its session's own output.
+    pub fn push_own(&self, b: Bytes) {
+        let mut q = self.lock();
+        let len = b.len();
+        q.push(Item::Own(b), len);
+    }
+
+    /// The player is direct (the hub writes to its socket).
+    pub fn is_direct(&self) -> bool {
+        self.lock().direct.is_some()
+    }
+
+    /// A direct player's task writes what is queued, without waiting: until the queue is
+    /// empty, the socket is full or the end of the stream is next. A failed write (here or
+    /// in the hub) is the error.
+    pub fn flush_direct(&self) -> io::Result<Flushed> {
+        let mut guard = self.lock();
+        let q = &mut *guard;
+        let Some(sock) = q.direct.clone() else {
+            return Ok(Flushed::Empty);
+        };
+        loop {
+            if let Some(kind) = q.failed {
+                return Err(kind.into());
+            }
+            if matches!(q.items.front(), Some(Item::End)) {
+                q.pop_front();
+                return Ok(Flushed::End);
+            }
+            let n = {
+                let mut iov = [IoSlice::new(&[]); MAX_IOV];
+                let mut k = 0;
+                for item in q.items.iter().take(MAX_IOV) {
+                    let b = item.bytes();
+                    if matches!(item, Item::End) {
+                        break;
+                    }
+                    iov[k] = IoSlice::new(if k == 0 { &b[q.front_written..] } else { b });
+                    k += 1;
+                }
+                if k == 0 {
+                    return Ok(Flushed::Empty);
+                }
+                match sock.try_write_vectored_then_wait(&iov[..k]) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Flushed::Full),
+                    Err(e) => {
+                        q.failed = Some(e.kind());
+                        return Err(e);
+                    }
+                }
+            };
+            self.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
+            let mut left = n;
+            while left > 0 {
+                let front = q.items.front().expect("wrote no more than queued");
+                let rest = front.bytes().len() - q.front_written;
+                if rest <= left {
+                    left -= rest;
+                    q.pop_front();
+                } else {
+                    q.front_written += left;
+                    left = 0;
+                }
+            }
+        }
+    }
+
+    /// Bytes written to the player so far.
+    pub fn sent(&self) -> u64 {
+        self.bytes_sent.load(Ordering::Relaxed)
     }
 
     /// Waits until something was queued into the empty queue (or the queue closed) since the
@@ -426,6 +609,12 @@ impl PlayerQueue {
     /// Records how the player is connected, for [`stats`](Self::stats).
     pub fn set_label(&self, transport: &'static str, shared_bytes: bool) {
         *self.label.lock().unwrap_or_else(|e| e.into_inner()) = (transport, shared_bytes);
+    }
+
+    /// The hub let the player go and everything queued was taken or written.
+    pub fn is_finished(&self) -> bool {
+        let q = self.lock();
+        q.closed && q.items.is_empty()
     }
 
     /// Nothing queued.
@@ -476,6 +665,7 @@ mod tests {
         out.iter()
             .map(|i| match i {
                 Item::Frame(b) => b.bytes[0],
+                Item::Own(b) => b[0],
                 Item::End => 0xEE,
             })
             .collect()
@@ -630,5 +820,105 @@ mod tests {
         assert!(p.take(&mut out, 2));
         assert_eq!(out.len(), 2);
         assert_eq!(p.queued_bytes(), 12);
+    }
+
+    /// A socket stand-in that takes at most `room` bytes (then `WouldBlock`) and keeps them.
+    #[derive(Default)]
+    struct Sock {
+        room: Mutex<usize>,
+        got: Mutex<Vec<u8>>,
+        broken: std::sync::atomic::AtomicBool,
+    }
+
+    impl DirectSocket for Sock {
+        fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+            if self.broken.load(Ordering::Relaxed) {
+                return Err(io::ErrorKind::BrokenPipe.into());
+            }
+            let mut room = self.room.lock().unwrap();
+            if *room == 0 {
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            let mut n = 0;
+            for b in bufs {
+                let take = b.len().min(*room);
+                self.got.lock().unwrap().extend_from_slice(&b[..take]);
+                *room -= take;
+                n += take;
+            }
+            Ok(n)
+        }
+    }
+
+    fn direct_player(hub: &Hub, room: usize, preamble: &[u8]) -> (Arc<PlayerQueue>, Arc<Sock>) {
+        let sock = Arc::new(Sock::default());
+        *sock.room.lock().unwrap() = room;
+        let pre = vec![Bytes::copy_from_slice(preamble)];
+        let p = hub.add_player_with(peer(), Some(sock.clone() as Arc<dyn DirectSocket>), pre);
+        (p, sock)
+    }
+
+    #[test]
+    fn a_direct_player_is_written_by_the_hub_while_its_socket_has_room() {
+        let hub = Hub::new(HubConfig::default());
+        hub.push(Input::VideoHeader(header(2)));
+        let (p, sock) = direct_player(&hub, 1 << 20, b"own");
+        // The preamble and the cache wait for the task's first flush.
+        assert_eq!(p.flush_direct().unwrap(), Flushed::Empty);
+        assert_eq!(&sock.got.lock().unwrap()[..], b"own\x02");
+        hub.push(frame(Kind::Video, true, 10, 3));
+        hub.push(frame(Kind::Audio, false, 11, 2));
+        // Written through at once: nothing queued for the task.
+        assert!(p.is_empty());
+        assert_eq!(&sock.got.lock().unwrap()[4..], [10, 10, 10, 11, 11]);
+        assert_eq!(p.sent(), 9);
+    }
+
+    #[test]
+    fn what_a_full_socket_does_not_take_is_queued_in_order() {
+        let hub = Hub::new(HubConfig::default());
+        let (p, sock) = direct_player(&hub, 2, b"x");
+        assert_eq!(p.flush_direct().unwrap(), Flushed::Empty);
+        // One byte of room left: the frame goes out in part, the rest and the next frame wait.
+        hub.push(frame(Kind::Video, true, 10, 3));
+        hub.push(frame(Kind::Video, false, 11, 2));
+        p.push_own(Bytes::from_static(&[12]));
+        assert_eq!(p.queued_bytes(), 6);
+        assert_eq!(p.flush_direct().unwrap(), Flushed::Full);
+        *sock.room.lock().unwrap() = 100;
+        assert_eq!(p.flush_direct().unwrap(), Flushed::Empty);
+        assert_eq!(&sock.got.lock().unwrap()[..], b"x\x0a\x0a\x0a\x0b\x0b\x0c");
+        assert_eq!(p.queued_bytes(), 0);
+        // Caught up: written through again.
+        hub.push(frame(Kind::Audio, false, 13, 1));
+        assert!(p.is_empty());
+        assert_eq!(sock.got.lock().unwrap().last(), Some(&13));
+    }
+
+    #[test]
+    fn a_direct_player_ends_after_everything_before_the_end() {
+        let hub = Hub::new(HubConfig::default());
+        let (p, sock) = direct_player(&hub, 0, b"x");
+        hub.push(frame(Kind::Video, true, 10, 2));
+        hub.end_stream();
+        assert_eq!(p.flush_direct().unwrap(), Flushed::Full);
+        *sock.room.lock().unwrap() = 100;
+        assert_eq!(p.flush_direct().unwrap(), Flushed::End);
+        assert_eq!(&sock.got.lock().unwrap()[..], b"x\x0a\x0a");
+        // The end-of-stream messages still go out after the end.
+        p.push_own(Bytes::from_static(b"eos"));
+        assert_eq!(p.flush_direct().unwrap(), Flushed::Empty);
+        assert!(p.is_finished());
+    }
+
+    #[test]
+    fn a_failed_direct_write_is_reported_to_the_task() {
+        let hub = Hub::new(HubConfig::default());
+        let (p, sock) = direct_player(&hub, 100, b"x");
+        assert_eq!(p.flush_direct().unwrap(), Flushed::Empty);
+        sock.broken.store(true, Ordering::Relaxed);
+        hub.push(frame(Kind::Video, true, 10, 2));
+        let err = p.flush_direct().unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
     }
 }

@@ -16,6 +16,7 @@ pub mod playout;
 pub mod runtime;
 pub mod serve;
 pub mod server;
+pub mod tcp;
 pub mod tls;
 pub mod transport;
 pub mod tunnel;

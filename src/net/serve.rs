@@ -24,12 +24,13 @@ use rsrtmp_engine::session::{ServerConfig, ServerEvent, ServerSession};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::net::fanout::{Hub, Item, PlayerQueue};
+use crate::net::fanout::{DirectSocket, Flushed, Hub, Item, PlayerQueue};
 use crate::net::ingest::{IngestClaim, IngestEvent};
 use crate::net::playout::{CHUNK_SIZE, MEDIA_CSIDS, PLAY_STREAM_ID};
 use crate::net::server::{
     AuthRequest, ByteStream, CAT, ConnSlot, Endpoint, Route, Transport, split_query,
 };
+use crate::net::tcp::Tcp;
 
 /// Read buffer of a connection until it publishes: a player reads little more than the
 /// handshake and a few commands, and every connection holds its buffer for its whole life.
@@ -59,6 +60,9 @@ enum Role {
         route: Arc<Route>,
         /// The shared bytes fit this player (stream id, chunk size, csids, no cipher).
         shared: bool,
+        /// The hub writes to this player's socket itself (see `fanout`): every write of ours
+        /// goes through the queue too.
+        direct: bool,
     },
 }
 
@@ -75,6 +79,8 @@ struct Conn {
     slot: ConnSlot,
     peer: SocketAddr,
     transport: Transport,
+    /// The plain TCP socket, which a player's hub can write to directly.
+    tcp: Option<Tcp>,
     session: ServerSession,
     epoch: Instant,
     app: String,
@@ -310,14 +316,29 @@ impl Conn {
         self.routed_at = Some(Instant::now());
         let peer = self.peer;
         Self::run_hook(&route, move |h| h.client_connected(peer)).await;
-        let queue = hub.add_player(peer);
+        let direct = self.tcp.clone().filter(|_| shared);
+        let queue = match direct {
+            Some(sock) => {
+                // What the session said so far goes first, then the hub's cache.
+                self.drain_transmit();
+                let preamble: Vec<Bytes> = self.outq.drain(..).collect();
+                hub.add_player_with(
+                    peer,
+                    Some(Arc::new(sock) as Arc<dyn DirectSocket>),
+                    preamble,
+                )
+            }
+            None => hub.add_player(peer),
+        };
         queue.set_label(self.transport.name(), shared);
+        let direct = queue.is_direct();
         self.role = Role::Player {
             stream_id,
             queue,
             hub,
             route,
             shared,
+            direct,
         };
     }
 
@@ -341,9 +362,18 @@ impl Conn {
                 route
             }
             Role::Player {
-                queue, hub, route, ..
+                queue,
+                hub,
+                route,
+                direct,
+                ..
             } => {
                 hub.remove_player(&queue);
+                if direct {
+                    // Our own writes go straight to the socket from now on: first finish
+                    // what the hub left queued, so that they cannot land inside a message.
+                    let _ = tokio::time::timeout(LINGER, self.flush_direct(&queue)).await;
+                }
                 route
             }
         };
@@ -352,12 +382,63 @@ impl Conn {
         Self::run_hook(&route, move |h| h.client_disconnected(peer)).await;
     }
 
+    /// The queue of a direct player.
+    fn direct_queue(&self) -> Option<Arc<PlayerQueue>> {
+        match &self.role {
+            Role::Player {
+                queue,
+                direct: true,
+                ..
+            } => Some(queue.clone()),
+            _ => None,
+        }
+    }
+
+    /// Writes a direct player's queue (our own output first joins it) until it is empty,
+    /// waiting for room under the idle deadline. False when the hub let the player go.
+    async fn flush_direct(&mut self, queue: &PlayerQueue) -> Result<bool, String> {
+        for b in self.outq.drain(..) {
+            queue.push_own(b);
+        }
+        let sent = queue.sent();
+        loop {
+            match queue.flush_direct() {
+                Ok(Flushed::Empty) => break,
+                Ok(Flushed::End) => {
+                    self.end_pending = true;
+                    break;
+                }
+                Ok(Flushed::Full) => {
+                    let sock = self.tcp.as_ref().expect("direct players have a socket");
+                    match self.idle_timeout() {
+                        Some(idle) => {
+                            if tokio::time::timeout(idle, sock.writable()).await.is_err() {
+                                return Err(format!("no write progress for {idle:?}"));
+                            }
+                        }
+                        None => sock
+                            .writable()
+                            .await
+                            .map_err(|e| format!("write failed: {e}"))?,
+                    }
+                }
+                Err(e) => return Err(format!("write failed: {e}")),
+            }
+        }
+        let wrote = queue.sent() - sent;
+        if wrote > 0 {
+            gst::trace!(CAT, "{}: wrote {wrote} bytes", self.peer);
+        }
+        Ok(!queue.is_finished())
+    }
+
     /// Moves queued frames into `outq`. False when the hub let the player go.
     fn pull_frames(&mut self, batch: &mut Vec<Item>) -> bool {
         let Role::Player {
             stream_id,
             queue,
             shared,
+            direct: false,
             ..
         } = &self.role
         else {
@@ -378,6 +459,7 @@ impl Conn {
                         self.drain_transmit();
                     }
                 }
+                Item::Own(b) => self.outq.push_back(b),
                 Item::End => self.end_pending = true,
             }
         }
@@ -428,6 +510,7 @@ async fn write_all_vectored(
 pub(crate) async fn serve(
     slot: ConnSlot,
     mut stream: Box<dyn ByteStream>,
+    tcp: Option<Tcp>,
     peer: SocketAddr,
     transport: Transport,
     accepted_at: Instant,
@@ -450,6 +533,7 @@ pub(crate) async fn serve(
         slot,
         peer,
         transport,
+        tcp,
         session,
         epoch,
         app: String::new(),
@@ -518,7 +602,13 @@ async fn run(c: &mut Conn, stream: &mut Box<dyn ByteStream>) -> String {
             c.on_event(ev).await;
         }
         c.drain_transmit();
-        let alive = c.pull_frames(&mut batch);
+        let alive = match c.direct_queue() {
+            Some(queue) => match c.flush_direct(&queue).await {
+                Ok(alive) => alive,
+                Err(why) => return why,
+            },
+            None => c.pull_frames(&mut batch),
+        };
         if !alive && !c.end_pending && !c.ended && c.closing.is_none() {
             c.closing = Some("the element stopped serving".into());
         }

@@ -785,6 +785,8 @@ async fn handle_connection(slot: ConnSlot, sock: TcpStream, peer: SocketAddr) {
         }
     };
     let close = |why: String| gst::info!(CAT, "{local}: {peer}: closing: {why}");
+    // Every write from here on is MSG_NOSIGNAL (see `tcp`).
+    let sock = crate::net::tcp::Tcp::new(sock);
     let transport = match kind {
         Sniffed::Plain => Transport::Rtmp,
         Sniffed::Rtmpe(_) => Transport::Rtmpe,
@@ -815,7 +817,8 @@ async fn handle_connection(slot: ConnSlot, sock: TcpStream, peer: SocketAddr) {
     if let Some(why) = refusal(&slot.shared, transport) {
         return close(why);
     }
-    crate::net::serve::serve(slot, Box::new(sock), peer, transport, accepted_at).await;
+    let stream = Box::new(sock.clone());
+    crate::net::serve::serve(slot, stream, Some(sock), peer, transport, accepted_at).await;
 }
 
 /// Serves HTTP (tunnel requests) on a carrier connection, within the listener's cap.
@@ -848,7 +851,7 @@ async fn serve_http<IO: ByteStream>(shared: Arc<Shared>, io: IO, peer: SocketAdd
 /// TLS: the handshake, then the first decrypted byte says RTMPS or RTMPTS.
 async fn serve_tls(
     slot: ConnSlot,
-    sock: TcpStream,
+    sock: crate::net::tcp::Tcp,
     peer: SocketAddr,
     deadline: Instant,
     accepted_at: Instant,
@@ -886,8 +889,15 @@ async fn serve_tls(
             if let Some(why) = refusal(&slot.shared, Transport::Rtmps) {
                 return close(why);
             }
-            crate::net::serve::serve(slot, Box::new(stream), peer, Transport::Rtmps, accepted_at)
-                .await;
+            crate::net::serve::serve(
+                slot,
+                Box::new(stream),
+                None,
+                peer,
+                Transport::Rtmps,
+                accepted_at,
+            )
+            .await;
         }
         Sniffed::Http => {
             if let Some(why) = refusal(&slot.shared, Transport::Rtmpts) {
@@ -965,7 +975,7 @@ async fn handle_tunnel(slot: ConnSlot, tunnel: AcceptedTunnel, tls: bool) {
         return close(why);
     }
     let stream = Rewind::new(Bytes::copy_from_slice(&first), stream);
-    crate::net::serve::serve(slot, Box::new(stream), peer, transport, accepted_at).await;
+    crate::net::serve::serve(slot, Box::new(stream), None, peer, transport, accepted_at).await;
 }
 
 #[cfg(test)]
