@@ -120,7 +120,12 @@ fn synthetic_flv(frames: u32, video_len: usize) -> Vec<Vec<u8>> {
     for i in 0..frames {
         let mut b = BytesMut::new();
         let ts = i * 33;
-        tag(&mut b, 9, ts, video_frame(i % GOP == 0, i, video_len));
+        tag(
+            &mut b,
+            9,
+            ts,
+            video_frame(i.is_multiple_of(GOP), i, video_len),
+        );
         tag(&mut b, 8, ts, audio_frame(i));
         pieces.push(b.to_vec());
     }
@@ -339,7 +344,11 @@ impl Publisher {
             let seq = self.base + i;
             self.c
                 .session
-                .send_media(MediaKind::Video, ts, video_frame(i % GOP == 0, seq, 1500))
+                .send_media(
+                    MediaKind::Video,
+                    ts,
+                    video_frame(i.is_multiple_of(GOP), seq, 1500),
+                )
                 .unwrap();
             self.c
                 .session
@@ -684,14 +693,13 @@ fn stalled_player_is_skipped_to_keyframes_counted_and_resumes_at_one() {
 // ---------------------------------------------------------------------------------------------
 // Server restart under a reconnecting rtmpclientsink
 
+/// (dts ms, keyframe) per FLV tag of one kind.
+type Tags = Arc<Mutex<Vec<(u64, bool)>>>;
+
 /// (dts ms, keyframe) of every video and every audio FLV tag reaching the appsink `name`
 /// (one tag per buffer, as rtmpserversrc outputs them; the header buffers are skipped).
 /// No demuxer: its dynamic pads would not link again after the pipeline's restart.
-#[allow(clippy::type_complexity)]
-fn collect_tags(
-    p: &Pipeline,
-    name: &str,
-) -> (Arc<Mutex<Vec<(u64, bool)>>>, Arc<Mutex<Vec<(u64, bool)>>>) {
+fn collect_tags(p: &Pipeline, name: &str) -> (Tags, Tags) {
     let video = Arc::new(Mutex::new(Vec::new()));
     let audio = Arc::new(Mutex::new(Vec::new()));
     let (v, a) = (video.clone(), audio.clone());
@@ -770,6 +778,7 @@ fn clientsink_rides_out_a_restart_of_our_server_without_drops() {
     );
     assert_eq!(stat("reconnects"), 1, "stats {stats}");
     assert_eq!(stat("drops"), 0, "the outage fits max-hold-time: {stats}");
+    assert!(stat("held") > 0, "media of the outage was held: {stats}");
     assert!(stat("resent") > 0, "headers and GOP re-sent: {stats}");
 
     let v = video.lock().unwrap().clone();
