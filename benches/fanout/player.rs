@@ -65,6 +65,12 @@ pub struct Shared {
     pub started: AtomicUsize,
     /// Players that gave up before starting.
     pub failed: AtomicUsize,
+    /// Stamped messages inside the window, all players (sampled live by the soak tool).
+    pub delivered: AtomicU64,
+    /// Sequence gaps inside the window, all players.
+    pub gaps: AtomicU64,
+    /// Players whose session ended with an error, before or after starting.
+    pub errors: AtomicUsize,
     /// Bounds how many players are between connect and Play.Start at once, so the join
     /// phase does not look like a SYN flood to the server.
     pub joining: Semaphore,
@@ -77,6 +83,9 @@ impl Shared {
             bytes: AtomicU64::new(0),
             started: AtomicUsize::new(0),
             failed: AtomicUsize::new(0),
+            delivered: AtomicU64::new(0),
+            gaps: AtomicU64::new(0),
+            errors: AtomicUsize::new(0),
             joining: Semaphore::new(concurrent_joins),
         })
     }
@@ -106,6 +115,7 @@ pub async fn run(
     let mut report = Report::default();
     if let Err(e) = play(port, &app, &stream, &shared, stop, &mut report).await {
         report.error = Some(e);
+        shared.errors.fetch_add(1, Relaxed);
         if !report.started {
             shared.failed.fetch_add(1, Relaxed);
         }
@@ -182,9 +192,11 @@ async fn play(
                     let k = kind as usize;
                     if shared.window.contains(kind, seq) {
                         report.delivered[k] += 1;
+                        shared.delivered.fetch_add(1, Relaxed);
                         report.latency.record(now.saturating_sub(sent) / 1000);
                         if last_seq[k].is_some_and(|last| seq != last + 1) {
                             report.gaps += 1;
+                            shared.gaps.fetch_add(1, Relaxed);
                         }
                     }
                     last_seq[k] = Some(seq);
