@@ -6,6 +6,17 @@ use gst::prelude::*;
 
 /// Runs the relay until the pipeline fails or ends; the parent kills the process when done.
 pub fn serve(port: u16) -> Result<(), String> {
+    // For profilers that write their report at exit (heaptrack, see RSRTMP_RELAY_WRAPPER):
+    // RSRTMP_RELAY_EXIT_AFTER=SECONDS ends the process normally that long after the start.
+    if let Some(secs) = std::env::var("RSRTMP_RELAY_EXIT_AFTER")
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+    {
+        std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(secs));
+            std::process::exit(0);
+        });
+    }
     gst::init().map_err(|e| format!("gst::init: {e}"))?;
     gstrsrtmp::plugin_register_static().map_err(|e| format!("register rsrtmp: {e}"))?;
     // max-clients=0: the default (1000) would refuse the 1000th player plus the publisher.

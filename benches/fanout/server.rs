@@ -194,8 +194,17 @@ fn start_relay(dir: &std::path::Path, port: u16) -> Result<Child, String> {
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let log = dir.join("relay.log");
     let log = std::fs::File::create(&log).map_err(|e| format!("create {}: {e}", log.display()))?;
-    Command::new(exe)
-        .args(["--bench", "--serve-relay", &port.to_string()])
+    // RSRTMP_RELAY_WRAPPER runs the relay under a profiler (`heaptrack`, `perf record -g --`).
+    let mut cmd = match std::env::var("RSRTMP_RELAY_WRAPPER") {
+        Ok(w) if !w.trim().is_empty() => {
+            let mut words = w.split_whitespace();
+            let mut cmd = Command::new(words.next().expect("not empty"));
+            cmd.args(words).arg(exe);
+            cmd
+        }
+        _ => Command::new(exe),
+    };
+    cmd.args(["--bench", "--serve-relay", &port.to_string()])
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(log)

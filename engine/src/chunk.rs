@@ -133,62 +133,68 @@ impl InStream {
 /// is an array access rather than a hash; the rare larger ids live in a map.
 #[derive(Debug)]
 struct StreamTable<T> {
-    /// Indexed by csid; entries 0 and 1 stay empty (those values select the longer forms).
-    low: Box<[Option<T>; 64]>,
+    /// The first [`SMALL`] chunk streams, searched in order: a connection uses a handful, and
+    /// a few dozen bytes each beat a table sized for every csid on every connection.
+    small: Vec<(u32, T)>,
+    /// Any beyond those (hostile or unusual peers), hashed.
     high: HashMap<u32, T>,
-    len: usize,
 }
+
+/// Chunk streams kept in [`StreamTable::small`].
+const SMALL: usize = 16;
 
 impl<T> StreamTable<T> {
     fn new() -> Self {
         StreamTable {
-            low: Box::new(std::array::from_fn(|_| None)),
+            small: Vec::new(),
             high: HashMap::new(),
-            len: 0,
         }
     }
 
     /// Chunk streams tracked.
     fn len(&self) -> usize {
-        self.len
+        self.small.len() + self.high.len()
     }
 
     fn get(&self, csid: u32) -> Option<&T> {
-        match self.low.get(csid as usize) {
-            Some(slot) => slot.as_ref(),
+        match self.small.iter().find(|(c, _)| *c == csid) {
+            Some((_, v)) => Some(v),
+            None if self.high.is_empty() => None,
             None => self.high.get(&csid),
         }
     }
 
     fn get_mut(&mut self, csid: u32) -> Option<&mut T> {
-        match self.low.get_mut(csid as usize) {
-            Some(slot) => slot.as_mut(),
+        match self.small.iter().position(|(c, _)| *c == csid) {
+            Some(i) => Some(&mut self.small[i].1),
+            None if self.high.is_empty() => None,
             None => self.high.get_mut(&csid),
         }
     }
 
     /// The entry of `csid`, created by `new` if absent.
     fn get_or_insert_with(&mut self, csid: u32, new: impl FnOnce() -> T) -> &mut T {
-        if let Some(slot) = self.low.get_mut(csid as usize) {
-            if slot.is_none() {
-                self.len += 1;
+        if let Some(i) = self.small.iter().position(|(c, _)| *c == csid) {
+            return &mut self.small[i].1;
+        }
+        if self.small.len() < SMALL && !self.high.contains_key(&csid) {
+            if self.small.capacity() == 0 {
+                self.small.reserve_exact(4);
             }
-            return slot.get_or_insert_with(new);
+            self.small.push((csid, new()));
+            return &mut self.small.last_mut().expect("just pushed").1;
         }
-        let entry = self.high.entry(csid);
-        if matches!(entry, Entry::Vacant(_)) {
-            self.len += 1;
+        match self.high.entry(csid) {
+            Entry::Occupied(e) => e.into_mut(),
+            Entry::Vacant(e) => e.insert(new()),
         }
-        entry.or_insert_with(new)
     }
 
     fn insert(&mut self, csid: u32, value: T) {
-        let old = match self.low.get_mut(csid as usize) {
-            Some(slot) => slot.replace(value),
-            None => self.high.insert(csid, value),
-        };
-        if old.is_none() {
-            self.len += 1;
+        let mut value = Some(value);
+        let slot = self.get_or_insert_with(csid, || value.take().expect("taken once"));
+        if let Some(v) = value {
+            *slot = v;
         }
     }
 }
@@ -572,7 +578,7 @@ impl ChunkReader {
         if b0 >> 6 != 3 {
             return None;
         }
-        let s = self.streams.low.get_mut(usize::from(b0 & 0x3f))?.as_mut()?;
+        let s = self.streams.get_mut(u32::from(b0 & 0x3f))?;
         if s.ext.is_some() {
             return None;
         }

@@ -37,6 +37,8 @@ use crate::net::tcp::Tcp;
 const READ_BUF_SMALL: usize = 4 * 1024;
 /// Read buffer of a publisher, which reads a whole stream.
 const READ_BUF: usize = 64 * 1024;
+/// Read buffer of a player, which only sends acknowledgements and the odd command.
+const READ_BUF_PLAYER: usize = 1024;
 /// Most queued frames moved into one round of writes.
 const BATCH: usize = 64;
 /// Most buffers handed to one vectored write.
@@ -583,7 +585,8 @@ pub(crate) async fn serve(
 
 async fn run(c: &mut Conn, stream: &mut Box<dyn ByteStream>) -> String {
     let mut buf = vec![0u8; READ_BUF_SMALL];
-    let mut batch = Vec::with_capacity(BATCH);
+    // Only players that are not direct use it; allocated on first use.
+    let mut batch = Vec::new();
     // The waits below live across iterations: a player goes round this loop once per message,
     // and registering a timer and cancellation waiters anew each time costs more than the
     // rest of its round.
@@ -674,8 +677,13 @@ async fn run(c: &mut Conn, stream: &mut Box<dyn ByteStream>) -> String {
         if route.map(Arc::as_ptr) != route_cancel.as_ref().map(|(r, _)| Arc::as_ptr(r)) {
             route_cancel = route.map(|r| (r.clone(), Box::pin(r.cancel.clone().cancelled_owned())));
         }
-        if matches!(c.role, Role::Publisher { .. }) && buf.len() < READ_BUF {
-            buf.resize(READ_BUF, 0);
+        match c.role {
+            Role::Publisher { .. } if buf.len() < READ_BUF => buf.resize(READ_BUF, 0),
+            Role::Player { .. } if buf.len() > READ_BUF_PLAYER => {
+                buf.truncate(READ_BUF_PLAYER);
+                buf.shrink_to_fit();
+            }
+            _ => {}
         }
         let queue = match &c.role {
             Role::Player { queue, .. } => Some(queue.clone()),
