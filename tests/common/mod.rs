@@ -778,4 +778,5 @@ pub fn wait_for_nginx(nginx: &Nginx, needle: &str, count: usize, timeout: Durati
         nginx.error_log()
     );
 }
+pub mod hostile;
 pub mod server_peers;

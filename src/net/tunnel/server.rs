@@ -55,7 +55,7 @@ pub struct TunnelServerConfig {
     pub max_response: usize,
     /// Most sessions alive at once; `/open` beyond it gets 503.
     pub max_sessions: usize,
-    /// Longest wait for a request's headers, the first one included.
+    /// Longest wait for a request's headers (the first one included), and then for its body.
     pub header_timeout: Duration,
 }
 
@@ -311,9 +311,20 @@ impl Inner {
             );
             return answer_and_close(StatusCode::PAYLOAD_TOO_LARGE, "request body too large\n");
         }
-        let body = match Limited::new(req.into_body(), max_body).collect().await {
-            Ok(body) => body.to_bytes(),
-            Err(e) => {
+        // A body that never arrives must not hold the connection (and its request) forever:
+        // hyper's header timeout ends at the headers, so the body gets the same bound.
+        let collect = Limited::new(req.into_body(), max_body).collect();
+        let body = match tokio::time::timeout(self.config.header_timeout, collect).await {
+            Err(_) => {
+                gst::warning!(
+                    CAT,
+                    "{peer}: POST {path}: the body did not arrive within {:?}; closing the connection",
+                    self.config.header_timeout
+                );
+                return answer_and_close(StatusCode::REQUEST_TIMEOUT, "request body too slow\n");
+            }
+            Ok(Ok(body)) => body.to_bytes(),
+            Ok(Err(e)) => {
                 gst::warning!(CAT, "{peer}: POST {path}: cannot read the body: {e}");
                 let status = if e.is::<http_body_util::LengthLimitError>() {
                     StatusCode::PAYLOAD_TOO_LARGE
