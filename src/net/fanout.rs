@@ -118,6 +118,8 @@ pub enum Flushed {
 
 /// Most buffers handed to one vectored write.
 const MAX_IOV: usize = 64;
+/// Queue capacity (items) an empty queue keeps.
+const SHRINK_ABOVE: usize = 8;
 
 /// The hub's settings.
 #[derive(Debug, Clone)]
@@ -361,6 +363,14 @@ impl QueueInner {
         self.bytes += len;
     }
 
+    /// Gives back the room a burst (a new player's cached GOP, a stall) made the empty queue
+    /// grow to: a few kilobytes per player otherwise kept for good.
+    fn shrink(&mut self) {
+        if self.items.is_empty() && self.items.capacity() > SHRINK_ABOVE {
+            self.items.shrink_to(SHRINK_ABOVE);
+        }
+    }
+
     fn pop_front(&mut self) -> Option<Item> {
         let item = self.items.pop_front()?;
         self.bytes -= item.bytes().len();
@@ -505,6 +515,9 @@ impl PlayerQueue {
             q.bytes -= item.bytes().len();
             out.push(item);
         }
+        if q.items.is_empty() {
+            q.shrink();
+        }
         !(q.closed && q.items.is_empty() && n == 0)
     }
 
@@ -549,6 +562,7 @@ impl PlayerQueue {
                     k += 1;
                 }
                 if k == 0 {
+                    q.shrink();
                     return Ok(Flushed::Empty);
                 }
                 match sock.try_write_vectored_then_wait(&iov[..k]) {

@@ -571,7 +571,8 @@ pub(crate) async fn serve(
         if c.ended {
             let _ = stream.shutdown().await;
         }
-        let mut buf = [0u8; 4096];
+        // On the heap: an array here would make every connection's task 4 KiB larger.
+        let mut buf = vec![0u8; 4096];
         let _ = tokio::time::timeout(LINGER, async {
             while let Ok(n) = stream.read(&mut buf).await {
                 if n == 0 {

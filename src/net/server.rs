@@ -804,10 +804,14 @@ async fn handle_connection(slot: ConnSlot, sock: TcpStream, peer: SocketAddr) {
             let shared = shared.clone();
             // The tunnel sessions it carries get their own slots.
             drop(slot);
-            serve_http(shared, sock, peer, false).await;
+            // Boxed, like the TLS path: the task of every connection is as large as its largest
+            // path, and hyper's and rustls' state would make each plain one kilobytes larger.
+            Box::pin(serve_http(shared, sock, peer, false)).await;
             return;
         }
-        Sniffed::Tls => return serve_tls(slot, sock, peer, deadline, accepted_at).await,
+        Sniffed::Tls => {
+            return Box::pin(serve_tls(slot, sock, peer, deadline, accepted_at)).await;
+        }
         Sniffed::Unknown(b) => {
             return close(format!(
                 "first byte 0x{b:02x} starts no RTMP (0x03), RTMPE (0x06, 0x08, 0x09), TLS (0x16) or HTTP (a letter)"
@@ -845,7 +849,9 @@ async fn serve_http<IO: ByteStream>(shared: Arc<Shared>, io: IO, peer: SocketAdd
     } else {
         &shared.tunnel
     };
-    server.serve_connection(io, peer).await;
+    server
+        .serve_connection_within(io, peer, shared.handshake_timeout())
+        .await;
 }
 
 /// TLS: the handshake, then the first decrypted byte says RTMPS or RTMPTS.

@@ -169,10 +169,25 @@ impl TunnelServer {
     where
         IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
+        self.serve_connection_within(io, peer, self.inner.config.header_timeout)
+            .await
+    }
+
+    /// Like [`serve_connection`](Self::serve_connection), with `request_timeout` for each
+    /// request's headers and body instead of the configured one (a listener's handshake
+    /// timeout, so that a slow HTTP client is held no longer than a slow RTMP one).
+    pub async fn serve_connection_within<IO>(
+        &self,
+        io: IO,
+        peer: SocketAddr,
+        request_timeout: Duration,
+    ) where
+        IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let inner = self.inner.clone();
         let service = service_fn(move |req| {
             let inner = inner.clone();
-            async move { Ok::<_, Infallible>(inner.handle(req, peer).await) }
+            async move { Ok::<_, Infallible>(inner.handle(req, peer, request_timeout).await) }
         });
         let mut builder = hyper::server::conn::http1::Builder::new();
         builder
@@ -181,7 +196,7 @@ impl TunnelServer {
             // "length:": hyper's default lower-case header names would hide the length.
             .title_case_headers(true)
             .timer(TokioTimer::new())
-            .header_read_timeout(self.inner.config.header_timeout);
+            .header_read_timeout(request_timeout);
         if let Err(e) = builder.serve_connection(TokioIo::new(io), service).await {
             gst::debug!(CAT, "RTMPT connection from {peer} ended: {e}");
         }
@@ -288,7 +303,12 @@ impl Inner {
         found
     }
 
-    async fn handle(&self, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+    async fn handle(
+        &self,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        body_timeout: Duration,
+    ) -> Response<Full<Bytes>> {
         let path = req.uri().path().to_string();
         if req.method() != Method::POST {
             gst::info!(CAT, "{peer}: {} {path}: only POST is served", req.method());
@@ -314,12 +334,11 @@ impl Inner {
         // A body that never arrives must not hold the connection (and its request) forever:
         // hyper's header timeout ends at the headers, so the body gets the same bound.
         let collect = Limited::new(req.into_body(), max_body).collect();
-        let body = match tokio::time::timeout(self.config.header_timeout, collect).await {
+        let body = match tokio::time::timeout(body_timeout, collect).await {
             Err(_) => {
                 gst::warning!(
                     CAT,
-                    "{peer}: POST {path}: the body did not arrive within {:?}; closing the connection",
-                    self.config.header_timeout
+                    "{peer}: POST {path}: the body did not arrive within {body_timeout:?}; closing the connection"
                 );
                 return answer_and_close(StatusCode::REQUEST_TIMEOUT, "request body too slow\n");
             }
