@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, mpsc};
 
 use bytes::Bytes;
 use rsrtmp_engine::message::Message;
@@ -168,15 +168,93 @@ struct StreamCache {
 #[derive(Default)]
 struct HubState {
     cache: StreamCache,
-    players: Vec<Arc<PlayerQueue>>,
+    /// Rebuilt on every join and leave (rare) so that a delivery can share it with the
+    /// helper thread for the price of one reference count.
+    players: Arc<[Arc<PlayerQueue>]>,
     /// Set by [`Hub::end_stream`]; the next input starts a fresh stream.
     ended: bool,
+}
+
+impl HubState {
+    fn set_players(&mut self, players: Vec<Arc<PlayerQueue>>) {
+        self.players = players.into();
+    }
+
+    fn take_players(&mut self) -> Vec<Arc<PlayerQueue>> {
+        let players = self.players.to_vec();
+        self.players = Arc::new([]);
+        players
+    }
+}
+
+/// Players from which one message is delivered by two threads (see [`Helper`]).
+const PARALLEL_FROM: usize = 128;
+
+/// One message on its way to the players.
+#[derive(Clone)]
+enum Delivery {
+    /// A header or metadata: never dropped.
+    Always(Arc<Frame>),
+    /// Media, dropped for a player that is skipping or over its bound.
+    Media {
+        frame: Arc<Frame>,
+        sync: bool,
+        limit: usize,
+    },
+}
+
+impl Delivery {
+    fn to(&self, p: &PlayerQueue) {
+        match self {
+            Delivery::Always(f) => p.push_always(f.clone()),
+            Delivery::Media { frame, sync, limit } => p.push_media(frame, *sync, *limit),
+        }
+    }
+}
+
+type Job = (Arc<[Arc<PlayerQueue>]>, usize, Delivery);
+
+/// A thread that delivers a message to the second half of a large hub's players while the
+/// producer's thread does the first half: with hundreds of direct players the sends of one
+/// message take milliseconds, and the last player's latency is the whole loop. The producer
+/// waits for its half before it returns, still holding the hub lock, so a delivery is over
+/// before the player list or the cache changes.
+struct Helper {
+    jobs: mpsc::SyncSender<Job>,
+    done: Mutex<mpsc::Receiver<()>>,
+}
+
+impl Helper {
+    fn start() -> Option<Helper> {
+        let (jobs, rx) = mpsc::sync_channel::<Job>(1);
+        let (done_tx, done) = mpsc::sync_channel(1);
+        std::thread::Builder::new()
+            .name("rsrtmp-fanout".into())
+            .spawn(move || {
+                // Ends when the hub (and with it `jobs`) is gone.
+                while let Ok((players, from, delivery)) = rx.recv() {
+                    for p in &players[from..] {
+                        delivery.to(p);
+                    }
+                    if done_tx.send(()).is_err() {
+                        break;
+                    }
+                }
+            })
+            .ok()?;
+        Some(Helper {
+            jobs,
+            done: Mutex::new(done),
+        })
+    }
 }
 
 /// The shared state of one served stream: its cache and its players.
 pub struct Hub {
     config: HubConfig,
     state: Mutex<HubState>,
+    /// Started with the first large delivery; `None` inside when the thread could not start.
+    helper: OnceLock<Option<Helper>>,
 }
 
 impl Hub {
@@ -184,7 +262,41 @@ impl Hub {
         Hub {
             config,
             state: Mutex::new(HubState::default()),
+            helper: OnceLock::new(),
         }
+    }
+
+    /// Hands `delivery` to every player in `players`, split between this thread and the
+    /// helper when there are many.
+    fn deliver(&self, players: &Arc<[Arc<PlayerQueue>]>, delivery: Delivery) {
+        let n = players.len();
+        let helper = if n >= PARALLEL_FROM {
+            self.helper.get_or_init(Helper::start).as_ref()
+        } else {
+            None
+        };
+        let Some(helper) = helper else {
+            for p in players.iter() {
+                delivery.to(p);
+            }
+            return;
+        };
+        let mid = n / 2;
+        if helper
+            .jobs
+            .send((players.clone(), mid, delivery.clone()))
+            .is_err()
+        {
+            // The helper is gone (it cannot panic, but be safe): do it all here.
+            for p in players.iter() {
+                delivery.to(p);
+            }
+            return;
+        }
+        for p in &players[..mid] {
+            delivery.to(p);
+        }
+        let _ = helper.done.lock().unwrap_or_else(|e| e.into_inner()).recv();
     }
 
     pub fn config(&self) -> &HubConfig {
@@ -207,22 +319,16 @@ impl Hub {
         match input {
             Input::Metadata(b) => {
                 st.cache.metadata = Some(b.clone());
-                for p in &st.players {
-                    p.push_always(b.clone());
-                }
+                self.deliver(&st.players, Delivery::Always(b));
             }
             Input::VideoHeader(b) => {
                 st.cache.video_header = Some(b.clone());
                 st.cache.has_video = true;
-                for p in &st.players {
-                    p.push_always(b.clone());
-                }
+                self.deliver(&st.players, Delivery::Always(b));
             }
             Input::AudioHeader(b) => {
                 st.cache.audio_header = Some(b.clone());
-                for p in &st.players {
-                    p.push_always(b.clone());
-                }
+                self.deliver(&st.players, Delivery::Always(b));
             }
             Input::Frame(enc) => {
                 if enc.kind == Kind::Video {
@@ -248,9 +354,12 @@ impl Hub {
                         }
                     }
                 }
-                for p in &st.players {
-                    p.push_media(&enc, sync, limit);
-                }
+                let delivery = Delivery::Media {
+                    frame: enc,
+                    sync,
+                    limit,
+                };
+                self.deliver(&st.players, delivery);
             }
         }
     }
@@ -259,7 +368,7 @@ impl Hub {
     /// that the next stream starts fresh.
     pub fn end_stream(&self) {
         let mut st = self.lock();
-        for p in st.players.drain(..) {
+        for p in st.take_players() {
             p.push_end();
         }
         st.cache = StreamCache::default();
@@ -304,21 +413,31 @@ impl Hub {
                 q.skipping = true;
             }
         }
-        st.players.push(player.clone());
+        let mut players = st.players.to_vec();
+        players.push(player.clone());
+        st.set_players(players);
         player
     }
 
     /// Forgets a player (its task ended). Safe to call for a player already let go.
     pub fn remove_player(&self, player: &Arc<PlayerQueue>) {
         let mut st = self.lock();
-        st.players.retain(|p| !Arc::ptr_eq(p, player));
+        if st.players.iter().any(|p| Arc::ptr_eq(p, player)) {
+            let players = st
+                .players
+                .iter()
+                .filter(|p| !Arc::ptr_eq(p, player))
+                .cloned()
+                .collect();
+            st.set_players(players);
+        }
         player.close();
     }
 
     /// Lets every player go without telling them the stream ended (the element stopped).
     pub fn close_all(&self) {
         let mut st = self.lock();
-        for p in st.players.drain(..) {
+        for p in st.take_players() {
             p.close();
         }
     }
@@ -934,5 +1053,27 @@ mod tests {
         hub.push(frame(Kind::Video, true, 10, 2));
         let err = p.flush_direct().unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+    }
+
+    #[test]
+    fn a_large_hub_delivers_through_two_threads_in_order() {
+        let hub = Hub::new(HubConfig::default());
+        hub.push(Input::VideoHeader(header(2)));
+        let n = PARALLEL_FROM * 2 + 1;
+        let players: Vec<_> = (0..n).map(|_| hub.add_player(peer())).collect();
+        for i in 0..50u8 {
+            hub.push(frame(Kind::Video, i % 10 == 0, 10 + i, 3));
+        }
+        let want: Vec<u8> = std::iter::once(2).chain(10..60).collect();
+        for (i, p) in players.iter().enumerate() {
+            assert_eq!(drain(p), want, "player {i}");
+        }
+        // Leaving players are not delivered to, the others still are.
+        for p in &players[..n / 2] {
+            hub.remove_player(p);
+        }
+        hub.push(frame(Kind::Audio, false, 99, 1));
+        assert!(players[0].is_finished());
+        assert_eq!(drain(&players[n - 1]), vec![99]);
     }
 }
