@@ -522,6 +522,10 @@ impl Flushing {
         self.0.send_replace(flushing);
     }
 
+    pub fn is_set(&self) -> bool {
+        *self.0.borrow()
+    }
+
     /// Runs `fut` on the calling (GStreamer, never runtime) thread until it completes or
     /// flushing starts; `None` in the second case.
     pub fn wait<F: std::future::Future>(&self, fut: F) -> Option<F::Output> {

@@ -1,18 +1,23 @@
-//! The client connection driver: one tokio task per client element owns the engine session
-//! and the transport; the element talks to it through channels and never runs protocol code.
+//! The client connection drivers. The engine session and the transport belong to one driver
+//! per client element; the element talks to it through a handle and never runs protocol code
+//! itself.
 //!
-//! A [`Publisher`] takes media frames through a bounded channel (the bound is the sink's
-//! backpressure) and publishes them; a [`Player`] hands received frames to the source through
-//! a bounded channel (a slow consumer stops the task reading the socket). Both open their
-//! connection the same way ([`open`]: transport, handshake, `connect`, authentication rounds,
-//! then publish or play, all within the `timeout`), and both reconnect after losing a working
-//! connection when the policy allows. Problems that are not fatal (a lost connection being
-//! retried, media dropped) are reported as [`Notice`]s, through a callback the element turns
-//! into bus messages.
+//! A [`Publisher`] is a task on the shared runtime: it takes media frames through a bounded
+//! channel (the bound is the sink's backpressure) and publishes them. A [`Player`] runs on a
+//! current-thread runtime of its own, driven by the thread that asks it for the next frame
+//! (the source's streaming thread), so a received message becomes a buffer without a thread
+//! switch; over plain TCP its live connection is a socket polled in place (see [`Player`]).
+//! Both open their connection the same way ([`open`]: transport, handshake, `connect`,
+//! authentication rounds, then publish or play, all within the `timeout`), and both reconnect
+//! after losing a working connection when the policy allows. Problems that are not fatal (a
+//! lost connection being retried, media dropped) are reported as [`Notice`]s, through a
+//! callback the element turns into bus messages.
 //!
-//! Invariants: the task is the only owner of the session and the socket; nothing here blocks a
-//! thread; every wait for the server is bounded by the configured timeout; the element's
-//! handles abort the task when dropped, so stopping an element never waits for the network.
+//! Invariants: the driver is the only owner of the session and the socket; only
+//! [`Player::next`] blocks, and only its caller, until a frame or the caller's stop condition
+//! (the element's unlock); every wait for the server is bounded by the configured timeout; the
+//! element's handles end the connection when dropped, so stopping an element never waits for
+//! the network.
 
 use std::collections::VecDeque;
 use std::io;
@@ -341,16 +346,16 @@ impl Meter {
     }
 
     /// The current connection is over: its totals move into the base.
-    fn close_link(&mut self, link: &Link) {
-        let s = link.session.stats();
+    fn close_link(&mut self, session: &ClientSession) {
+        let s = session.stats();
         self.base_in += s.in_bytes_total;
         self.base_out += s.out_bytes_total;
     }
 
-    fn publish(&self, shared: &Shared, link: Option<&Link>, hold: Option<&HoldBook>) {
+    fn publish(&self, shared: &Shared, session: Option<&ClientSession>, hold: Option<&HoldBook>) {
         shared.update(|st| {
-            if let Some(link) = link {
-                let s = link.session.stats();
+            if let Some(session) = session {
+                let s = session.stats();
                 st.in_chunk_size = s.in_chunk_size;
                 st.out_chunk_size = s.out_chunk_size;
                 st.in_window_ack_size = s.in_window_ack_size;
@@ -778,12 +783,12 @@ async fn run_publisher(
     );
     loop {
         let end = publish_live(ctx, &mut link, rx, &mut book, &mut meter).await;
-        meter.publish(&ctx.shared, Some(&link), Some(&book));
+        meter.publish(&ctx.shared, Some(&link.session), Some(&book));
         match end {
             LiveEnd::Finish(reply) => {
                 let _ = link.session.stop(publish.stop_commands);
                 link.session.close();
-                meter.publish(&ctx.shared, Some(&link), Some(&book));
+                meter.publish(&ctx.shared, Some(&link.session), Some(&book));
                 link.close().await;
                 let _ = reply.send(());
                 return Ok(());
@@ -794,8 +799,8 @@ async fn run_publisher(
                 return Ok(());
             }
             LiveEnd::Lost(reason) => {
-                meter.publish(&ctx.shared, Some(&link), Some(&book));
-                meter.close_link(&link);
+                meter.publish(&ctx.shared, Some(&link.session), Some(&book));
+                meter.close_link(&link.session);
                 if !ctx.cfg.reconnect.enabled {
                     return Err(ClientError::Lost { target, reason });
                 }
@@ -841,7 +846,7 @@ async fn run_publisher(
                 if let Some(reply) = finish {
                     let _ = link.session.stop(publish.stop_commands);
                     link.session.close();
-                    meter.publish(&ctx.shared, Some(&link), Some(&book));
+                    meter.publish(&ctx.shared, Some(&link.session), Some(&book));
                     link.close().await;
                     let _ = reply.send(());
                     return Ok(());
@@ -874,7 +879,7 @@ async fn publish_live(
                 _ => {}
             }
         }
-        meter.publish(&ctx.shared, Some(link), Some(book));
+        meter.publish(&ctx.shared, Some(&link.session), Some(book));
         let accepting = link.out_len < OUT_HIGH_WATER;
         tokio::select! {
             r = link.step() => {
@@ -994,52 +999,260 @@ pub enum PlayItem {
     Error(ClientError),
 }
 
-/// The source's handle on its connection task. Dropping it aborts the task.
+/// The source's handle on its connection. Dropping it ends the connection.
+///
+/// The connection is driven by whichever thread waits in [`Player::next`], on a current-thread
+/// runtime of the player's own: the source's streaming thread reads the socket, runs the
+/// session and takes the frame in one go, with no hand-off to another thread per message (that
+/// hand-off, two wake-ups per message, was most of the source's CPU). Plain TCP (rtmp, rtmpe)
+/// goes further once playing: the session reads a non-blocking socket polled right in `next`
+/// ([`Direct`]), without the runtime's scheduler, timers and channel per message; connecting
+/// and reconnecting still run as futures on the runtime. The other transports (TLS, the
+/// tunnel) run the whole connection as one task on that runtime.
+///
+/// While nobody waits in `next` (the element is starting, paused, or past the end) a
+/// background thread drives the connection instead, so it still answers the server, keeps up
+/// to [`PLAY_QUEUE`] frames and completes the polite close; `next` takes over from it.
 pub struct Player {
-    rx: tokio::sync::Mutex<mpsc::Receiver<PlayItem>>,
+    /// `Some` until dropped.
+    rt: Option<Arc<tokio::runtime::Runtime>>,
+    mode: Mode,
+    /// Raised by [`Player::interrupt`] and to stop the background thread.
+    wake: Arc<Wake>,
+    /// The thread driving the connection while `next` does not.
+    background: Mutex<Option<Background>>,
     shared: Arc<Shared>,
-    task: tokio::task::JoinHandle<()>,
     target: String,
+    notice: NoticeFn,
+}
+
+enum Mode {
+    /// The whole connection is one task; frames come through a channel.
+    Task {
+        rx: Mutex<mpsc::Receiver<PlayItem>>,
+        task: tokio::task::JoinHandle<()>,
+    },
+    /// Plain TCP, driven in place.
+    Direct(Arc<Mutex<Direct>>),
+}
+
+/// A thread driving the connection until told to stop.
+struct Background {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+/// Wakes whoever drives the connection: a counter for waits on the runtime, a socket pair for
+/// waits in `poll`.
+struct Wake {
+    seq: tokio::sync::watch::Sender<u64>,
+    tx: std::os::unix::net::UnixStream,
+    rx: std::os::unix::net::UnixStream,
+}
+
+impl Wake {
+    fn new() -> io::Result<Wake> {
+        let (tx, rx) = std::os::unix::net::UnixStream::pair()?;
+        tx.set_nonblocking(true)?;
+        rx.set_nonblocking(true)?;
+        Ok(Wake {
+            seq: tokio::sync::watch::channel(0).0,
+            tx,
+            rx,
+        })
+    }
+
+    fn raise(&self) {
+        use std::io::Write;
+        self.seq.send_modify(|n| *n += 1);
+        // A full pipe already wakes the poller.
+        let _ = (&self.tx).write(&[1]);
+    }
+
+    fn drain(&self) {
+        use std::io::Read;
+        let mut sink = [0u8; 64];
+        while matches!((&self.rx).read(&mut sink), Ok(n) if n > 0) {}
+    }
+
+    /// Runs `fut` on `rt` until it completes (`Some`) or `stop()` holds (`None`), rechecking
+    /// `stop` at every [`Wake::raise`].
+    fn block_on<F: std::future::Future>(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        stop: &dyn Fn() -> bool,
+        fut: F,
+    ) -> Option<F::Output> {
+        let mut seq = self.seq.subscribe();
+        rt.block_on(async {
+            tokio::pin!(fut);
+            loop {
+                if stop() {
+                    return None;
+                }
+                tokio::select! {
+                    biased;
+                    out = &mut fut => return Some(out),
+                    _ = seq.changed() => {}
+                }
+            }
+        })
+    }
 }
 
 impl Player {
-    /// Starts connecting at once, on the shared runtime.
+    /// Starts connecting at once (on a background thread until the first [`Player::next`]).
     pub fn start(cfg: ClientConfig, play: PlayConfig, notice: NoticeFn) -> Player {
         let shared = Arc::new(Shared::default());
-        let (tx, rx) = mpsc::channel(PLAY_QUEUE);
-        let ctx = Ctx {
+        let direct = transport_kind(cfg.url.scheme) == TransportKind::Tcp;
+        let ctx = Arc::new(Ctx {
             cfg,
             role: ClientRole::Play,
             chunk_size: None,
-            notice,
+            notice: notice.clone(),
             shared: shared.clone(),
-        };
-        let target = ctx.target();
-        let task = runtime::runtime().spawn(async move {
-            // On success the end of stream was already handed over.
-            if let Err(e) = run_player(&ctx, &play, &tx).await {
-                ctx.shared.fail(e.clone());
-                let _ = tx.send(PlayItem::Error(e)).await;
-            }
         });
-        Player {
-            rx: tokio::sync::Mutex::new(rx),
+        let target = ctx.target();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("rsrtmp: cannot start the player's tokio runtime");
+        let wake = Arc::new(Wake::new().expect("rsrtmp: cannot create a socket pair"));
+        let mode = if direct {
+            let first: Opening = Box::pin({
+                let ctx = ctx.clone();
+                async move { first_open(&ctx).await }
+            });
+            Mode::Direct(Arc::new(Mutex::new(Direct {
+                ctx,
+                play,
+                phase: Phase::Opening(first, false),
+                queue: VecDeque::new(),
+                meter: Meter::new(),
+                timestamps: TimestampExtender::new(),
+                last_media: Instant::now(),
+                next_tick: Instant::now() + TICK,
+            })))
+        } else {
+            let (tx, rx) = mpsc::channel(PLAY_QUEUE);
+            let task = rt.spawn(async move {
+                // On success the end of stream was already handed over.
+                if let Err(e) = run_player(&ctx, &play, &tx).await {
+                    ctx.shared.fail(e.clone());
+                    let _ = tx.send(PlayItem::Error(e)).await;
+                }
+            });
+            Mode::Task {
+                rx: Mutex::new(rx),
+                task,
+            }
+        };
+        let player = Player {
+            rt: Some(Arc::new(rt)),
+            mode,
+            wake,
+            background: Mutex::new(None),
             shared,
-            task,
             target,
+            notice,
+        };
+        player.drive_in_background();
+        player
+    }
+
+    fn rt(&self) -> &Arc<tokio::runtime::Runtime> {
+        self.rt.as_ref().expect("runtime present until drop")
+    }
+
+    /// Makes a waiting [`Player::next`] look at its `stop` condition again.
+    pub fn interrupt(&self) {
+        self.wake.raise();
+    }
+
+    /// Lets a background thread drive the connection until the next [`Player::next`]; for
+    /// when the caller stops asking for a while (pause, end of stream). Idempotent.
+    pub fn drive_in_background(&self) {
+        let mut background = self.background.lock().unwrap_or_else(|e| e.into_inner());
+        if background.is_some() {
+            return;
+        }
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (rt, wake, flag) = (self.rt().clone(), self.wake.clone(), stop.clone());
+        let direct = match &self.mode {
+            Mode::Direct(d) => Some(d.clone()),
+            Mode::Task { .. } => None,
+        };
+        let spawned = std::thread::Builder::new()
+            .name("rsrtmp-player".into())
+            .spawn(move || {
+                let stopped = || flag.load(std::sync::atomic::Ordering::Acquire);
+                match direct {
+                    Some(d) => {
+                        let mut d = d.lock().unwrap_or_else(|e| e.into_inner());
+                        d.drive(&rt, &wake, &stopped, false);
+                    }
+                    None => {
+                        wake.block_on(&rt, &stopped, std::future::pending::<()>());
+                    }
+                }
+            });
+        match spawned {
+            Ok(thread) => *background = Some(Background { stop, thread }),
+            // Without the thread the connection waits for the next `next`; only slower.
+            Err(e) => (self.notice)(Notice::Warning(format!(
+                "cannot start a thread to drive the connection while paused: {e}"
+            ))),
         }
     }
 
-    /// The next item; cancel-safe, so a wait can be abandoned (unlock) and resumed.
-    pub async fn next(&self) -> PlayItem {
-        let mut rx = self.rx.lock().await;
-        match rx.recv().await {
-            Some(item) => item,
-            None => PlayItem::Error(self.shared.failure().unwrap_or_else(|| ClientError::Lost {
-                target: self.target.clone(),
-                reason: "the connection task ended".into(),
-            })),
+    /// Stops the background thread, if any, so the caller can drive the connection.
+    fn take_over(&self) {
+        let background = self
+            .background
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(b) = background {
+            b.stop.store(true, std::sync::atomic::Ordering::Release);
+            self.wake.raise();
+            let _ = b.thread.join();
         }
+    }
+
+    /// The next item, driving the connection on the calling thread until one is ready or
+    /// `stop()` holds (`None`; checked at the start and after every [`Player::interrupt`]).
+    /// The caller must not be a runtime thread. After a stop or the last item, the connection
+    /// goes on in the background.
+    pub fn next(&self, stop: &dyn Fn() -> bool) -> Option<PlayItem> {
+        self.take_over();
+        let item = match &self.mode {
+            Mode::Task { rx, .. } => {
+                let mut rx = rx.lock().unwrap_or_else(|e| e.into_inner());
+                self.wake
+                    .block_on(self.rt(), stop, rx.recv())
+                    .map(|item| item.unwrap_or_else(|| self.ended()))
+            }
+            Mode::Direct(d) => {
+                let mut d = d.lock().unwrap_or_else(|e| e.into_inner());
+                d.drive(self.rt(), &self.wake, stop, true);
+                match d.queue.pop_front() {
+                    Some(item) => Some(item),
+                    None if matches!(d.phase, Phase::Done) && !stop() => Some(self.ended()),
+                    None => None,
+                }
+            }
+        };
+        if !matches!(item, Some(PlayItem::Frame(_) | PlayItem::Discont)) {
+            self.drive_in_background();
+        }
+        item
+    }
+
+    fn ended(&self) -> PlayItem {
+        PlayItem::Error(self.shared.failure().unwrap_or_else(|| ClientError::Lost {
+            target: self.target.clone(),
+            reason: "the connection task ended".into(),
+        }))
     }
 
     pub fn stats(&self) -> Stats {
@@ -1049,7 +1262,436 @@ impl Player {
 
 impl Drop for Player {
     fn drop(&mut self) {
-        self.task.abort();
+        self.take_over();
+        if let Mode::Task { task, .. } = &self.mode {
+            task.abort();
+        }
+        if let Some(rt) = self.rt.take() {
+            // Never blocks, so a player may be dropped anywhere (even on a runtime thread).
+            match Arc::try_unwrap(rt) {
+                Ok(rt) => rt.shutdown_background(),
+                Err(rt) => drop(rt),
+            }
+        }
+    }
+}
+
+/// The 1 s bitrate tick.
+const TICK: Duration = Duration::from_secs(1);
+
+type Opening =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Link, ClientError>> + Send>>;
+
+/// The first connection, with its progress messages.
+async fn first_open(ctx: &Ctx) -> Result<Link, ClientError> {
+    let target = ctx.target();
+    ctx.progress(
+        ProgressKind::Start,
+        "connect",
+        format!("Connecting to {target}"),
+    );
+    match open(ctx).await {
+        Ok(link) => {
+            ctx.progress(
+                ProgressKind::Complete,
+                "connect",
+                format!("Playing {:?} from {target}", ctx.cfg.url.stream),
+            );
+            Ok(link)
+        }
+        Err(e) => {
+            ctx.progress(ProgressKind::Error, "connect", e.to_string());
+            Err(e)
+        }
+    }
+}
+
+/// A plain TCP connection read in place.
+struct DirectLink {
+    session: ClientSession,
+    sock: std::net::TcpStream,
+    out: VecDeque<Bytes>,
+    buf: Vec<u8>,
+    eof: bool,
+    /// Our side is shut (closing).
+    shut: bool,
+    epoch: Instant,
+}
+
+impl DirectLink {
+    /// Takes the socket out of an async link; `Err` (with a reason) if it is not plain TCP.
+    fn from_link(link: Link) -> Result<DirectLink, String> {
+        let stream = link.reader.unsplit(link.writer);
+        let any: Box<dyn std::any::Any + Send> = stream;
+        let tcp = any
+            .downcast::<tokio::net::TcpStream>()
+            .map_err(|_| "the transport is not plain TCP".to_string())?;
+        // Still non-blocking, as tokio left it.
+        let sock = tcp.into_std().map_err(|e| e.to_string())?;
+        Ok(DirectLink {
+            session: link.session,
+            sock,
+            out: link.out,
+            buf: link.buf,
+            eof: link.eof,
+            shut: false,
+            epoch: link.epoch,
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Writes what the session and the queue hold, until the socket would block.
+    fn write_out(&mut self) -> io::Result<()> {
+        use std::io::Write;
+        while let Some(b) = self.session.poll_transmit() {
+            self.out.push_back(b);
+        }
+        while let Some(front) = self.out.front_mut() {
+            match self.sock.write(front) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) if n == front.len() => {
+                    self.out.pop_front();
+                }
+                Ok(n) => {
+                    let _ = front.split_to(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// One read: bytes to the session (or discarded when `discard`), or the end.
+    fn read_in(&mut self, discard: bool) -> io::Result<()> {
+        use std::io::Read;
+        match self.sock.read(&mut self.buf) {
+            Ok(0) => {
+                self.eof = true;
+                if !discard {
+                    self.session.handle_peer_closed();
+                }
+                Ok(())
+            }
+            Ok(n) => {
+                if !discard {
+                    let now = self.now_ms();
+                    self.session.handle_input(&self.buf[..n], now);
+                }
+                Ok(())
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// What a [`Direct`] player is doing.
+enum Phase {
+    /// Connecting (`false`) or reconnecting (`true`): a future on the runtime.
+    Opening(Opening, bool),
+    Live(DirectLink),
+    /// After the end: the polite close, until the server closes or the deadline.
+    Closing(DirectLink, Instant),
+    Done,
+}
+
+/// The plain-TCP player: the same life as [`run_player`], as a state machine driven in place.
+struct Direct {
+    ctx: Arc<Ctx>,
+    play: PlayConfig,
+    phase: Phase,
+    /// Items for `next`, at most [`PLAY_QUEUE`] frames ahead (then reading pauses).
+    queue: VecDeque<PlayItem>,
+    meter: Meter,
+    timestamps: TimestampExtender,
+    last_media: Instant,
+    next_tick: Instant,
+}
+
+/// Readiness of the socket and the wake pipe after a [`poll`].
+struct Ready {
+    sock_in: bool,
+    sock_out: bool,
+}
+
+/// Waits for the socket (`read`/`write` interest), the wake pipe or `deadline`.
+fn poll(
+    sock: &std::net::TcpStream,
+    read: bool,
+    write: bool,
+    wake: &Wake,
+    deadline: Instant,
+) -> Ready {
+    use gst::glib::ffi::{G_IO_ERR, G_IO_HUP, G_IO_IN, G_IO_OUT, GPollFD, g_poll};
+    use std::os::fd::AsRawFd;
+    let mut events = 0;
+    if read {
+        events |= G_IO_IN;
+    }
+    if write {
+        events |= G_IO_OUT;
+    }
+    let mut fds = [
+        GPollFD {
+            // Without interest the socket stays out: poll reports a hang-up unasked, and
+            // with reading paused that would wake it at once, again and again.
+            fd: if events == 0 { -1 } else { sock.as_raw_fd() },
+            events: events as u16,
+            revents: 0,
+        },
+        GPollFD {
+            fd: wake.rx.as_raw_fd(),
+            events: G_IO_IN as u16,
+            revents: 0,
+        },
+    ];
+    let wait = deadline.saturating_duration_since(Instant::now());
+    // Round up: waking a little early would only spin once more.
+    let ms = (wait.as_micros().div_ceil(1000)).min(i32::MAX as u128) as i32;
+    // SAFETY: `fds` is a valid array of two initialised GPollFD for the whole call, and both
+    // descriptors stay open (owned by `sock` and `wake`, borrowed for the call).
+    unsafe { g_poll(fds.as_mut_ptr(), 2, ms) };
+    if fds[1].revents != 0 {
+        wake.drain();
+    }
+    let r = fds[0].revents as u32;
+    let broken = r & (G_IO_ERR | G_IO_HUP) != 0;
+    Ready {
+        sock_in: r & G_IO_IN != 0 || (broken && read),
+        sock_out: r & G_IO_OUT != 0 || (broken && write),
+    }
+}
+
+impl Direct {
+    /// Drives the connection until an item is queued (when `want`) or `stop()` holds.
+    fn drive(
+        &mut self,
+        rt: &tokio::runtime::Runtime,
+        wake: &Wake,
+        stop: &dyn Fn() -> bool,
+        want: bool,
+    ) {
+        loop {
+            if want && !self.queue.is_empty() {
+                return;
+            }
+            if stop() {
+                return;
+            }
+            match std::mem::replace(&mut self.phase, Phase::Done) {
+                Phase::Done => {
+                    if want {
+                        return;
+                    }
+                    // Nothing left to drive: wait to be stopped.
+                    wake.block_on(rt, stop, std::future::pending::<()>());
+                }
+                Phase::Opening(mut fut, reconnect) => match wake.block_on(rt, stop, &mut fut) {
+                    None => self.phase = Phase::Opening(fut, reconnect),
+                    Some(Ok(link)) => self.opened(link, reconnect),
+                    Some(Err(e)) => {
+                        self.ctx.shared.fail(e.clone());
+                        self.queue.push_back(PlayItem::Error(e));
+                    }
+                },
+                Phase::Live(link) => self.live(link, wake),
+                Phase::Closing(link, deadline) => self.closing(link, deadline, wake),
+            }
+        }
+    }
+
+    fn opened(&mut self, link: Link, reconnect: bool) {
+        let link = match DirectLink::from_link(link) {
+            Ok(link) => link,
+            Err(reason) => {
+                let e = ClientError::Failed {
+                    target: self.ctx.target(),
+                    stage: "taking over the socket",
+                    reason,
+                };
+                self.ctx.shared.fail(e.clone());
+                self.queue.push_back(PlayItem::Error(e));
+                return;
+            }
+        };
+        if reconnect {
+            self.ctx.shared.update(|s| s.reconnects += 1);
+            self.ctx.progress(
+                ProgressKind::Complete,
+                "reconnect",
+                format!(
+                    "Playing {:?} from {} again",
+                    self.ctx.cfg.url.stream,
+                    self.ctx.target()
+                ),
+            );
+            self.queue.push_back(PlayItem::Discont);
+        }
+        self.last_media = Instant::now();
+        self.phase = Phase::Live(link);
+    }
+
+    /// One round of a live connection: the session's events, then one wait and its I/O.
+    fn live(&mut self, mut link: DirectLink, wake: &Wake) {
+        if let Some(end) = self.events(&mut link) {
+            return self.end(link, end);
+        }
+        self.meter
+            .publish(&self.ctx.shared, Some(&link.session), None);
+        if let Err(e) = link.write_out() {
+            return self.end(link, PlayEnd::Lost(e.to_string()));
+        }
+        let now = Instant::now();
+        let idle = self.play.idle_timeout.map(|t| self.last_media + t);
+        if idle.is_some_and(|at| now >= at) {
+            let secs = self.play.idle_timeout.unwrap_or_default().as_secs();
+            return self.end(
+                link,
+                PlayEnd::Eos(format!("no media for {secs} s (idle-timeout)")),
+            );
+        }
+        if now >= self.next_tick {
+            self.meter.tick();
+            self.next_tick = now + TICK;
+        }
+        let session_at = link
+            .session
+            .poll_timeout()
+            .map(|ms| link.epoch + Duration::from_millis(ms));
+        if session_at.is_some_and(|at| now >= at) {
+            let ms = link.now_ms();
+            link.session.handle_timeout(ms);
+            self.phase = Phase::Live(link);
+            return;
+        }
+        let deadline = [Some(self.next_tick), idle, session_at]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(self.next_tick);
+        // A full queue stops reading: the server then waits on TCP, as with a slow reader.
+        let read = !link.eof && self.queue.len() < PLAY_QUEUE;
+        let ready = poll(&link.sock, read, !link.out.is_empty(), wake, deadline);
+        if ready.sock_in
+            && let Err(e) = link.read_in(false)
+        {
+            return self.end(link, PlayEnd::Lost(e.to_string()));
+        }
+        if ready.sock_out
+            && let Err(e) = link.write_out()
+        {
+            return self.end(link, PlayEnd::Lost(e.to_string()));
+        }
+        self.phase = Phase::Live(link);
+    }
+
+    /// The session's events: frames queued, or how the connection ended.
+    fn events(&mut self, link: &mut DirectLink) -> Option<PlayEnd> {
+        while let Some(event) = link.session.poll_event() {
+            match event {
+                ClientEvent::Media(msg) => {
+                    if let Some(frame) = frame_from_message(&msg, &mut self.timestamps) {
+                        self.meter.count(&frame);
+                        self.last_media = Instant::now();
+                        self.queue.push_back(PlayItem::Frame(frame));
+                    }
+                }
+                ClientEvent::StreamEof(id)
+                    if link
+                        .session
+                        .active_stream()
+                        .is_none_or(|active| active == id) =>
+                {
+                    return Some(PlayEnd::Eos("StreamEOF".into()));
+                }
+                ClientEvent::Status { status, .. } => match StatusCode::from_code(&status.code) {
+                    Some(
+                        StatusCode::PlayUnpublishNotify
+                        | StatusCode::PlayStop
+                        | StatusCode::PlayComplete,
+                    ) => return Some(PlayEnd::Eos(status.code)),
+                    _ if status.level == "error" => self.ctx.warn(format!(
+                        "server reports {}: {}",
+                        status.code, status.description
+                    )),
+                    _ => {}
+                },
+                ClientEvent::Closed(reason) => return Some(PlayEnd::Lost(reason.to_string())),
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// What follows the end of a live connection (as in [`run_player`]).
+    fn end(&mut self, mut link: DirectLink, end: PlayEnd) {
+        self.meter
+            .publish(&self.ctx.shared, Some(&link.session), None);
+        let target = self.ctx.target();
+        match end {
+            PlayEnd::Eos(why) => {
+                self.ctx.progress(
+                    ProgressKind::Complete,
+                    "play",
+                    format!("End of stream: {why}"),
+                );
+                self.queue.push_back(PlayItem::Eos);
+                link.session.close();
+                self.phase = Phase::Closing(link, Instant::now() + CLOSE_GRACE);
+            }
+            PlayEnd::Gone => {}
+            PlayEnd::Lost(reason) => {
+                self.meter.close_link(&link.session);
+                drop(link);
+                if !self.ctx.cfg.reconnect.enabled {
+                    if self.play.no_eof_is_error {
+                        let e = ClientError::Lost { target, reason };
+                        self.ctx.shared.fail(e.clone());
+                        self.queue.push_back(PlayItem::Error(e));
+                    } else {
+                        self.queue.push_back(PlayItem::Eos);
+                    }
+                    return;
+                }
+                self.ctx.warn(format!(
+                    "connection to {target} lost ({reason}); reconnecting"
+                ));
+                let ctx = self.ctx.clone();
+                self.phase = Phase::Opening(
+                    Box::pin(async move { reconnect_player(&ctx, &reason).await }),
+                    true,
+                );
+            }
+        }
+    }
+
+    /// The polite close (see [`Link::close`]): queued bytes out, our side shut, the server's
+    /// bytes read until it closes.
+    fn closing(&mut self, mut link: DirectLink, deadline: Instant, wake: &Wake) {
+        if Instant::now() >= deadline || link.eof || link.write_out().is_err() {
+            return;
+        }
+        if link.out.is_empty() && !link.shut {
+            let _ = link.sock.shutdown(std::net::Shutdown::Write);
+            link.shut = true;
+        }
+        let ready = poll(&link.sock, true, !link.out.is_empty(), wake, deadline);
+        if ready.sock_in && link.read_in(true).is_err() {
+            return;
+        }
+        self.phase = Phase::Closing(link, deadline);
     }
 }
 
@@ -1089,7 +1731,7 @@ async fn run_player(
     loop {
         let end = play_live(ctx, play, &mut link, tx, &mut meter, &mut timestamps).await;
         // The last events of the connection count too.
-        meter.publish(&ctx.shared, Some(&link), None);
+        meter.publish(&ctx.shared, Some(&link.session), None);
         match end {
             PlayEnd::Eos(why) => {
                 ctx.progress(
@@ -1105,8 +1747,8 @@ async fn run_player(
             }
             PlayEnd::Gone => return Ok(()),
             PlayEnd::Lost(reason) => {
-                meter.publish(&ctx.shared, Some(&link), None);
-                meter.close_link(&link);
+                meter.publish(&ctx.shared, Some(&link.session), None);
+                meter.close_link(&link.session);
                 if !ctx.cfg.reconnect.enabled {
                     if play.no_eof_is_error {
                         return Err(ClientError::Lost { target, reason });
@@ -1180,7 +1822,7 @@ async fn play_live(
                 _ => {}
             }
         }
-        meter.publish(&ctx.shared, Some(link), None);
+        meter.publish(&ctx.shared, Some(&link.session), None);
         let idle_deadline = last_media + play.idle_timeout.unwrap_or(far);
         tokio::select! {
             r = link.step() => {

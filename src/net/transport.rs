@@ -19,8 +19,9 @@ use tokio::net::TcpStream;
 use super::tls::{TlsClientConfig, TlsConnector, TlsError};
 use super::tunnel::{self, TunnelClientOptions, TunnelError};
 
-/// A byte stream to the peer, whatever carries it.
-pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
+/// A byte stream to the peer, whatever carries it. `Any`, so a driver that can do better with
+/// a plain socket can take the `TcpStream` back out.
+pub trait Stream: AsyncRead + AsyncWrite + Send + Unpin + std::any::Any {}
 impl<T: AsyncRead + AsyncWrite + Send + Unpin + 'static> Stream for T {}
 
 /// What carries the RTMP bytes.

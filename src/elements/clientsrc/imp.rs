@@ -1,7 +1,8 @@
 //! rtmpclientsrc: RTMP play in, FLV out.
 //!
 //! The connection task (`crate::net::client::Player`) hands over media frames; `create()`
-//! turns them into FLV buffers. The first buffers are the FLV header, the metadata and the
+//! turns them into FLV buffers. `create()` drives that task itself while it waits, so a
+//! message goes from the socket to a buffer on the streaming thread, without a thread switch. The first buffers are the FLV header, the metadata and the
 //! sequence headers, flagged HEADER and also put into the caps as `streamheader`, so
 //! `flvdemux` (and playbin) work unchanged. DTS is the RTMP timestamp extended to 64 bits,
 //! PTS adds the composition time. After a reconnect the first buffer is flagged DISCONT and
@@ -460,6 +461,14 @@ impl BaseSrcImpl for RtmpClientSrc {
 
     fn unlock(&self) -> Result<(), gst::ErrorMessage> {
         self.flushing.set(true);
+        // `create()` stops driving the connection now; keep it answering the server while
+        // paused (PLAYING→PAUSED unlocks a live source).
+        if let State::Started(started) = &*self.state.lock().unwrap()
+            && let Some(player) = &started.player
+        {
+            player.interrupt();
+            player.drive_in_background();
+        }
         Ok(())
     }
 
@@ -485,7 +494,8 @@ impl PushSrcImpl for RtmpClientSrc {
                 return Err(gst::FlowError::Eos);
             }
             let player = self.player()?;
-            let Some(item) = self.flushing.wait(player.next()) else {
+            // The connection is driven right here while waiting (see `Player`).
+            let Some(item) = player.next(&|| self.flushing.is_set()) else {
                 gst::debug!(CAT, imp = self, "unlocked");
                 return Err(gst::FlowError::Flushing);
             };
