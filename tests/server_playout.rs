@@ -1,5 +1,5 @@
 //! rtmpserversink against real players (ffmpeg, rtmpdump, GStreamer's rtmp2src): each gets every
-//! frame and finishes on its own at EOS; 50 concurrent players each get every frame; a player
+//! frame and finishes on its own at EOS; 50 and 160 concurrent players each get every frame; a player
 //! joining mid-stream starts with the sequence headers and a keyframe; a player that stops
 //! reading costs the others nothing.
 
@@ -147,6 +147,14 @@ fn ffmpeg_rtmpdump_rtmp2src_and_an_rtmpe_player_get_every_frame() {
 #[test]
 fn fifty_concurrent_players_each_get_every_frame() {
     let players = vec![("rtmpdump", rtmpdump_player as StartPlayer); 50];
+    serve_to(&players, "");
+}
+
+/// Past 128 players the hub delivers each message from two threads (each with its half of the
+/// players): every one of them still gets every frame, in order.
+#[test]
+fn a_hundred_and_sixty_players_each_get_every_frame() {
+    let players = vec![("rtmpdump", rtmpdump_player as StartPlayer); 160];
     serve_to(&players, "");
 }
 

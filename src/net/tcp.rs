@@ -1,5 +1,5 @@
 //! TCP sockets as the drivers use them: shared between a connection's task and a fan-out hub,
-//! and written with `MSG_NOSIGNAL`.
+//! and written with `MSG_NOSIGNAL` (server connections, and client ones under TLS or the tunnel).
 //!
 //! A write to a connection the peer has reset raises SIGPIPE unless the call says otherwise, and
 //! a host such as `gst-launch-1.0` leaves SIGPIPE at its default action, which kills the

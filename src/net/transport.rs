@@ -121,7 +121,12 @@ pub async fn connect(
             TransportKind::Tcp | TransportKind::Tls => {
                 let (tcp, peer) = connect_tcp(host, port, &target).await?;
                 let stream: Box<dyn Stream> = match &connector {
-                    Some(c) => Box::new(c.connect(host, tcp).await?),
+                    // rustls hands its records to vectored writes, which are `writev` on a
+                    // tokio socket: SIGPIPE when the server reset the connection, fatal in
+                    // gst-launch-1.0. `Tcp` writes with MSG_NOSIGNAL.
+                    Some(c) => Box::new(c.connect(host, crate::net::tcp::Tcp::new(tcp)).await?),
+                    // Plain writes are `send(MSG_NOSIGNAL)` already, and the source takes this
+                    // socket back as a std one (see `client`).
                     None => Box::new(tcp),
                 };
                 Ok(Transport {

@@ -141,6 +141,8 @@ pub async fn connect(
                 .map_err(|source| TunnelError::Connect { addr, source })?;
             // Requests are small and latency-bound: never let Nagle hold one back.
             let _ = tcp.set_nodelay(true);
+            // MSG_NOSIGNAL writes: a host process's SIGPIPE must not hinge on the server.
+            let tcp = crate::net::tcp::Tcp::new(tcp);
             Ok(match tls {
                 Some(tls) => Box::new(tls.connect(&bare, tcp).await?) as BoxIo,
                 None => Box::new(tcp) as BoxIo,
