@@ -369,4 +369,14 @@ impl<T: IsA<gst::Element> + Send + Sync> RouteHooks for ElementHooks<T> {
             element.emit_by_name::<()>("client-disconnected", &[&peer.to_string()]);
         }
     }
+
+    fn has_handlers(&self) -> bool {
+        let Some(element) = self.element.upgrade() else {
+            return false;
+        };
+        ["authorize", "client-connected", "client-disconnected"]
+            .into_iter()
+            .filter_map(|name| glib::subclass::SignalId::lookup(name, element.type_()))
+            .any(|id| glib::signal::signal_has_handler_pending(&element, id, None, true))
+    }
 }

@@ -137,6 +137,11 @@ impl Conn {
         f: impl FnOnce(&dyn crate::net::server::RouteHooks) -> R + Send + 'static,
     ) -> Option<R> {
         let hooks = route.hooks.clone();
+        if !hooks.has_handlers() {
+            // Only the elements' own defaults run: quick, and a join burst would otherwise
+            // start a blocking thread per joining player (stacks and malloc arenas in RSS).
+            return Some(f(hooks.as_ref()));
+        }
         // Signal handlers are application code: keep them off the I/O workers.
         tokio::task::spawn_blocking(move || f(hooks.as_ref()))
             .await

@@ -241,6 +241,12 @@ pub trait RouteHooks: Send + Sync + 'static {
     fn authorize(&self, req: &AuthRequest) -> bool;
     fn client_connected(&self, peer: SocketAddr);
     fn client_disconnected(&self, peer: SocketAddr);
+
+    /// Whether application code may run in the hooks (a signal handler is connected). When
+    /// not, the driver calls them in place instead of on a thread of their own.
+    fn has_handlers(&self) -> bool {
+        true
+    }
 }
 
 /// What an element asks for.
