@@ -36,18 +36,13 @@ mod relay;
 #[path = "fanout/server.rs"]
 mod server;
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
-
-use tokio::sync::{oneshot, watch};
 
 use histogram::Histogram;
 use media::Sizes;
 use server::{Kind, Server};
 
-/// Players connecting at once during the join phase.
-const CONCURRENT_JOINS: usize = 64;
 /// Time after the last join before the window opens (join bursts, GOP sends).
 const SETTLE: Duration = Duration::from_secs(2);
 /// Time after the window closes for messages sent inside it to arrive.
@@ -186,63 +181,18 @@ fn run_scenario(
     let mut srv = Server::start(kind)?;
     let names = srv.names();
     let sizes = Sizes::for_kbps(opts.kbps);
-    let (stop_tx, stop_rx) = watch::channel(false);
-
-    // Publisher on its own thread and runtime.
-    let progress = Arc::new(publisher::Progress::default());
-    let (ready_tx, ready_rx) = oneshot::channel();
-    let publisher = {
-        let (port, app, stream) = (srv.port, names.app.to_string(), names.publish.to_string());
-        let (progress, stop) = (progress.clone(), stop_rx.clone());
-        std::thread::Builder::new()
-            .name("publisher".into())
-            .spawn(move || -> Result<(), String> {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| format!("publisher runtime: {e}"))?
-                    .block_on(publisher::run(
-                        port, app, stream, sizes, progress, ready_tx, stop,
-                    ))
-            })
-            .map_err(|e| format!("spawn the publisher thread: {e}"))?
-    };
-    let started = rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(15), ready_rx)
-            .await
-            .map_err(|_| "publisher not ready after 15 s".to_string())?
-            .map_err(|_| "publisher thread ended without a word".to_string())?
-    });
-    if let Err(e) = started {
-        let _ = stop_tx.send(true);
-        let _ = publisher.join();
-        return Err(format!("{e}; server log:\n{}", srv.log()));
-    }
+    let publisher::Started {
+        progress,
+        stop_tx,
+        stop_rx,
+        thread: publisher,
+    } = publisher::start(rt, srv.port, names.app, names.publish, sizes)
+        .map_err(|e| format!("{e}; server log:\n{}", srv.log()))?;
     std::thread::sleep(Duration::from_millis(1500));
     let rss_base = srv.rss_kib()?;
 
     // Players.
-    let shared = player::Shared::new(CONCURRENT_JOINS);
-    let handles: Vec<_> = (0..n)
-        .map(|_| {
-            rt.spawn(player::run(
-                srv.port,
-                names.app.to_string(),
-                names.play.to_string(),
-                shared.clone(),
-                stop_rx.clone(),
-            ))
-        })
-        .collect();
-    let join_deadline =
-        Instant::now() + Duration::from_secs(20) + Duration::from_millis(30 * n as u64);
-    loop {
-        let done = shared.started.load(Relaxed) + shared.failed.load(Relaxed);
-        if done >= n || Instant::now() > join_deadline || !srv.alive() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (shared, handles) = player::join(rt, &mut srv, names.app, names.play, n, &stop_rx);
     std::thread::sleep(SETTLE);
 
     // Steady-state window.
@@ -371,43 +321,23 @@ fn print_table(outcomes: &[Outcome]) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if let Some(i) = args.iter().position(|a| a == "--serve-relay") {
-        let port = args.get(i + 1).and_then(|p| p.parse::<u16>().ok());
-        let Some(port) = port else {
-            eprintln!("--serve-relay needs a port, got {:?}", args.get(i + 1));
-            std::process::exit(2);
+    let mut opts = None;
+    let Some(rt) = relay::bench_entry("fanout", &args, || {
+        let o = match parse_args(&args) {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("fanout: {e}");
+                std::process::exit(2);
+            }
         };
-        if let Err(e) = relay::serve(port) {
-            eprintln!("relay: {e}");
-            std::process::exit(1);
-        }
+        let threads = o.threads;
+        opts = Some(o);
+        threads
+    }) else {
         return;
-    }
-    if !args.iter().any(|a| a == "--bench") {
-        println!(
-            "fanout: load test; run it with `cargo bench --bench fanout` (nothing to do here)"
-        );
-        return;
-    }
-    let opts = match parse_args(&args) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("fanout: {e}");
-            std::process::exit(2);
-        }
     };
+    let opts = opts.expect("parsed before the runtime was built");
     let _ = *media::EPOCH;
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(opts.threads)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("fanout: player runtime: {e}");
-            std::process::exit(1);
-        }
-    };
     let sizes = Sizes::for_kbps(opts.kbps);
     println!(
         "fanout: {:.2} Mbit/s per stream (keyframe {} B every {} frames, inter {} B, {} fps, \

@@ -40,17 +40,12 @@ mod relay;
 #[path = "fanout/server.rs"]
 mod server;
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
-
-use tokio::sync::{oneshot, watch};
 
 use media::Sizes;
 use server::{Kind, Server};
 
-/// Players connecting at once during the join phase (as in the fan-out bench).
-const CONCURRENT_JOINS: usize = 64;
 /// Time after the last join before the window opens.
 const SETTLE: Duration = Duration::from_secs(2);
 /// Time after the window closes for messages sent inside it to arrive.
@@ -168,62 +163,18 @@ fn run(rt: &tokio::runtime::Runtime, opts: &Options) -> Result<bool, String> {
     let mut srv = Server::start(Kind::Rsrtmp)?;
     let names = srv.names();
     let sizes = Sizes::for_kbps(opts.kbps);
-    let (stop_tx, stop_rx) = watch::channel(false);
-
-    let progress = Arc::new(publisher::Progress::default());
-    let (ready_tx, ready_rx) = oneshot::channel();
-    let publisher = {
-        let (port, app, stream) = (srv.port, names.app.to_string(), names.publish.to_string());
-        let (progress, stop) = (progress.clone(), stop_rx.clone());
-        std::thread::Builder::new()
-            .name("publisher".into())
-            .spawn(move || -> Result<(), String> {
-                tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()
-                    .map_err(|e| format!("publisher runtime: {e}"))?
-                    .block_on(publisher::run(
-                        port, app, stream, sizes, progress, ready_tx, stop,
-                    ))
-            })
-            .map_err(|e| format!("spawn the publisher thread: {e}"))?
-    };
-    let started = rt.block_on(async {
-        tokio::time::timeout(Duration::from_secs(15), ready_rx)
-            .await
-            .map_err(|_| "publisher not ready after 15 s".to_string())?
-            .map_err(|_| "publisher thread ended without a word".to_string())?
-    });
-    if let Err(e) = started {
-        let _ = stop_tx.send(true);
-        let _ = publisher.join();
-        return Err(format!("{e}; server log:\n{}", srv.log()));
-    }
+    let publisher::Started {
+        progress,
+        stop_tx,
+        stop_rx,
+        thread: publisher,
+    } = publisher::start(rt, srv.port, names.app, names.publish, sizes)
+        .map_err(|e| format!("{e}; server log:\n{}", srv.log()))?;
     std::thread::sleep(Duration::from_millis(1500));
     let rss_publisher_only = srv.rss_kib()?;
 
     let n = opts.players;
-    let shared = player::Shared::new(CONCURRENT_JOINS);
-    let handles: Vec<_> = (0..n)
-        .map(|_| {
-            rt.spawn(player::run(
-                srv.port,
-                names.app.to_string(),
-                names.play.to_string(),
-                shared.clone(),
-                stop_rx.clone(),
-            ))
-        })
-        .collect();
-    let join_deadline =
-        Instant::now() + Duration::from_secs(20) + Duration::from_millis(30 * n as u64);
-    loop {
-        let done = shared.started.load(Relaxed) + shared.failed.load(Relaxed);
-        if done >= n || Instant::now() > join_deadline || !srv.alive() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (shared, handles) = player::join(rt, &mut srv, names.app, names.play, n, &stop_rx);
     std::thread::sleep(SETTLE);
     let joined = shared.started.load(Relaxed);
     println!(
@@ -366,44 +317,23 @@ fn run(rt: &tokio::runtime::Runtime, opts: &Options) -> Result<bool, String> {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    // Server::start runs this binary again as the relay child.
-    if let Some(i) = args.iter().position(|a| a == "--serve-relay") {
-        let port = args.get(i + 1).and_then(|p| p.parse::<u16>().ok());
-        let Some(port) = port else {
-            eprintln!("--serve-relay needs a port, got {:?}", args.get(i + 1));
-            std::process::exit(2);
+    let mut opts = None;
+    let Some(rt) = relay::bench_entry("soak", &args, || {
+        let o = match parse_args(&args) {
+            Ok(o) => o,
+            Err(e) => {
+                eprintln!("soak: {e}");
+                std::process::exit(2);
+            }
         };
-        if let Err(e) = relay::serve(port) {
-            eprintln!("relay: {e}");
-            std::process::exit(1);
-        }
+        let threads = o.threads;
+        opts = Some(o);
+        threads
+    }) else {
         return;
-    }
-    if !args.iter().any(|a| a == "--bench") {
-        println!(
-            "soak: long-running test; run it with `cargo bench --bench soak` (nothing to do here)"
-        );
-        return;
-    }
-    let opts = match parse_args(&args) {
-        Ok(o) => o,
-        Err(e) => {
-            eprintln!("soak: {e}");
-            std::process::exit(2);
-        }
     };
+    let opts = opts.expect("parsed before the runtime was built");
     let _ = *media::EPOCH;
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(opts.threads)
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("soak: player runtime: {e}");
-            std::process::exit(1);
-        }
-    };
     println!(
         "soak: {} min, {} players, {} kbit/s, sample every {} s, warm-up {} s, {} player thread(s), {} CPU(s)",
         opts.minutes,

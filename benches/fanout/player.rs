@@ -216,3 +216,41 @@ async fn play(
         }
     }
 }
+
+/// Players connecting at once while joining.
+const CONCURRENT_JOINS: usize = 64;
+
+/// Starts `n` players of `app/stream` on `rt` and waits (on this thread) until each has started
+/// or given up, the server died, or a deadline that grows with `n` passed.
+pub fn join(
+    rt: &tokio::runtime::Runtime,
+    srv: &mut crate::server::Server,
+    app: &str,
+    stream: &str,
+    n: usize,
+    stop: &watch::Receiver<bool>,
+) -> (Arc<Shared>, Vec<tokio::task::JoinHandle<Report>>) {
+    let shared = Shared::new(CONCURRENT_JOINS);
+    let handles = (0..n)
+        .map(|_| {
+            rt.spawn(run(
+                srv.port,
+                app.to_string(),
+                stream.to_string(),
+                shared.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+    let deadline = std::time::Instant::now()
+        + std::time::Duration::from_secs(20)
+        + std::time::Duration::from_millis(30 * n as u64);
+    loop {
+        let done = shared.started.load(Relaxed) + shared.failed.load(Relaxed);
+        if done >= n || std::time::Instant::now() > deadline || !srv.alive() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    (shared, handles)
+}

@@ -187,3 +187,56 @@ async fn publish(
         link.flush(progress).await?;
     }
 }
+
+/// A publisher running on a thread (and current-thread runtime) of its own.
+pub struct Started {
+    pub progress: Arc<Progress>,
+    /// Send `true` to stop the publisher (and, through `stop_rx`, the players).
+    pub stop_tx: watch::Sender<bool>,
+    pub stop_rx: watch::Receiver<bool>,
+    pub thread: std::thread::JoinHandle<Result<(), String>>,
+}
+
+/// Starts [`run`] on its own thread and waits (on `rt`) until it publishes.
+pub fn start(
+    rt: &tokio::runtime::Runtime,
+    port: u16,
+    app: &str,
+    stream: &str,
+    sizes: Sizes,
+) -> Result<Started, String> {
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let progress = Arc::new(Progress::default());
+    let (ready_tx, ready_rx) = oneshot::channel();
+    let thread = {
+        let (app, stream) = (app.to_string(), stream.to_string());
+        let (progress, stop) = (progress.clone(), stop_rx.clone());
+        std::thread::Builder::new()
+            .name("publisher".into())
+            .spawn(move || -> Result<(), String> {
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .map_err(|e| format!("publisher runtime: {e}"))?
+                    .block_on(run(port, app, stream, sizes, progress, ready_tx, stop))
+            })
+            .map_err(|e| format!("spawn the publisher thread: {e}"))?
+    };
+    let started = rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(15), ready_rx)
+            .await
+            .map_err(|_| "publisher not ready after 15 s".to_string())?
+            .map_err(|_| "publisher thread ended without a word".to_string())?
+    });
+    if let Err(e) = started {
+        let _ = stop_tx.send(true);
+        let _ = thread.join();
+        return Err(e);
+    }
+    Ok(Started {
+        progress,
+        stop_tx,
+        stop_rx,
+        thread,
+    })
+}

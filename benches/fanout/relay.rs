@@ -54,3 +54,42 @@ pub fn serve(port: u16) -> Result<(), String> {
     let _ = pipeline.set_state(gst::State::Null);
     result
 }
+
+/// The common start of the benches built on this load generator (`fanout`, `soak`): runs the
+/// relay child when asked (`--serve-relay PORT`, how [`crate::server`] starts it), does nothing
+/// without `--bench` (under `cargo test`), and otherwise returns the players' runtime with
+/// `threads` workers. `None`: return from `main`. Exits the process on bad arguments.
+pub fn bench_entry(
+    name: &str,
+    args: &[String],
+    threads: impl FnOnce() -> usize,
+) -> Option<tokio::runtime::Runtime> {
+    if let Some(i) = args.iter().position(|a| a == "--serve-relay") {
+        let port = args.get(i + 1).and_then(|p| p.parse::<u16>().ok());
+        let Some(port) = port else {
+            eprintln!("--serve-relay needs a port, got {:?}", args.get(i + 1));
+            std::process::exit(2);
+        };
+        if let Err(e) = serve(port) {
+            eprintln!("relay: {e}");
+            std::process::exit(1);
+        }
+        return None;
+    }
+    if !args.iter().any(|a| a == "--bench") {
+        println!("{name}: run it with `cargo bench --bench {name}` (nothing to do here)");
+        return None;
+    }
+    let threads = threads();
+    match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("{name}: player runtime: {e}");
+            std::process::exit(1);
+        }
+    }
+}
