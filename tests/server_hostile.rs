@@ -286,13 +286,27 @@ fn max_clients_turns_away_connections_past_the_limit() {
     );
 }
 
-/// The plugin's directory: the cdylib cargo builds next to the test binaries.
+/// The plugin's directory, with the plugin (the cdylib) built from this source: `cargo test`
+/// builds only the rlib the tests link, so build the library as `cargo build` would (a no-op
+/// when it is up to date) into the same target directory.
 fn plugin_dir() -> std::path::PathBuf {
     let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test binary>
     let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let target = dir.parent().unwrap();
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
+        .args(["build", "--lib", "--quiet"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("CARGO_TARGET_DIR", target);
+    if dir.file_name().is_some_and(|n| n == "release") {
+        cargo.arg("--release");
+    }
+    let status = cargo.status().expect("run cargo build --lib");
+    assert!(status.success(), "cargo build --lib failed: {status}");
     assert!(
         dir.join("libgstrsrtmp.so").exists(),
-        "no libgstrsrtmp.so in {}",
+        "no libgstrsrtmp.so in {} after cargo build --lib",
         dir.display()
     );
     dir
