@@ -188,7 +188,9 @@ fn run_scenario(
         thread: publisher,
     } = publisher::start(rt, srv.port, names.app, names.publish, sizes)
         .map_err(|e| format!("{e}; server log:\n{}", srv.log()))?;
-    std::thread::sleep(Duration::from_millis(1500));
+    // A whole GOP and a bit: the baseline includes what a server caches per stream (a GOP
+    // for rsrtmp), which players must not be charged for.
+    std::thread::sleep(media::GOP_DURATION + Duration::from_millis(500));
     let rss_base = srv.rss_kib()?;
 
     // Players.

@@ -12,7 +12,7 @@
 //! headers (packet type 0) carry no stamp.
 
 use std::sync::LazyLock;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -26,6 +26,8 @@ pub fn now_ns() -> u64 {
 
 pub const FPS: u32 = 30;
 pub const GOP_FRAMES: u32 = 60;
+/// Time from one keyframe to the next.
+pub const GOP_DURATION: Duration = Duration::from_millis(GOP_FRAMES as u64 * 1000 / FPS as u64);
 /// AAC: 1024 samples per frame at 48 kHz.
 pub const AUDIO_FRAME_NS: u64 = 1024 * 1_000_000_000 / 48_000;
 pub const AUDIO_FRAME_BYTES: usize = 370;

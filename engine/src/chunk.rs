@@ -995,6 +995,65 @@ pub fn encode_message_full(csid: u32, msg: &Message, chunk_size: u32, out: &mut 
     encode_chunks(&header, payload, chunk_size, out, None);
 }
 
+/// The message in `bytes` as [`encode_message_full`] wrote it with `chunk_size` (one message,
+/// type-0 first chunk, type-3 continuations). A message of one chunk is a slice of `bytes`;
+/// a longer one is copied out of its chunks. `None` when `bytes` is not one such message.
+pub fn decode_message_full(bytes: &Bytes, chunk_size: u32) -> Option<Message> {
+    let basic = |b0: u8| match b0 & 0x3f {
+        0 => 2,
+        1 => 3,
+        _ => 1,
+    };
+    let b0 = *bytes.first()?;
+    if b0 >> 6 != 0 {
+        return None;
+    }
+    let head = bytes.get(basic(b0)..basic(b0) + 11)?;
+    let mut timestamp = u24(&head[0..3]);
+    let length = u24(&head[3..6]) as usize;
+    let type_id = head[6];
+    let stream_id = u32::from_le_bytes([head[7], head[8], head[9], head[10]]);
+    let ext = timestamp == MAX_24;
+    let mut pos = basic(b0) + 11;
+    if ext {
+        timestamp = be32(bytes.get(pos..pos + 4)?);
+        pos += 4;
+    }
+    let chunk = chunk_size.max(1) as usize;
+    let payload = if length <= chunk {
+        let end = pos + length;
+        if end != bytes.len() {
+            return None;
+        }
+        bytes.slice(pos..end)
+    } else {
+        let mut out = BytesMut::with_capacity(length);
+        loop {
+            let n = (length - out.len()).min(chunk);
+            out.extend_from_slice(bytes.get(pos..pos + n)?);
+            pos += n;
+            if out.len() == length {
+                break;
+            }
+            let c0 = *bytes.get(pos)?;
+            if c0 >> 6 != 3 || c0 & 0x3f != b0 & 0x3f {
+                return None;
+            }
+            pos += basic(c0) + if ext { 4 } else { 0 };
+        }
+        if pos != bytes.len() {
+            return None;
+        }
+        out.freeze()
+    };
+    Some(Message {
+        type_id,
+        timestamp,
+        stream_id,
+        payload,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::VecDeque;
@@ -1870,6 +1929,40 @@ mod tests {
         fn round_trip_byte_by_byte(msgs in arb_messages(), size in arb_chunk_size()) {
             let (bytes, expected) = write_stream(&msgs, size, None);
             prop_assert_eq!(parse_bytewise(&bytes), expected);
+        }
+    }
+
+    #[test]
+    fn decode_message_full_reverses_encode_message_full() {
+        for (len, ts, csid) in [
+            (0usize, 0u32, 21u32),
+            (1, 5, 20),
+            (4096, 1000, 22),
+            (4097, 1000, 21),
+            (10_838, 0xFF_FFFF, 21),
+            (75_866, 0x1234_5678, 5),
+            (300, 7, 100),
+        ] {
+            let payload: Vec<u8> = (0..len).map(|i| (i * 7) as u8).collect();
+            let m = msg(9, ts, 1, &payload);
+            let mut out = BytesMut::new();
+            encode_message_full(csid, &m, 4096, &mut out);
+            let bytes = out.freeze();
+            let back = decode_message_full(&bytes, 4096).expect("decodes");
+            assert_eq!(back, m, "len {len} ts {ts:#x} csid {csid}");
+            if len <= 4096 {
+                // One chunk: no copy.
+                let at = back.payload.as_ptr() as usize - bytes.as_ptr() as usize;
+                assert!(at < bytes.len() || len == 0);
+            }
+            // Anything else (cut short, one byte more) is not one message.
+            assert_eq!(
+                decode_message_full(&bytes.slice(..bytes.len() - 1), 4096),
+                None
+            );
+            let mut longer = bytes.to_vec();
+            longer.push(0);
+            assert_eq!(decode_message_full(&Bytes::from(longer), 4096), None);
         }
     }
 }

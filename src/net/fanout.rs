@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, mpsc};
 
 use bytes::Bytes;
+use rsrtmp_engine::chunk::decode_message_full;
 use rsrtmp_engine::message::Message;
 
 /// Default byte bound of one player's queue.
@@ -42,11 +43,10 @@ pub enum Kind {
 /// One message of the stream, chunk-encoded once and shared by every player.
 #[derive(Debug)]
 pub struct Frame {
-    /// The message as the players' sessions would send it (for a player that cannot take the
-    /// shared bytes, e.g. one on another message stream id).
-    pub message: Message,
-    /// `message` chunk-encoded with a full header, at the listener's chunk size.
+    /// The message chunk-encoded with a full header (see [`encode_message_full`]) at
+    /// `chunk_size`: the only copy of its payload the hub keeps, GOP cache included.
     pub bytes: Bytes,
+    pub chunk_size: u32,
     pub kind: Kind,
     /// A video keyframe. Audio frames are sync points only in streams without video.
     pub keyframe: bool,
@@ -55,6 +55,15 @@ pub struct Frame {
 impl Frame {
     fn len(&self) -> usize {
         self.bytes.len()
+    }
+
+    /// The message itself, for a player that cannot take the shared bytes (its own cipher,
+    /// stream id or chunk size): a slice of them when it fits one chunk, else copied out.
+    ///
+    /// [`encode_message_full`]: rsrtmp_engine::chunk::encode_message_full
+    pub fn message(&self) -> Message {
+        decode_message_full(&self.bytes, self.chunk_size)
+            .expect("a frame's bytes are one message as encode_message_full wrote it")
     }
 }
 
@@ -770,15 +779,10 @@ mod tests {
     }
 
     fn shared(kind: Kind, key: bool, tag: u8, len: usize) -> Arc<Frame> {
-        let bytes = Bytes::from(vec![tag; len]);
+        // The queue tests look at the first byte only: the tag stands in for encoded bytes.
         Arc::new(Frame {
-            message: Message {
-                type_id: 9,
-                timestamp: 0,
-                stream_id: 1,
-                payload: bytes.clone(),
-            },
-            bytes,
+            bytes: Bytes::from(vec![tag; len]),
+            chunk_size: 4096,
             kind,
             keyframe: key,
         })

@@ -42,9 +42,10 @@ pub fn shared_frame(message: Message, kind: Kind, keyframe: bool) -> Arc<Frame> 
     let mut out =
         BytesMut::with_capacity(message.payload.len() + message.payload.len() / 4096 * 5 + 32);
     encode_message_full(csid, &message, CHUNK_SIZE, &mut out);
+    // Only the encoded bytes are kept (see `Frame::message`): the original payload goes.
     Arc::new(Frame {
-        message,
         bytes: out.freeze(),
+        chunk_size: CHUNK_SIZE,
         kind,
         keyframe,
     })

@@ -462,7 +462,7 @@ impl Conn {
                         self.shared_pending += f.bytes.len();
                         self.outq.push_back(f.bytes.clone());
                     } else {
-                        let _ = self.session.send_media(stream_id, &f.message);
+                        let _ = self.session.send_media(stream_id, &f.message());
                         self.drain_transmit();
                     }
                 }
