@@ -4,9 +4,12 @@
 //!
 //! One task per connection, one loop: drain the session's events and bytes, move the player's
 //! queued frames out (shared bytes, vectored writes), then wait for input, queued frames, a
-//! deadline, or cancellation. Writes are awaited in place under the idle deadline: a player
-//! that stops reading only stalls its own task (the hub skips it to the next keyframe) until
-//! the deadline closes it.
+//! deadline, or cancellation. A *direct* player (plain TCP taking the shared bytes, see
+//! `fanout`) is written by the hub itself; its task only flushes what the socket did not take,
+//! and sends its session's own bytes through the same queue so that they never land inside a
+//! message. Writes are awaited in place under the idle deadline: a player that stops reading
+//! only stalls its own task (the hub skips it to the next keyframe) until the deadline closes
+//! it.
 //!
 //! Deadlines: until a publish or play is routed, the connection has the listener's handshake
 //! timeout in total; after that, the route's idle timeout applies to a publisher's input and
