@@ -41,8 +41,9 @@ use tokio::time::Instant;
 
 use super::{CAT, CONTENT_TYPE, Failure, Rewind, TunnelStream, read_ready};
 
-/// Newly opened sessions waiting for the listener to take them.
-const ACCEPT_QUEUE: usize = 64;
+/// Newly opened sessions waiting for the listener to take them; past it `/open` gets 503. A
+/// burst of clients opening at once (all reconnecting after a restart, say) must fit.
+const ACCEPT_QUEUE: usize = 1024;
 
 /// Tunables of the tunnel server; `Default` gives sane values.
 #[derive(Debug, Clone)]
