@@ -215,7 +215,7 @@ enum Delivery {
 impl Delivery {
     fn to(&self, p: &PlayerQueue) {
         match self {
-            Delivery::Always(f) => p.push_always(f.clone()),
+            Delivery::Always(f) => p.push_always(f),
             Delivery::Media { frame, sync, limit } => p.push_media(frame, *sync, *limit),
         }
     }
@@ -568,7 +568,7 @@ impl PlayerQueue {
         self.peer
     }
 
-    fn push_always(&self, b: Arc<Frame>) {
+    fn push_always(&self, b: &Arc<Frame>) {
         let q = self.lock();
         if q.closed {
             return;
@@ -577,15 +577,16 @@ impl PlayerQueue {
     }
 
     /// Writes `f` through for a direct player with an empty queue, and queues what is left
-    /// (or all of it, otherwise), waking the task when the queue was empty.
-    fn enqueue(&self, mut q: MutexGuard<'_, QueueInner>, f: Arc<Frame>) {
+    /// (or all of it, otherwise), waking the task when the queue was empty. The frame is
+    /// referenced (a reference count touched) only when it is queued.
+    fn enqueue(&self, mut q: MutexGuard<'_, QueueInner>, f: &Arc<Frame>) {
         let len = f.len();
         let written = q.write_through(&f.bytes, &self.bytes_sent);
         if written == len {
             return;
         }
         let wake = q.items.is_empty();
-        q.push(Item::Frame(f), len);
+        q.push(Item::Frame(f.clone()), len);
         if wake {
             q.front_written = written;
         }
@@ -614,7 +615,7 @@ impl PlayerQueue {
             return;
         }
         q.skipping = false;
-        self.enqueue(q, b.clone());
+        self.enqueue(q, b);
     }
 
     fn push_end(&self) {
