@@ -34,11 +34,14 @@
 //! work on the machine falls on all scenarios alike. The 1-minute load average is printed
 //! around each phase.
 
+#[path = "common/args.rs"]
+mod args;
 #[path = "client_cpu/peers.rs"]
 mod peers;
 #[path = "client_cpu/runner.rs"]
 mod runner;
 
+use args::parse_arg;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -97,28 +100,18 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             "--paced" => o.paced = true,
             "--no-src-demux" => o.src_demux = false,
             "--repeats" => {
-                let v = value()?;
-                o.repeats = v
-                    .parse()
-                    .ok()
-                    .filter(|r| (1..=50).contains(r))
-                    .ok_or_else(|| format!("--repeats {v:?}: expected 1..=50"))?;
+                o.repeats = parse_arg("--repeats", &value()?, |r| (1..=50).contains(r), "1..=50")?;
             }
             "--sink-repeats" => {
-                let v = value()?;
-                o.sink_repeats = v
-                    .parse()
-                    .ok()
-                    .filter(|r| (1..=50).contains(r))
-                    .ok_or_else(|| format!("--sink-repeats {v:?}: expected 1..=50"))?;
+                o.sink_repeats = parse_arg(
+                    "--sink-repeats",
+                    &value()?,
+                    |r| (1..=50).contains(r),
+                    "1..=50",
+                )?;
             }
             "--loops" => {
-                let v = value()?;
-                o.loops = v
-                    .parse()
-                    .ok()
-                    .filter(|r| (1..=50).contains(r))
-                    .ok_or_else(|| format!("--loops {v:?}: expected 1..=50"))?;
+                o.loops = parse_arg("--loops", &value()?, |r| (1..=50).contains(r), "1..=50")?;
             }
             "--src-seconds" => {
                 let v = value()?;

@@ -23,6 +23,8 @@
 //! other process used during the window (from /proc/stat): on a shared machine, latency tails
 //! measure the scheduler as much as the server.
 
+#[path = "common/args.rs"]
+mod args;
 #[path = "fanout/histogram.rs"]
 mod histogram;
 #[path = "fanout/media.rs"]
@@ -36,6 +38,7 @@ mod relay;
 #[path = "fanout/server.rs"]
 mod server;
 
+use args::parse_arg;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
@@ -97,28 +100,18 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                     .collect::<Result<_, _>>()?;
             }
             "--seconds" => {
-                let v = value()?;
-                o.seconds = v
-                    .parse()
-                    .ok()
-                    .filter(|s| *s > 0)
-                    .ok_or_else(|| format!("--seconds {v:?}: expected a positive integer"))?;
+                o.seconds = parse_arg("--seconds", &value()?, |s| *s > 0, "a positive integer")?;
             }
             "--kbps" => {
-                let v = value()?;
-                o.kbps = v
-                    .parse()
-                    .ok()
-                    .filter(|k| (200..=100_000).contains(k))
-                    .ok_or_else(|| format!("--kbps {v:?}: expected 200..=100000"))?;
+                o.kbps = parse_arg(
+                    "--kbps",
+                    &value()?,
+                    |k| (200..=100_000).contains(k),
+                    "200..=100000",
+                )?;
             }
             "--threads" => {
-                let v = value()?;
-                o.threads = v
-                    .parse()
-                    .ok()
-                    .filter(|t| (1..=64).contains(t))
-                    .ok_or_else(|| format!("--threads {v:?}: expected 1..=64"))?;
+                o.threads = parse_arg("--threads", &value()?, |t| (1..=64).contains(t), "1..=64")?;
             }
             other => return Err(format!("unknown argument {other:?}; {}", usage())),
         }
@@ -323,22 +316,9 @@ fn print_table(outcomes: &[Outcome]) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut opts = None;
-    let Some(rt) = relay::bench_entry("fanout", &args, || {
-        let o = match parse_args(&args) {
-            Ok(o) => o,
-            Err(e) => {
-                eprintln!("fanout: {e}");
-                std::process::exit(2);
-            }
-        };
-        let threads = o.threads;
-        opts = Some(o);
-        threads
-    }) else {
+    let Some((opts, rt)) = relay::bench_entry("fanout", &args, parse_args, |o| o.threads) else {
         return;
     };
-    let opts = opts.expect("parsed before the runtime was built");
     let _ = *media::EPOCH;
     let sizes = Sizes::for_kbps(opts.kbps);
     println!(

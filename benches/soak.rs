@@ -21,6 +21,8 @@
 
 // The fan-out modules carry pieces only the fan-out bench uses (nginx, the histogram's
 // quantiles); they are shared as they are rather than trimmed per binary.
+#[path = "common/args.rs"]
+mod args;
 #[allow(dead_code)]
 #[path = "fanout/histogram.rs"]
 mod histogram;
@@ -40,6 +42,7 @@ mod relay;
 #[path = "fanout/server.rs"]
 mod server;
 
+use args::parse_arg;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
@@ -86,36 +89,26 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         match a.as_str() {
             "--bench" => {}
             "--minutes" => {
-                let v = value()?;
-                o.minutes = v
-                    .parse()
-                    .ok()
-                    .filter(|m: &f64| *m > 0.0 && *m <= 24.0 * 60.0)
-                    .ok_or_else(|| format!("--minutes {v:?}: expected a number in (0, 1440]"))?;
+                o.minutes = parse_arg(
+                    "--minutes",
+                    &value()?,
+                    |m: &f64| *m > 0.0 && *m <= 24.0 * 60.0,
+                    "a number in (0, 1440]",
+                )?;
             }
             "--players" => {
-                let v = value()?;
-                o.players = v
-                    .parse()
-                    .ok()
-                    .filter(|p| *p > 0)
-                    .ok_or_else(|| format!("--players {v:?}: expected a positive count"))?;
+                o.players = parse_arg("--players", &value()?, |p| *p > 0, "a positive count")?;
             }
             "--kbps" => {
-                let v = value()?;
-                o.kbps = v
-                    .parse()
-                    .ok()
-                    .filter(|k| (200..=100_000).contains(k))
-                    .ok_or_else(|| format!("--kbps {v:?}: expected 200..=100000"))?;
+                o.kbps = parse_arg(
+                    "--kbps",
+                    &value()?,
+                    |k| (200..=100_000).contains(k),
+                    "200..=100000",
+                )?;
             }
             "--interval" => {
-                let v = value()?;
-                o.interval = v
-                    .parse()
-                    .ok()
-                    .filter(|s| *s > 0)
-                    .ok_or_else(|| format!("--interval {v:?}: expected positive seconds"))?;
+                o.interval = parse_arg("--interval", &value()?, |s| *s > 0, "positive seconds")?;
             }
             "--warmup" => {
                 let v = value()?;
@@ -124,12 +117,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                     .map_err(|_| format!("--warmup {v:?}: expected seconds"))?;
             }
             "--threads" => {
-                let v = value()?;
-                o.threads = v
-                    .parse()
-                    .ok()
-                    .filter(|t| (1..=64).contains(t))
-                    .ok_or_else(|| format!("--threads {v:?}: expected 1..=64"))?;
+                o.threads = parse_arg("--threads", &value()?, |t| (1..=64).contains(t), "1..=64")?;
             }
             other => return Err(format!("unknown argument {other:?}; {}", usage())),
         }
@@ -319,22 +307,9 @@ fn run(rt: &tokio::runtime::Runtime, opts: &Options) -> Result<bool, String> {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let mut opts = None;
-    let Some(rt) = relay::bench_entry("soak", &args, || {
-        let o = match parse_args(&args) {
-            Ok(o) => o,
-            Err(e) => {
-                eprintln!("soak: {e}");
-                std::process::exit(2);
-            }
-        };
-        let threads = o.threads;
-        opts = Some(o);
-        threads
-    }) else {
+    let Some((opts, rt)) = relay::bench_entry("soak", &args, parse_args, |o| o.threads) else {
         return;
     };
-    let opts = opts.expect("parsed before the runtime was built");
     let _ = *media::EPOCH;
     println!(
         "soak: {} min, {} players, {} kbit/s, sample every {} s, warm-up {} s, {} player thread(s), {} CPU(s)",

@@ -57,13 +57,15 @@ pub fn serve(port: u16) -> Result<(), String> {
 
 /// The common start of the benches built on this load generator (`fanout`, `soak`): runs the
 /// relay child when asked (`--serve-relay PORT`, how [`crate::server`] starts it), does nothing
-/// without `--bench` (under `cargo test`), and otherwise returns the players' runtime with
-/// `threads` workers. `None`: return from `main`. Exits the process on bad arguments.
-pub fn bench_entry(
+/// without `--bench` (under `cargo test`), and otherwise parses the options and builds the
+/// players' runtime with `threads(&options)` workers. `None`: return from `main`. Exits the
+/// process on bad arguments.
+pub fn bench_entry<O>(
     name: &str,
     args: &[String],
-    threads: impl FnOnce() -> usize,
-) -> Option<tokio::runtime::Runtime> {
+    parse: impl FnOnce(&[String]) -> Result<O, String>,
+    threads: impl FnOnce(&O) -> usize,
+) -> Option<(O, tokio::runtime::Runtime)> {
     if let Some(i) = args.iter().position(|a| a == "--serve-relay") {
         let port = args.get(i + 1).and_then(|p| p.parse::<u16>().ok());
         let Some(port) = port else {
@@ -80,13 +82,16 @@ pub fn bench_entry(
         println!("{name}: run it with `cargo bench --bench {name}` (nothing to do here)");
         return None;
     }
-    let threads = threads();
+    let opts = parse(args).unwrap_or_else(|e| {
+        eprintln!("{name}: {e}");
+        std::process::exit(2);
+    });
     match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(threads)
+        .worker_threads(threads(&opts))
         .enable_all()
         .build()
     {
-        Ok(rt) => Some(rt),
+        Ok(rt) => Some((opts, rt)),
         Err(e) => {
             eprintln!("{name}: player runtime: {e}");
             std::process::exit(1);
