@@ -36,6 +36,8 @@
 
 #[path = "common/args.rs"]
 mod args;
+#[path = "common/child.rs"]
+mod child_common;
 #[path = "client_cpu/peers.rs"]
 mod peers;
 #[path = "client_cpu/runner.rs"]

@@ -26,6 +26,8 @@
 
 #[path = "transports/child.rs"]
 mod child;
+#[path = "common/child.rs"]
+mod child_common;
 #[path = "transports/procs.rs"]
 mod procs;
 

@@ -49,45 +49,23 @@ impl Report {
 
     /// Finds the report line in a child's stdout.
     pub fn parse(stdout: &str) -> Result<Report, String> {
-        let line = stdout
-            .lines()
-            .rev()
-            .find(|l| l.starts_with(TAG))
-            .ok_or_else(|| format!("no {TAG} line in the child's output {stdout:?}"))?;
         let mut r = Report::default();
-        for field in line.split_whitespace().skip(1) {
-            let (k, v) = field
-                .split_once('=')
-                .ok_or_else(|| format!("report field {field:?} has no '='"))?;
-            let num = || {
-                v.parse::<u64>()
-                    .map_err(|e| format!("report field {k}={v:?}: {e}"))
-            };
-            match k {
-                "cpu_ns" => r.cpu_ns = num()?,
-                "wall_ns" => r.wall_ns = num()?,
-                "element_bytes" => r.element_bytes = num()?,
-                "out_bytes" => r.out_bytes = num()?,
-                "out_buffers" => r.out_buffers = num()?,
-                "end" => r.end = v.to_string(),
-                _ => return Err(format!("unknown report field {k:?}")),
+        for f in crate::child_common::report_fields(stdout, TAG)? {
+            match f.key {
+                "cpu_ns" => r.cpu_ns = f.num()?,
+                "wall_ns" => r.wall_ns = f.num()?,
+                "element_bytes" => r.element_bytes = f.num()?,
+                "out_bytes" => r.out_bytes = f.num()?,
+                "out_buffers" => r.out_buffers = f.num()?,
+                "end" => r.end = f.value.to_string(),
+                k => return Err(format!("unknown report field {k:?}")),
             }
         }
         Ok(r)
     }
 }
 
-/// CPU time of this process, all threads, in ns.
-pub fn process_cpu_ns() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; the clock id is a constant the kernel knows.
-    let rc = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID) failed");
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
+pub use crate::child_common::process_cpu_ns;
 
 fn element_bytes(pipeline: &gst::Pipeline) -> u64 {
     let Some(el) = pipeline.by_name("rtmp") else {

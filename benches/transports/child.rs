@@ -56,28 +56,16 @@ impl Report {
 
     /// Finds the report line in a child's stdout.
     pub fn parse(stdout: &str) -> Result<Report, String> {
-        let line = stdout
-            .lines()
-            .rev()
-            .find(|l| l.starts_with(TAG))
-            .ok_or_else(|| format!("no {TAG} line in the child's output {stdout:?}"))?;
         let mut r = Report::default();
-        for field in line.split_whitespace().skip(1) {
-            let (k, v) = field
-                .split_once('=')
-                .ok_or_else(|| format!("report field {field:?} has no '='"))?;
-            let num = || {
-                v.parse::<u64>()
-                    .map_err(|e| format!("report field {k}={v:?}: {e}"))
-            };
-            match k {
-                "cpu_ns" => r.cpu_ns = num()?,
-                "start_mono" => r.start_mono = num()?,
-                "end_mono" => r.end_mono = num()?,
-                "last_buffer_mono" => r.last_buffer_mono = num()?,
-                "out_bytes" => r.out_bytes = num()?,
-                "end" => r.end = v.to_string(),
-                _ => return Err(format!("unknown report field {k:?}")),
+        for f in crate::child_common::report_fields(stdout, TAG)? {
+            match f.key {
+                "cpu_ns" => r.cpu_ns = f.num()?,
+                "start_mono" => r.start_mono = f.num()?,
+                "end_mono" => r.end_mono = f.num()?,
+                "last_buffer_mono" => r.last_buffer_mono = f.num()?,
+                "out_bytes" => r.out_bytes = f.num()?,
+                "end" => r.end = f.value.to_string(),
+                k => return Err(format!("unknown report field {k:?}")),
             }
         }
         Ok(r)
@@ -89,26 +77,7 @@ impl Report {
     }
 }
 
-fn clock_ns(clock: libc::clockid_t) -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; the clock ids used are constants the kernel knows.
-    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
-    assert_eq!(rc, 0, "clock_gettime({clock}) failed");
-    ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
-}
-
-/// CPU time of this process, all threads, in ns.
-pub fn process_cpu_ns() -> u64 {
-    clock_ns(libc::CLOCK_PROCESS_CPUTIME_ID)
-}
-
-/// System-wide monotonic time in ns: comparable between processes on one machine.
-pub fn mono_ns() -> u64 {
-    clock_ns(libc::CLOCK_MONOTONIC)
-}
+pub use crate::child_common::{mono_ns, process_cpu_ns};
 
 /// Runs `description` until EOS, an error, or `max` of wall time, and prints the report.
 /// With `serve`, prints the READY line with the bound port once PLAYING.
