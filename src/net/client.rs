@@ -764,23 +764,7 @@ async fn run_publisher(
     let target = ctx.target();
     let mut book = HoldBook::new(publish.max_hold.as_millis() as u64);
     let mut meter = Meter::new();
-    ctx.progress(
-        ProgressKind::Start,
-        "connect",
-        format!("Connecting to {target}"),
-    );
-    let mut link = match open(ctx).await {
-        Ok(link) => link,
-        Err(e) => {
-            ctx.progress(ProgressKind::Error, "connect", e.to_string());
-            return Err(e);
-        }
-    };
-    ctx.progress(
-        ProgressKind::Complete,
-        "connect",
-        format!("Publishing {:?} on {target}", ctx.cfg.url.stream),
-    );
+    let mut link = first_open(ctx).await?;
     loop {
         let end = publish_live(ctx, &mut link, rx, &mut book, &mut meter).await;
         meter.publish(&ctx.shared, Some(&link.session), Some(&book));
@@ -1283,6 +1267,8 @@ type Opening =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<Link, ClientError>> + Send>>;
 
 /// The first connection, with its progress messages.
+/// The first connection, with the progress messages around it ("Publishing"/"Playing" when it
+/// worked, the error when not).
 async fn first_open(ctx: &Ctx) -> Result<Link, ClientError> {
     let target = ctx.target();
     ctx.progress(
@@ -1292,11 +1278,12 @@ async fn first_open(ctx: &Ctx) -> Result<Link, ClientError> {
     );
     match open(ctx).await {
         Ok(link) => {
-            ctx.progress(
-                ProgressKind::Complete,
-                "connect",
-                format!("Playing {:?} from {target}", ctx.cfg.url.stream),
-            );
+            let stream = &ctx.cfg.url.stream;
+            let done = match ctx.role {
+                ClientRole::Publish => format!("Publishing {stream:?} on {target}"),
+                ClientRole::Play => format!("Playing {stream:?} from {target}"),
+            };
+            ctx.progress(ProgressKind::Complete, "connect", done);
             Ok(link)
         }
         Err(e) => {
@@ -1711,23 +1698,7 @@ async fn run_player(
     let target = ctx.target();
     let mut meter = Meter::new();
     let mut timestamps = TimestampExtender::new();
-    ctx.progress(
-        ProgressKind::Start,
-        "connect",
-        format!("Connecting to {target}"),
-    );
-    let mut link = match open(ctx).await {
-        Ok(link) => link,
-        Err(e) => {
-            ctx.progress(ProgressKind::Error, "connect", e.to_string());
-            return Err(e);
-        }
-    };
-    ctx.progress(
-        ProgressKind::Complete,
-        "connect",
-        format!("Playing {:?} from {target}", ctx.cfg.url.stream),
-    );
+    let mut link = first_open(ctx).await?;
     loop {
         let end = play_live(ctx, play, &mut link, tx, &mut meter, &mut timestamps).await;
         // The last events of the connection count too.
