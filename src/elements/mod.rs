@@ -6,3 +6,9 @@ pub mod clientsrc;
 pub mod serverprops;
 pub mod serversink;
 pub mod serversrc;
+
+/// The one always pad every element here has: `video/x-flv`, named `name`.
+pub(crate) fn flv_pad_template(name: &str, direction: gst::PadDirection) -> gst::PadTemplate {
+    let caps = gst::Caps::builder("video/x-flv").build();
+    gst::PadTemplate::new(name, direction, gst::PadPresence::Always, &caps).expect("valid template")
+}

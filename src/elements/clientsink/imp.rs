@@ -254,16 +254,10 @@ impl ElementImpl for RtmpClientSink {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            let caps = gst::Caps::builder("video/x-flv").build();
-            vec![
-                gst::PadTemplate::new(
-                    "sink",
-                    gst::PadDirection::Sink,
-                    gst::PadPresence::Always,
-                    &caps,
-                )
-                .expect("valid template"),
-            ]
+            vec![crate::elements::flv_pad_template(
+                "sink",
+                gst::PadDirection::Sink,
+            )]
         });
         TEMPLATES.as_ref()
     }

@@ -397,16 +397,10 @@ impl ElementImpl for RtmpClientSrc {
 
     fn pad_templates() -> &'static [gst::PadTemplate] {
         static TEMPLATES: LazyLock<Vec<gst::PadTemplate>> = LazyLock::new(|| {
-            let caps = gst::Caps::builder("video/x-flv").build();
-            vec![
-                gst::PadTemplate::new(
-                    "src",
-                    gst::PadDirection::Src,
-                    gst::PadPresence::Always,
-                    &caps,
-                )
-                .expect("valid template"),
-            ]
+            vec![crate::elements::flv_pad_template(
+                "src",
+                gst::PadDirection::Src,
+            )]
         });
         TEMPLATES.as_ref()
     }
