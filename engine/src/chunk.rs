@@ -1462,8 +1462,8 @@ mod tests {
     }
 
     #[test]
-    fn limit_chunk_streams_counts_both_tables() {
-        // Two ids of the map (2- and 3-byte forms) fill the limit; a table id is refused.
+    fn limit_chunk_streams_counts_every_basic_header_form() {
+        // Ids of the 3- and 2-byte forms fill the limit; a 1-byte one is refused.
         let limits = ChunkLimits {
             max_chunk_streams: 2,
             ..ChunkLimits::default()
@@ -1963,6 +1963,32 @@ mod tests {
             let mut longer = bytes.to_vec();
             longer.push(0);
             assert_eq!(decode_message_full(&Bytes::from(longer), 4096), None);
+        }
+    }
+
+    #[test]
+    fn chunk_streams_past_the_short_list_keep_their_state() {
+        // Forty streams (past the short list, into the map), each with a first chunk, then a
+        // type-3 chunk per stream that must find its header again.
+        let mut bytes = Vec::new();
+        for csid in 3..43u32 {
+            bytes.extend(chunk(
+                0,
+                csid,
+                "000010 000001 08 01000000",
+                None,
+                &[csid as u8],
+            ));
+        }
+        for csid in 3..43u32 {
+            bytes.extend(chunk(3, csid, "", None, &[csid as u8 + 100]));
+        }
+        let got = parse_with(ChunkLimits::default(), &bytes).unwrap();
+        assert_eq!(got.len(), 80);
+        for (i, m) in got[40..].iter().enumerate() {
+            assert_eq!(m.payload[..], [i as u8 + 103], "message {i}");
+            // Type 3 after a type 0 repeats its timestamp as a delta: 0x10 more.
+            assert_eq!(m.timestamp, 0x20, "message {i}");
         }
     }
 }
