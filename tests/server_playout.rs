@@ -369,3 +369,82 @@ fn a_player_that_stops_reading_does_not_delay_the_others() {
         "the stalled player should have skipped frames: {stats:?}"
     );
 }
+
+/// `data` (an FLV file) with a copy of its first script tag (`onMetaData`) inserted before the
+/// first tag stamped `at_ms` or later, stamped with that tag's time: what flvmux sends when the
+/// tags change mid-stream.
+fn with_metadata_update(data: &[u8], at_ms: u32) -> Vec<u8> {
+    let tag_at = |pos: usize| {
+        let size = u32::from_be_bytes([0, data[pos + 1], data[pos + 2], data[pos + 3]]) as usize;
+        let ts = u32::from_be_bytes([data[pos + 7], data[pos + 4], data[pos + 5], data[pos + 6]]);
+        (data[pos], ts, 11 + size + 4)
+    };
+    let mut script = None;
+    let mut pos = 13;
+    while pos + 11 <= data.len() {
+        let (kind, ts, len) = tag_at(pos);
+        if kind == 18 && script.is_none() {
+            script = Some(data[pos..pos + len].to_vec());
+        }
+        if ts >= at_ms {
+            let mut update = script.expect("the file has an onMetaData tag first");
+            update[4..7].copy_from_slice(&ts.to_be_bytes()[1..]);
+            update[7] = (ts >> 24) as u8;
+            let mut out = data[..pos].to_vec();
+            out.extend_from_slice(&update);
+            out.extend_from_slice(&data[pos..]);
+            return out;
+        }
+        pos += len;
+    }
+    panic!("no tag at {at_ms} ms or later");
+}
+
+/// A player joining after the metadata changed mid-stream gets `onMetaData` at timestamp 0,
+/// ahead of the headers and the GOP: FFmpeg then sees exactly the video and the audio stream
+/// (metadata stamped with the stream time made it open a third, "data" stream).
+#[test]
+fn a_late_player_sees_only_video_and_audio_after_a_metadata_update() {
+    require("ffprobe", "ffmpeg");
+    let media = test_media(4);
+    let data = with_metadata_update(&std::fs::read(&media).unwrap(), 2000);
+    let p = playout_pipeline("");
+    let sink = p.by_name("sink");
+    let (connected, _) = count_clients(&sink);
+    let port = p.port("sink");
+    let src = p.by_name("src").downcast::<gst_app::AppSrc>().unwrap();
+    // Everything up to well past the update (3 of 4 seconds), then a player joins.
+    let cut = data.len() * 3 / 4;
+    for chunk in data[..cut].chunks(64 * 1024) {
+        src.push_buffer(gst::Buffer::from_slice(chunk.to_vec()))
+            .unwrap();
+    }
+    let mut probe = ChildGuard::spawn(
+        "ffprobe player",
+        Command::new("ffprobe")
+            .args(["-v", "error", "-show_entries", "stream=codec_type"])
+            .args(["-of", "csv=p=0", &url(port)])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    wait_until("the ffprobe player", DEADLINE, || {
+        connected.load(Ordering::SeqCst) == 1
+    });
+    for chunk in data[cut..].chunks(64 * 1024) {
+        src.push_buffer(gst::Buffer::from_slice(chunk.to_vec()))
+            .unwrap();
+    }
+    src.end_of_stream().unwrap();
+    p.wait_eos(DEADLINE);
+    let status = wait_or_explain(&mut probe, DEADLINE);
+    let mut types = String::new();
+    std::io::Read::read_to_string(probe.child.stdout.as_mut().unwrap(), &mut types).unwrap();
+    assert!(status.success(), "ffprobe: {}", probe.stderr_text());
+    let mut types: Vec<&str> = types.split_whitespace().collect();
+    types.sort();
+    assert_eq!(
+        types,
+        ["audio", "video"],
+        "the streams ffprobe found in the late join"
+    );
+}

@@ -60,7 +60,18 @@ pub fn publish_message(hub: &Hub, message: Message) {
         return;
     }
     let input = match classify(message.type_id, &message.payload) {
-        Class::Metadata => Input::Metadata(shared_frame(message, Kind::Data, false)),
+        // Stamped 0 wherever it sits in the stream (flvmux re-sends it with the current time
+        // when tags change): FFmpeg only takes an `onMetaData` at 0 as the stream's metadata,
+        // any other time opens an extra data stream. A joiner gets it first, before the
+        // sequence headers and the GOP; players already there take it as an update.
+        Class::Metadata => Input::Metadata(shared_frame(
+            Message {
+                timestamp: 0,
+                ..message
+            },
+            Kind::Data,
+            false,
+        )),
         Class::VideoHeader => Input::VideoHeader(shared_frame(message, Kind::Video, false)),
         Class::AudioHeader => Input::AudioHeader(shared_frame(message, Kind::Audio, false)),
         Class::Video { keyframe, .. } => Input::Frame(shared_frame(message, Kind::Video, keyframe)),
