@@ -39,3 +39,24 @@ if ! command -v cargo >/dev/null; then
   . "$HOME/.cargo/env"
 fi
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy 2>/dev/null || true
+
+# FFmpeg 9 (static, from PyPI's imageio-ffmpeg wheel): the Enhanced RTMP peer (HEVC, AV1, VP9,
+# Opus, FLAC, AC-3, multitrack) and a second RTMPE client. Pinned, installed into the project's
+# own .peers/ folder; the tests find it there (tests/common: ffmpeg9()).
+FF9_VERSION=0.8.1
+FF9_DIR=".peers/imageio-ffmpeg-$FF9_VERSION"
+FF9_BIN="$FF9_DIR/imageio_ffmpeg/binaries/ffmpeg-linux-x86_64-v9.0.2"
+if [ ! -x "$FF9_BIN" ]; then
+  echo "setup: installing FFmpeg 9 (imageio-ffmpeg==$FF9_VERSION) into $FF9_DIR"
+  PY=python3
+  command -v "$PY" >/dev/null || { echo "setup: python3 is needed for FFmpeg 9" >&2; exit 1; }
+  "$PY" -m pip --version >/dev/null 2>&1 || {
+    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-pip >/dev/null
+  }
+  rm -rf "$FF9_DIR.tmp"
+  "$PY" -m pip install -q --disable-pip-version-check --no-deps --only-binary=:all: \
+    --target "$FF9_DIR.tmp" "imageio-ffmpeg==$FF9_VERSION"
+  chmod +x "$FF9_DIR.tmp"/imageio_ffmpeg/binaries/ffmpeg-linux-x86_64-v9.0.2
+  rm -rf "$FF9_DIR" && mv "$FF9_DIR.tmp" "$FF9_DIR"
+fi

@@ -29,6 +29,8 @@ use bytes::Bytes;
 use rsrtmp_engine::chunk::decode_message_full;
 use rsrtmp_engine::message::Message;
 
+pub use crate::net::ingest::HeaderKey;
+
 /// Default byte bound of one player's queue.
 pub const DEFAULT_QUEUE_LIMIT: usize = 8 * 1024 * 1024;
 
@@ -72,10 +74,9 @@ impl Frame {
 pub enum Input {
     /// `onMetaData`: cached for new players and forwarded to current ones.
     Metadata(Arc<Frame>),
-    /// AVC/HEVC/... decoder configuration: cached and forwarded, never dropped.
-    VideoHeader(Arc<Frame>),
-    /// AAC/... decoder configuration: cached and forwarded, never dropped.
-    AudioHeader(Arc<Frame>),
+    /// A track's decoder configuration (AVC/HEVC/AAC/Opus... sequence header, multichannel
+    /// config, colorInfo), cached per slot and forwarded, never dropped.
+    Header(HeaderKey, Arc<Frame>),
     /// A media frame or any other data message.
     Frame(Arc<Frame>),
 }
@@ -165,9 +166,11 @@ pub struct PlayerStats {
 #[derive(Default)]
 struct StreamCache {
     metadata: Option<Arc<Frame>>,
-    video_header: Option<Arc<Frame>>,
-    audio_header: Option<Arc<Frame>>,
+    /// Every track's headers, in the order their slots first appeared.
+    headers: Vec<(HeaderKey, Arc<Frame>)>,
     has_video: bool,
+    /// A media frame went out: a player joining now has missed the stream's start.
+    started: bool,
     /// Frames since the last sync point; empty when caching is off or the GOP outgrew the bound.
     gop: Vec<Arc<Frame>>,
     gop_bytes: usize,
@@ -330,19 +333,22 @@ impl Hub {
                 st.cache.metadata = Some(b.clone());
                 self.deliver(&st.players, Delivery::Always(b));
             }
-            Input::VideoHeader(b) => {
-                st.cache.video_header = Some(b.clone());
-                st.cache.has_video = true;
-                self.deliver(&st.players, Delivery::Always(b));
-            }
-            Input::AudioHeader(b) => {
-                st.cache.audio_header = Some(b.clone());
+            Input::Header(key, b) => {
+                let cache = &mut st.cache;
+                if b.kind == Kind::Video {
+                    cache.has_video = true;
+                }
+                match cache.headers.iter_mut().find(|(k, _)| *k == key) {
+                    Some(slot) => slot.1 = b.clone(),
+                    None => cache.headers.push((key, b.clone())),
+                }
                 self.deliver(&st.players, Delivery::Always(b));
             }
             Input::Frame(enc) => {
                 if enc.kind == Kind::Video {
                     st.cache.has_video = true;
                 }
+                st.cache.started = true;
                 let sync = is_sync(&enc, st.cache.has_video);
                 if self.config.gop_cache {
                     let cache = &mut st.cache;
@@ -385,7 +391,9 @@ impl Hub {
     }
 
     /// Adds a player. Its queue starts with the cached headers and, when there is a usable
-    /// cached GOP, that GOP; otherwise it waits for the next sync point.
+    /// cached GOP, that GOP; otherwise it waits for the next sync point — unless no media
+    /// went out yet, when it gets the stream from its first frame (audio that comes before
+    /// the first keyframe included).
     pub fn add_player(&self, peer: SocketAddr) -> Arc<PlayerQueue> {
         self.add_player_with(peer, None, Vec::new())
     }
@@ -408,9 +416,10 @@ impl Hub {
                 q.push(Item::Own(b), len);
             }
             let cache = &st.cache;
-            for b in [&cache.metadata, &cache.video_header, &cache.audio_header]
-                .into_iter()
-                .flatten()
+            for b in cache
+                .metadata
+                .iter()
+                .chain(cache.headers.iter().map(|(_, b)| b))
             {
                 q.push(Item::Frame(b.clone()), b.len());
             }
@@ -419,7 +428,7 @@ impl Hub {
                     q.push(Item::Frame(b.clone()), b.len());
                 }
             } else {
-                q.skipping = true;
+                q.skipping = cache.started;
             }
         }
         let mut players = st.players.to_vec();
@@ -797,6 +806,23 @@ mod tests {
         shared(Kind::Data, false, tag, 1)
     }
 
+    fn track_header(kind: Kind, type_id: u8, track: u8, tag: u8) -> Input {
+        let key = HeaderKey {
+            type_id,
+            track,
+            packet: 0,
+        };
+        Input::Header(key, shared(kind, false, tag, 1))
+    }
+
+    fn vheader(tag: u8) -> Input {
+        track_header(Kind::Video, 9, 0, tag)
+    }
+
+    fn aheader(tag: u8) -> Input {
+        track_header(Kind::Audio, 8, 0, tag)
+    }
+
     fn drain(p: &PlayerQueue) -> Vec<u8> {
         let mut out = Vec::new();
         p.take(&mut out, usize::MAX);
@@ -832,8 +858,8 @@ mod tests {
     fn late_player_gets_headers_then_gop_from_last_keyframe() {
         let hub = Hub::new(HubConfig::default());
         hub.push(Input::Metadata(header(1)));
-        hub.push(Input::VideoHeader(header(2)));
-        hub.push(Input::AudioHeader(header(3)));
+        hub.push(vheader(2));
+        hub.push(aheader(3));
         hub.push(frame(Kind::Video, true, 10, 4));
         hub.push(frame(Kind::Audio, false, 11, 4));
         hub.push(frame(Kind::Video, true, 20, 4));
@@ -845,12 +871,45 @@ mod tests {
     }
 
     #[test]
+    fn a_player_there_before_the_first_frame_gets_every_frame() {
+        for gop_cache in [true, false] {
+            let hub = Hub::new(HubConfig {
+                gop_cache,
+                ..HubConfig::default()
+            });
+            let p = hub.add_player(peer());
+            hub.push(vheader(2));
+            hub.push(aheader(3));
+            // Audio ahead of the first keyframe (an encoder with a video delay).
+            hub.push(frame(Kind::Audio, false, 10, 4));
+            hub.push(frame(Kind::Video, true, 11, 4));
+            hub.push(frame(Kind::Audio, false, 12, 4));
+            assert_eq!(drain(&p), vec![2, 3, 10, 11, 12], "gop_cache {gop_cache}");
+            assert_eq!(p.stats().drops, 0);
+        }
+    }
+
+    #[test]
+    fn a_late_player_gets_the_headers_of_every_track() {
+        let hub = Hub::new(HubConfig::default());
+        hub.push(Input::Metadata(header(1)));
+        hub.push(vheader(2));
+        hub.push(track_header(Kind::Audio, 8, 0, 3));
+        hub.push(track_header(Kind::Audio, 8, 1, 4));
+        hub.push(frame(Kind::Video, true, 10, 4));
+        // A new header of track 0 replaces that track's only.
+        hub.push(track_header(Kind::Audio, 8, 0, 5));
+        let p = hub.add_player(peer());
+        assert_eq!(drain(&p), vec![1, 2, 5, 4, 10]);
+    }
+
+    #[test]
     fn without_gop_cache_a_late_player_waits_for_a_keyframe() {
         let hub = Hub::new(HubConfig {
             gop_cache: false,
             ..HubConfig::default()
         });
-        hub.push(Input::VideoHeader(header(2)));
+        hub.push(vheader(2));
         hub.push(frame(Kind::Video, true, 10, 4));
         let p = hub.add_player(peer());
         hub.push(frame(Kind::Audio, false, 11, 4));
@@ -867,7 +926,7 @@ mod tests {
             gop_cache: false,
             ..HubConfig::default()
         });
-        hub.push(Input::AudioHeader(header(3)));
+        hub.push(aheader(3));
         let p = hub.add_player(peer());
         hub.push(frame(Kind::Audio, false, 11, 4));
         assert_eq!(drain(&p), vec![3, 11]);
@@ -910,7 +969,7 @@ mod tests {
         let p = hub.add_player(peer());
         hub.push(frame(Kind::Video, true, 10, 4));
         hub.push(frame(Kind::Video, false, 11, 4));
-        hub.push(Input::VideoHeader(header(2)));
+        hub.push(vheader(2));
         assert_eq!(drain(&p), vec![10, 2]);
     }
 
@@ -931,7 +990,7 @@ mod tests {
     #[test]
     fn end_stream_tells_players_and_the_next_stream_starts_fresh() {
         let hub = Hub::new(HubConfig::default());
-        hub.push(Input::VideoHeader(header(2)));
+        hub.push(vheader(2));
         hub.push(frame(Kind::Video, true, 10, 4));
         let p = hub.add_player(peer());
         hub.end_stream();
@@ -940,7 +999,7 @@ mod tests {
         assert!(!p.take(&mut out, 10), "an ended queue reports its end");
         assert_eq!(hub.player_count(), 0);
         // A new stream: nothing of the old one is replayed.
-        hub.push(Input::VideoHeader(header(5)));
+        hub.push(vheader(5));
         let q = hub.add_player(peer());
         hub.push(frame(Kind::Video, true, 30, 4));
         assert_eq!(drain(&q), vec![5, 30]);
@@ -999,7 +1058,7 @@ mod tests {
     #[test]
     fn a_direct_player_is_written_by_the_hub_while_its_socket_has_room() {
         let hub = Hub::new(HubConfig::default());
-        hub.push(Input::VideoHeader(header(2)));
+        hub.push(vheader(2));
         let (p, sock) = direct_player(&hub, 1 << 20, b"own");
         // The preamble and the cache wait for the task's first flush.
         assert_eq!(p.flush_direct().unwrap(), Flushed::Empty);
@@ -1063,7 +1122,7 @@ mod tests {
     #[test]
     fn a_large_hub_delivers_through_two_threads_in_order() {
         let hub = Hub::new(HubConfig::default());
-        hub.push(Input::VideoHeader(header(2)));
+        hub.push(vheader(2));
         let n = PARALLEL_FROM * 2 + 1;
         let players: Vec<_> = (0..n).map(|_| hub.add_player(peer())).collect();
         for i in 0..50u8 {

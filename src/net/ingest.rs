@@ -10,7 +10,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
-use rsrtmp_engine::flv::{self, AudioInfo, FlvHeader, Tag, TimestampExtender, VideoInfo};
+use rsrtmp_engine::flv::{
+    self, AudioInfo, AudioPacketType, FlvHeader, Tag, TimestampExtender, VideoInfo, VideoPacketType,
+};
 use rsrtmp_engine::message::{Message, msg_type};
 use tokio::sync::mpsc;
 
@@ -115,15 +117,29 @@ impl Drop for IngestClaim {
     }
 }
 
+/// Which decoder configuration a header message holds: one slot per message type, track and
+/// packet type, so that every track keeps its own headers (and an Opus multichannel config
+/// or an HEVC colorInfo sits next to its sequence start). A newer header replaces only the
+/// one in its own slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HeaderKey {
+    /// 8 audio, 9 video.
+    pub type_id: u8,
+    /// The Enhanced RTMP track id (0 for legacy and single-track tags).
+    pub track: u8,
+    /// The packet type (0 for a legacy or Enhanced RTMP sequence header).
+    pub packet: u8,
+}
+
 /// What a media message is, as far as serving it goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Class {
     /// `onMetaData` (AMF0 data).
     Metadata,
-    /// Video decoder configuration.
-    VideoHeader,
-    /// Audio decoder configuration.
-    AudioHeader,
+    /// Video decoder configuration: a sequence header, or Enhanced RTMP metadata (colorInfo).
+    VideoHeader(HeaderKey),
+    /// Audio decoder configuration: a sequence header, or an Enhanced RTMP multichannel config.
+    AudioHeader(HeaderKey),
     /// A video frame; `composition_time` = PTS − DTS in ms.
     Video {
         keyframe: bool,
@@ -137,9 +153,19 @@ pub enum Class {
 /// Classifies an audio (8), video (9) or data (18/15) message body. Bodies the FLV inspectors
 /// cannot read are still forwarded, as plain non-key frames.
 pub fn classify(type_id: u8, payload: &[u8]) -> Class {
+    let key = |track, packet| HeaderKey {
+        type_id,
+        track,
+        packet,
+    };
     match type_id {
         msg_type::VIDEO => match VideoInfo::parse(payload) {
-            Ok(v) if v.is_sequence_header() => Class::VideoHeader,
+            Ok(v) if v.is_sequence_header() => {
+                Class::VideoHeader(key(v.track_id, v.packet_type as u8))
+            }
+            Ok(v) if v.is_ex_header && v.packet_type == VideoPacketType::Metadata => {
+                Class::VideoHeader(key(v.track_id, v.packet_type as u8))
+            }
             Ok(v) => Class::Video {
                 keyframe: v.is_keyframe(),
                 composition_time: v.composition_time,
@@ -150,7 +176,12 @@ pub fn classify(type_id: u8, payload: &[u8]) -> Class {
             },
         },
         msg_type::AUDIO => match AudioInfo::parse(payload) {
-            Ok(a) if a.is_sequence_header() => Class::AudioHeader,
+            Ok(a)
+                if a.is_sequence_header()
+                    || a.packet_type == AudioPacketType::MultichannelConfig =>
+            {
+                Class::AudioHeader(key(a.track_id, a.packet_type as u8))
+            }
             _ => Class::Audio,
         },
         msg_type::DATA_AMF0 if media::is_metadata(payload) => Class::Metadata,
@@ -177,8 +208,17 @@ pub struct OutBuffer {
 #[derive(Default, Clone)]
 struct Headers {
     metadata: Option<Bytes>,
-    video: Option<Bytes>,
-    audio: Option<Bytes>,
+    /// Every track's decoder configuration, in the order the slots first appeared.
+    av: Vec<(HeaderKey, Bytes)>,
+}
+
+impl Headers {
+    fn set(&mut self, key: HeaderKey, data: Bytes) {
+        match self.av.iter_mut().find(|(k, _)| *k == key) {
+            Some(slot) => slot.1 = data,
+            None => self.av.push((key, data)),
+        }
+    }
 }
 
 /// Turns a publisher's messages into rtmpserversrc's FLV output.
@@ -295,20 +335,24 @@ impl FlvOutput {
         let Some(data) = Self::tag_bytes(msg.type_id, ts, msg.payload) else {
             return;
         };
-        let header_slot = match class {
-            Class::Metadata => Some(&mut self.headers.metadata),
-            Class::VideoHeader => {
+        let is_header = match class {
+            Class::Metadata => {
+                self.headers.metadata = Some(data.clone());
+                true
+            }
+            Class::VideoHeader(key) => {
                 self.has_video = true;
-                Some(&mut self.headers.video)
+                self.headers.set(key, data.clone());
+                true
             }
-            Class::AudioHeader => {
+            Class::AudioHeader(key) => {
                 self.has_audio = true;
-                Some(&mut self.headers.audio)
+                self.headers.set(key, data.clone());
+                true
             }
-            _ => None,
+            _ => false,
         };
-        if let Some(slot) = header_slot {
-            *slot = Some(data.clone());
+        if is_header {
             if !self.collecting {
                 // A header change mid-stream: pass it on and update the caps.
                 self.new_streamheader = Some(self.streamheader());
@@ -365,12 +409,8 @@ impl FlvOutput {
     fn streamheader(&self) -> Vec<Bytes> {
         let h = &self.headers;
         std::iter::once(self.file_header())
-            .chain(
-                [&h.metadata, &h.video, &h.audio]
-                    .into_iter()
-                    .flatten()
-                    .cloned(),
-            )
+            .chain(h.metadata.iter().cloned())
+            .chain(h.av.iter().map(|(_, b)| b.clone()))
             .collect()
     }
 
@@ -437,7 +477,12 @@ mod tests {
 
     #[test]
     fn classifies_headers_and_frames() {
-        assert_eq!(classify(9, AVC_SEQ), Class::VideoHeader);
+        let legacy = |type_id| HeaderKey {
+            type_id,
+            track: 0,
+            packet: 0,
+        };
+        assert_eq!(classify(9, AVC_SEQ), Class::VideoHeader(legacy(9)));
         assert_eq!(
             classify(9, AVC_KEY),
             Class::Video {
@@ -445,7 +490,7 @@ mod tests {
                 composition_time: 40
             }
         );
-        assert_eq!(classify(8, AAC_SEQ), Class::AudioHeader);
+        assert_eq!(classify(8, AAC_SEQ), Class::AudioHeader(legacy(8)));
         assert_eq!(classify(8, AAC_RAW), Class::Audio);
         assert_eq!(classify(18, b"\x02\x00\x0aonMetaData\x08"), Class::Metadata);
         assert_eq!(classify(18, b"\x02\x00\x06onText"), Class::Data);
@@ -486,6 +531,24 @@ mod tests {
         assert_eq!(tag[0], 8);
         assert_eq!(&tag[4..7], &[0, 0, 110]);
         assert_eq!(&tag[11..15], AAC_RAW);
+    }
+
+    #[test]
+    fn every_tracks_header_is_in_the_streamheader() {
+        // Opus SequenceStart on track 0 (Enhanced RTMP v1), then on track 1 (a OneTrack
+        // multitrack packet), as FFmpeg 8+ sends two Opus tracks; then a new track-0 header.
+        const OPUS0: &[u8] = b"\x90Opus\x01";
+        const OPUS1: &[u8] = b"\x95\x00Opus\x01\x02";
+        const OPUS0_NEW: &[u8] = b"\x90Opus\x03";
+        let mut out = FlvOutput::new();
+        out.handle(started());
+        out.handle(msg(8, 0, OPUS0));
+        out.handle(msg(8, 0, OPUS1));
+        out.handle(msg(8, 0, OPUS0_NEW));
+        out.handle(msg(8, 20, b"\x91Opus\x10\x11"));
+        let sh = out.take_new_streamheader().unwrap();
+        let bodies: Vec<&[u8]> = sh[1..].iter().map(|b| &b[11..b.len() - 4]).collect();
+        assert_eq!(bodies, vec![OPUS0_NEW, OPUS1]);
     }
 
     #[test]

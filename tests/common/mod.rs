@@ -263,7 +263,7 @@ impl Nginx {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null()),
         );
-        wait_for_port(port, Duration::from_secs(10));
+        wait_for_port(port, Duration::from_secs(30));
         Nginx { port, dir, guard }
     }
 
@@ -477,7 +477,9 @@ pub fn interrupt(guard: &mut ChildGuard) {
 /// ffmpeg reading `url` into `out` (stream copy to FLV), stdin closed, stderr piped. It ends
 /// by itself, writing its file out, once no data came for 2 s (`-rw_timeout`): its RTMP
 /// reader throws away what it has buffered when it sees the stream unpublished, so tests that
-/// want every frame keep the stream up until this reader is done.
+/// want every frame keep the stream up until this reader is done. The same 2 s run from its
+/// play to the first data (it gives up with no data at all), so a test starts it only when
+/// the publisher is connected and nothing but releasing its data is left to do.
 pub fn ffmpeg_reader(url: &str, out: &Path) -> ChildGuard {
     require("ffmpeg", "ffmpeg");
     ChildGuard::spawn(
@@ -780,3 +782,106 @@ pub fn wait_for_nginx(nginx: &Nginx, needle: &str, count: usize, timeout: Durati
 }
 pub mod hostile;
 pub mod server_peers;
+
+// ---- FFmpeg 9 (Enhanced RTMP) ------------------------------------------------------------------
+
+/// The FFmpeg 9 binary that scripts/setup.sh installs from PyPI (imageio-ffmpeg, pinned) into
+/// `.peers/`: the only Enhanced RTMP peer.
+pub fn ffmpeg9() -> PathBuf {
+    let bin = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join(".peers/imageio-ffmpeg-0.8.1/imageio_ffmpeg/binaries/ffmpeg-linux-x86_64-v9.0.2");
+    assert!(
+        bin.exists(),
+        "FFmpeg 9 is missing at {}: run ./scripts/setup.sh (it installs imageio-ffmpeg==0.8.1 \
+         from PyPI into .peers/)",
+        bin.display()
+    );
+    bin
+}
+
+/// A media file made once per machine by FFmpeg 9 with `codec_args` (after two lavfi inputs,
+/// a 320x240 30 fps test pattern and a 48 kHz sine, 30-frame GOP), `seconds` long, named
+/// `name` in target/test-media.
+pub fn ffmpeg9_media(name: &str, seconds: u32, codec_args: &[&str]) -> PathBuf {
+    static MAKING: Mutex<()> = Mutex::new(());
+    let _making = MAKING.lock().unwrap_or_else(|e| e.into_inner());
+    let path = media_dir().join(name);
+    if path.exists() {
+        return path;
+    }
+    let tmp = media_dir().join(format!("{name}.{}.tmp.flv", std::process::id()));
+    let out = Command::new(ffmpeg9())
+        .args(["-nostdin", "-loglevel", "error", "-y"])
+        .args(["-f", "lavfi", "-i", "testsrc=size=320x240:rate=30"])
+        .args(["-f", "lavfi", "-i", "sine=r=48000"])
+        .args(codec_args)
+        .args(["-g", "30", "-t", &seconds.to_string(), "-f", "flv"])
+        .arg(&tmp)
+        .output()
+        .expect("run FFmpeg 9");
+    assert!(
+        out.status.success(),
+        "FFmpeg 9 could not make {name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::rename(&tmp, &path).unwrap();
+    path
+}
+
+/// What FFmpeg's `framecrc` muxer wrote: per stream, the extradata line and every packet as
+/// (size, crc, keyframe).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct FrameCrc {
+    pub extradata: std::collections::BTreeMap<u32, String>,
+    pub packets: std::collections::BTreeMap<u32, Vec<(u64, String, bool)>>,
+}
+
+impl FrameCrc {
+    pub fn parse(text: &str) -> FrameCrc {
+        let mut out = FrameCrc::default();
+        for line in text.lines() {
+            if let Some(rest) = line.strip_prefix("#extradata ") {
+                if let Some((idx, val)) = rest.split_once(':') {
+                    out.extradata
+                        .insert(idx.trim().parse().unwrap(), val.trim().to_string());
+                }
+                continue;
+            }
+            if line.starts_with('#') || line.trim().is_empty() {
+                continue;
+            }
+            let f: Vec<&str> = line.split(',').map(str::trim).collect();
+            if f.len() < 6 {
+                continue;
+            }
+            let key = !f.get(6).is_some_and(|flags| flags.starts_with("F=0x0"));
+            out.packets.entry(f[0].parse().unwrap()).or_default().push((
+                f[4].parse().unwrap(),
+                f[5].to_string(),
+                key,
+            ));
+        }
+        out
+    }
+
+    /// Packets per stream, for messages.
+    pub fn counts(&self) -> Vec<(u32, usize)> {
+        self.packets.iter().map(|(k, v)| (*k, v.len())).collect()
+    }
+}
+
+/// Reads `path` (a file or URL) with FFmpeg 9 into framecrc text (`-map 0 -c copy`).
+pub fn ffmpeg9_framecrc(path: &Path) -> FrameCrc {
+    let out = Command::new(ffmpeg9())
+        .args(["-nostdin", "-loglevel", "error", "-i"])
+        .arg(path)
+        .args(["-map", "0", "-c", "copy", "-f", "framecrc", "-"])
+        .output()
+        .expect("run FFmpeg 9");
+    assert!(
+        out.status.success(),
+        "FFmpeg 9 could not read {}",
+        path.display()
+    );
+    FrameCrc::parse(&String::from_utf8_lossy(&out.stdout))
+}
