@@ -6,6 +6,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
@@ -66,26 +67,43 @@ fn relay_every_track(name: &str, codec_args: &[&str]) {
     wait_until("the early player", DEADLINE, || {
         connected.load(Ordering::SeqCst) == 1
     });
+    // FFmpeg 9 publishes the file at real-time pace from its standard input, which the test
+    // feeds: the rest of the file waits until the late player is in, however slowly it starts.
     let mut publisher = ChildGuard::spawn(
         "FFmpeg 9 publisher",
         Command::new(ffmpeg9())
-            .args(["-nostdin", "-loglevel", "error", "-re", "-i"])
-            .arg(&media)
+            .args([
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-re",
+                "-f",
+                "flv",
+                "-i",
+                "pipe:0",
+            ])
             .args(["-map", "0", "-c", "copy", "-f", "flv"])
             .arg(format!("rtmp://127.0.0.1:{port}/live/in"))
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::piped()),
     );
-    // The late player joins once about half the stream went out.
+    let data = std::fs::read(&media).unwrap();
+    let mut feed = publisher.child.stdin.take().unwrap();
+    let cut = data.len() * 6 / 10;
+    feed.write_all(&data[..cut]).expect("feed the publisher");
+    // The late player joins once a good part of the stream went out.
     wait_until(
-        "half the stream to reach the early player",
+        "a quarter of the stream to reach the early player",
         DEADLINE,
-        || sink_bytes(&sink) > media_len / 2,
+        || sink_bytes(&sink) > media_len / 4,
     );
     let mut late = player(port, &late_out, "late FFmpeg 9 player");
     wait_until("the late player", DEADLINE, || {
         connected.load(Ordering::SeqCst) == 2
     });
+    feed.write_all(&data[cut..]).expect("feed the publisher");
+    drop(feed);
     let status = publisher.wait_timeout(DEADLINE);
     assert!(status.success(), "publisher: {}", publisher.stderr_text());
     p.wait_eos(DEADLINE);

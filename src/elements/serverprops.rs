@@ -20,6 +20,8 @@ pub const DEFAULT_STREAM: &str = "";
 pub const DEFAULT_MAX_CLIENTS: u32 = 1000;
 pub const DEFAULT_HANDSHAKE_TIMEOUT: u32 = 10;
 pub const DEFAULT_IDLE_TIMEOUT: u32 = 30;
+/// Seconds a server element waits for its clients to collect the end of a stream.
+pub const DEFAULT_LINGER: u32 = 5;
 
 /// The `transports` property: which transports an element takes clients on.
 #[glib::flags(name = "GstRsRtmpServerTransports")]
@@ -71,6 +73,8 @@ pub struct ListenSettings {
     pub handshake_timeout: u32,
     /// Seconds; 0 = none.
     pub idle_timeout: u32,
+    /// Seconds; 0 = close at once.
+    pub linger: u32,
     pub tls_certificate_file: Option<String>,
     pub tls_key_file: Option<String>,
     pub transports: ServerTransports,
@@ -86,6 +90,7 @@ impl Default for ListenSettings {
             max_clients: DEFAULT_MAX_CLIENTS,
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            linger: DEFAULT_LINGER,
             tls_certificate_file: None,
             tls_key_file: None,
             transports: ServerTransports::all(),
@@ -132,6 +137,17 @@ impl ListenSettings {
                 .blurb("Seconds a new connection has to complete the handshake and publish or play")
                 .minimum(1)
                 .default_value(DEFAULT_HANDSHAKE_TIMEOUT)
+                .mutable_ready()
+                .build(),
+            glib::ParamSpecUInt::builder("linger")
+                .nick("Linger")
+                .blurb(
+                    "Seconds to wait at EOS and on stop for clients to collect what was sent \
+                     to them and hang up (tunnel clients poll for it) before the port closes \
+                     (0 = close at once)",
+                )
+                .maximum(3600)
+                .default_value(DEFAULT_LINGER)
                 .mutable_ready()
                 .build(),
             glib::ParamSpecUInt::builder("idle-timeout")
@@ -186,6 +202,7 @@ impl ListenSettings {
                 self.handshake_timeout = value.get().expect("type checked upstream")
             }
             "idle-timeout" => self.idle_timeout = value.get().expect("type checked upstream"),
+            "linger" => self.linger = value.get().expect("type checked upstream"),
             "tls-certificate-file" => {
                 self.tls_certificate_file = value
                     .get::<Option<String>>()
@@ -215,6 +232,7 @@ impl ListenSettings {
             "max-clients" => self.max_clients.to_value(),
             "handshake-timeout" => self.handshake_timeout.to_value(),
             "idle-timeout" => self.idle_timeout.to_value(),
+            "linger" => self.linger.to_value(),
             "tls-certificate-file" => self.tls_certificate_file.to_value(),
             "tls-key-file" => self.tls_key_file.to_value(),
             "transports" => self.transports.to_value(),
@@ -303,6 +321,7 @@ impl ListenSettings {
             handshake_timeout: Duration::from_secs(self.handshake_timeout.into()),
             idle_timeout: (self.idle_timeout > 0)
                 .then(|| Duration::from_secs(self.idle_timeout.into())),
+            linger: Duration::from_secs(self.linger.into()),
         }
     }
 }

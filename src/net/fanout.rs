@@ -23,7 +23,7 @@ use std::collections::VecDeque;
 use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, mpsc};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak, mpsc};
 
 use bytes::Bytes;
 use rsrtmp_engine::chunk::decode_message_full;
@@ -185,6 +185,8 @@ struct HubState {
     players: Arc<[Arc<PlayerQueue>]>,
     /// Set by [`Hub::end_stream`]; the next input starts a fresh stream.
     ended: bool,
+    /// Players told the stream ended, until their connections let their queues go.
+    draining: Vec<Weak<PlayerQueue>>,
 }
 
 impl HubState {
@@ -383,11 +385,21 @@ impl Hub {
     /// that the next stream starts fresh.
     pub fn end_stream(&self) {
         let mut st = self.lock();
+        st.draining.retain(|p| p.strong_count() > 0);
         for p in st.take_players() {
             p.push_end();
+            st.draining.push(Arc::downgrade(&p));
         }
         st.cache = StreamCache::default();
         st.ended = true;
+    }
+
+    /// Players told the stream ended whose connections still run: they have not collected
+    /// everything and hung up yet (their connection keeps the queue until then).
+    pub fn draining(&self) -> usize {
+        let mut st = self.lock();
+        st.draining.retain(|p| p.strong_count() > 0);
+        st.draining.len()
     }
 
     /// Adds a player. Its queue starts with the cached headers and, when there is a usable

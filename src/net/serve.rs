@@ -31,7 +31,7 @@ use crate::net::fanout::{DirectSocket, Flushed, Hub, Item, PlayerQueue};
 use crate::net::ingest::{IngestClaim, IngestEvent};
 use crate::net::playout::{CHUNK_SIZE, MEDIA_CSIDS, PLAY_STREAM_ID};
 use crate::net::server::{
-    AuthRequest, ByteStream, CAT, ConnSlot, Endpoint, Route, Transport, split_query,
+    AuthRequest, ByteStream, CAT, ConnSlot, Endpoint, Finishing, Route, Transport, split_query,
 };
 use crate::net::tcp::Tcp;
 
@@ -46,7 +46,8 @@ const READ_BUF_PLAYER: usize = 1024;
 const BATCH: usize = 64;
 /// Most buffers handed to one vectored write.
 const MAX_IOV: usize = 64;
-/// After telling a player the stream ended, how long to wait for it to hang up before closing.
+/// Longest wait for a direct player's queue to be written once the hub let it go; also the
+/// hang-up wait of a connection without a route.
 const LINGER: Duration = Duration::from_secs(5);
 /// Between the last frame and the end-of-stream messages.
 const END_GRACE: Duration = Duration::from_millis(300);
@@ -105,6 +106,15 @@ struct Conn {
     routed_at: Option<Instant>,
     accepted_at: Instant,
     handshake_timeout: Duration,
+    /// After its publish or play ended, how long the connection waits for its peer to hang up
+    /// (the route's linger).
+    linger: Duration,
+    /// Kept from the end of the publish or play until the task returns: the element waits
+    /// for these before it lets the port go (see `Finishing`).
+    finishing: Option<Finishing>,
+    /// A player's queue, kept for as long: the hub counts the players it ended until their
+    /// queues are gone.
+    ended_queue: Option<Arc<PlayerQueue>>,
 }
 
 impl Conn {
@@ -368,6 +378,9 @@ impl Conn {
         let route = match std::mem::replace(&mut self.role, Role::None) {
             Role::None => return,
             Role::Publisher { claim, route, .. } => {
+                // Counted before the element learns of the end, so that it cannot miss us.
+                self.finishing = Some(Finishing::new(&route));
+                self.linger = route.linger;
                 claim.finish(why.to_string()).await;
                 route
             }
@@ -378,6 +391,9 @@ impl Conn {
                 direct,
                 ..
             } => {
+                self.finishing = Some(Finishing::new(&route));
+                self.linger = route.linger;
+                self.ended_queue = Some(queue.clone());
                 hub.remove_player(&queue);
                 if direct {
                     // Our own writes go straight to the socket from now on: first finish
@@ -558,6 +574,9 @@ pub(crate) async fn serve(
         routed_at: None,
         accepted_at,
         handshake_timeout,
+        linger: LINGER,
+        finishing: None,
+        ended_queue: None,
     };
     let reason = run(&mut c, &mut stream).await;
     if c.routed_at.is_none() {
@@ -581,7 +600,7 @@ pub(crate) async fn serve(
         }
         // On the heap: an array here would make every connection's task 4 KiB larger.
         let mut buf = vec![0u8; 4096];
-        let _ = tokio::time::timeout(LINGER, async {
+        let _ = tokio::time::timeout(c.linger, async {
             while let Ok(n) = stream.read(&mut buf).await {
                 if n == 0 {
                     break;

@@ -263,6 +263,10 @@ pub struct RouteConfig {
     pub handshake_timeout: Duration,
     /// Close a routed connection that moved no bytes for this long.
     pub idle_timeout: Option<Duration>,
+    /// How long a connection whose publish or play ended waits for its peer to collect what
+    /// it was sent and hang up (a tunnel client polls for it), and how long the element waits
+    /// for such connections before it lets the port go.
+    pub linger: Duration,
     /// Transports this element takes clients on.
     pub transports: Transports,
     /// The certificate the port offers TLS with; every element on the port must agree.
@@ -278,9 +282,34 @@ pub(crate) struct Route {
     max_clients: u32,
     handshake_timeout: Duration,
     pub(crate) idle_timeout: Option<Duration>,
+    pub(crate) linger: Duration,
     pub(crate) transports: Transports,
     /// Cancelled when the element removes the route: its connections end.
     pub(crate) cancel: CancellationToken,
+    /// Connections whose publish or play ended and that still run (see [`Finishing`]).
+    finishing: std::sync::atomic::AtomicUsize,
+}
+
+/// Held by a connection from the end of its publish or play until its task returns, after
+/// its peer collected the last bytes and hung up (or the route's linger passed): what an
+/// element waits for before it lets the port go.
+pub(crate) struct Finishing(Arc<Route>);
+
+impl Finishing {
+    pub(crate) fn new(route: &Arc<Route>) -> Finishing {
+        route
+            .finishing
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Finishing(route.clone())
+    }
+}
+
+impl Drop for Finishing {
+    fn drop(&mut self) {
+        self.0
+            .finishing
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// Why a publish or play was refused before `authorize`.
@@ -530,6 +559,19 @@ impl RouteGuard {
     pub fn conn_counts(&self) -> (usize, usize) {
         self.listener.shared.conn_counts()
     }
+
+    /// Connections of this route whose publish or play ended but that still run: their peer
+    /// has not collected everything and hung up yet.
+    pub fn finishing(&self) -> usize {
+        self.route
+            .finishing
+            .load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// The route's linger (see [`RouteConfig::linger`]).
+    pub fn linger(&self) -> Duration {
+        self.route.linger
+    }
 }
 
 impl Drop for RouteGuard {
@@ -588,8 +630,10 @@ pub fn add_route(addr: SocketAddr, config: RouteConfig) -> Result<RouteGuard, Se
         max_clients: config.max_clients,
         handshake_timeout: config.handshake_timeout,
         idle_timeout: config.idle_timeout,
+        linger: config.linger,
         transports: config.transports,
         cancel: CancellationToken::new(),
+        finishing: std::sync::atomic::AtomicUsize::new(0),
     });
     routes.push(route.clone());
     drop(routes);

@@ -5,9 +5,14 @@
 //! message once and hands the bytes to the route's [`Hub`], which shares them with every
 //! player's bounded queue. Nothing in `render()` waits on a player: a slow player skips to the
 //! next keyframe instead of holding the pipeline back. At EOS every player is told the stream
-//! ended; a later stream on the same sink starts fresh for new players.
+//! ended, and the EOS is held until they collected it and hung up (`linger` seconds at most):
+//! an application that stops the pipeline at EOS must not take the port away from a tunnel
+//! player that polls for the tail. Stopping mid-stream does the same. A later stream on the
+//! same sink starts fresh for new players.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use gst::glib;
 use gst::prelude::*;
@@ -55,6 +60,8 @@ enum State {
 pub struct RtmpServerSink {
     settings: Mutex<Settings>,
     state: Mutex<State>,
+    /// Set by `unlock()`: a wait for players to drain ends at once.
+    unlocked: AtomicBool,
 }
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -70,6 +77,32 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl RtmpServerSink {
+    /// Waits until every player told the stream ended has collected what it was sent and
+    /// hung up — a tunnel player only gets the tail of the stream at its next poll, and the
+    /// port must still be there for it — `linger` at most, or until `unlock()`.
+    fn wait_for_players(&self, hub: &Hub, linger: Duration) {
+        let deadline = Instant::now() + linger;
+        let mut left = hub.draining();
+        if left > 0 {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "waiting up to {linger:?} for {left} players"
+            );
+        }
+        while left > 0 && Instant::now() < deadline && !self.unlocked.load(Ordering::SeqCst) {
+            std::thread::sleep(Duration::from_millis(10));
+            left = hub.draining();
+        }
+        if left > 0 {
+            gst::info!(
+                CAT,
+                imp = self,
+                "{left} players still had not hung up after {linger:?}: closing them"
+            );
+        }
+    }
+
     fn stats(&self) -> gst::Structure {
         let players = match &*lock(&self.state) {
             State::Started { hub, .. } => hub.stats(),
@@ -236,9 +269,27 @@ impl BaseSinkImpl for RtmpServerSink {
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        if let State::Started { hub, .. } = std::mem::take(&mut *lock(&self.state)) {
+        let state = std::mem::take(&mut *lock(&self.state));
+        if let State::Started { hub, route, .. } = state {
+            // Stopped in the middle of a stream: its players are told it ended, as at EOS,
+            // and get the same time to collect that before the port goes.
+            if hub.player_count() > 0 {
+                hub.end_stream();
+            }
+            self.wait_for_players(&hub, route.linger());
             hub.close_all();
+            drop(route);
         }
+        Ok(())
+    }
+
+    fn unlock(&self) -> Result<(), gst::ErrorMessage> {
+        self.unlocked.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    fn unlock_stop(&self) -> Result<(), gst::ErrorMessage> {
+        self.unlocked.store(false, Ordering::SeqCst);
         Ok(())
     }
 
@@ -264,14 +315,27 @@ impl BaseSinkImpl for RtmpServerSink {
     fn event(&self, event: gst::Event) -> bool {
         match event.view() {
             gst::EventView::Eos(_) => {
-                if let State::Started { hub, playout, .. } = &mut *lock(&self.state) {
-                    gst::info!(
-                        CAT,
-                        imp = self,
-                        "end of stream: telling {} players",
-                        hub.player_count()
-                    );
-                    playout.end(hub);
+                let ended = match &mut *lock(&self.state) {
+                    State::Started {
+                        hub,
+                        playout,
+                        route,
+                    } => {
+                        gst::info!(
+                            CAT,
+                            imp = self,
+                            "end of stream: telling {} players",
+                            hub.player_count()
+                        );
+                        playout.end(hub);
+                        Some((hub.clone(), route.linger()))
+                    }
+                    State::Stopped => None,
+                };
+                // The EOS goes on (and an application such as gst-launch stops the pipeline
+                // and with it the port) only once the players have the end of the stream.
+                if let Some((hub, linger)) = ended {
+                    self.wait_for_players(&hub, linger);
                 }
             }
             gst::EventView::StreamStart(_) => {

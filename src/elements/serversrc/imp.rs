@@ -270,8 +270,18 @@ impl BaseSrcImpl for RtmpServerSrc {
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
+        let state = std::mem::take(&mut *lock(&self.state));
+        if let State::Started { route, .. } = &state {
+            // A publisher that just unpublished (what made an `eos-on-unpublish` pipeline
+            // stop) is still collecting the answers to its last commands — over a tunnel at
+            // its next poll — and hangs up after: the port stays for it, `linger` at most.
+            let deadline = std::time::Instant::now() + route.linger();
+            while route.finishing() > 0 && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            }
+        }
         // Dropping the route ends its connections; the listener closes with its last route.
-        *lock(&self.state) = State::Stopped;
+        drop(state);
         *lock(&self.stream) = Stream::default();
         Ok(())
     }
