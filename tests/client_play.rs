@@ -65,7 +65,7 @@ fn ffmpeg_publish_through_nginx_to_flvdemux_counts_every_frame() {
     let src = player.by_name("src").unwrap();
     let start = watch_start(&src.static_pad("src").unwrap());
     player.set_state(gst::State::Playing).unwrap();
-    common::wait_for_nginx(&nginx, "play: name='play'", 1, Duration::from_secs(10));
+    common::wait_for_nginx(&nginx, "play: name='play'", 1, Duration::from_secs(30));
 
     let mut ffmpeg = common::ffmpeg_publisher(&media, &url);
     ffmpeg.wait_timeout(BOUND);
@@ -143,7 +143,7 @@ fn playbin_plays_an_rtmp_uri_with_our_source() {
             });
     }
     pipeline.set_state(gst::State::Playing).unwrap();
-    common::wait_for_nginx(&nginx, "play: name='pb'", 1, Duration::from_secs(10));
+    common::wait_for_nginx(&nginx, "play: name='pb'", 1, Duration::from_secs(30));
     let mut ffmpeg = common::ffmpeg_publisher(&media, &url);
     ffmpeg.wait_timeout(BOUND);
     common::wait_end(&pipeline, BOUND).expect_eos();
@@ -178,7 +178,7 @@ fn ffmpeg_listen_serves_the_source_directly() {
             .stderr(std::process::Stdio::piped()),
     );
     let ffmpeg_log = common::drain_stderr(&mut ffmpeg);
-    common::wait_for_listen(port, Duration::from_secs(10));
+    common::wait_for_listen(port, Duration::from_secs(30));
     // ffmpeg closes the connection at the end without StreamEOF: with no reconnect (and
     // no-eof-is-error off) that is the end of the stream.
     let player = common::pipeline(&format!(

@@ -21,16 +21,9 @@ fn flvmux_stream_through_nginx_reaches_ffmpeg_and_rtmp2src() {
     let by_ffmpeg = dir.path().join("ffmpeg.flv");
     let by_rtmp2 = dir.path().join("rtmp2.flv");
 
-    // Both players wait on nginx before anything is published.
-    let mut ffmpeg = common::ffmpeg_reader(&url, &by_ffmpeg);
-    let ffmpeg_log = common::drain_stderr(&mut ffmpeg);
-    let rtmp2 = common::pipeline(&format!(
-        "rtmp2src location={url} ! filesink location={}",
-        by_rtmp2.display()
-    ));
-    rtmp2.set_state(gst::State::Playing).unwrap();
-    common::wait_for_nginx(&nginx, "play: name='pub'", 2, Duration::from_secs(10));
-
+    // The publisher connects and publishes first, its data held in front of the sink: the
+    // ffmpeg reader gives up 2 s after its play without data, so nothing slow (starting a
+    // pipeline, connecting, the handshake) may come between its play and the first frame.
     let publisher = common::pipeline(&format!(
         "filesrc location={} ! flvdemux name=d \
          flvmux name=m streamable=true ! rtmpclientsink name=sink location={url} \
@@ -38,14 +31,33 @@ fn flvmux_stream_through_nginx_reaches_ffmpeg_and_rtmp2src() {
         media.display()
     ));
     let sink = publisher.by_name("sink").unwrap();
-    let (eos_arrived, let_eos_go) = common::hold_eos(&sink.static_pad("sink").unwrap());
+    let sink_pad = sink.static_pad("sink").unwrap();
+    let (eos_arrived, let_eos_go) = common::hold_eos(&sink_pad);
+    let held = sink_pad
+        .add_probe(gst::PadProbeType::BLOCK_DOWNSTREAM, |_, _| {
+            gst::PadProbeReturn::Ok
+        })
+        .unwrap();
     publisher.set_state(gst::State::Playing).unwrap();
+    common::wait_for_nginx(&nginx, "publish: name='pub'", 1, Duration::from_secs(30));
+
+    // Both players are in before the first frame: rtmp2src, then the ffmpeg reader.
+    let rtmp2 = common::pipeline(&format!(
+        "rtmp2src location={url} ! filesink location={}",
+        by_rtmp2.display()
+    ));
+    rtmp2.set_state(gst::State::Playing).unwrap();
+    common::wait_for_nginx(&nginx, "play: name='pub'", 1, Duration::from_secs(30));
+    let mut ffmpeg = common::ffmpeg_reader(&url, &by_ffmpeg);
+    let ffmpeg_log = common::drain_stderr(&mut ffmpeg);
+    common::wait_for_nginx(&nginx, "play: name='pub'", 2, Duration::from_secs(30));
+    sink_pad.remove_probe(held);
     eos_arrived
         .recv_timeout(BOUND)
         .expect("the publisher reaches the end of the file");
     // ffmpeg's RTMP reader drops what it has buffered when it sees the stream unpublished,
     // so the stream stays up until ffmpeg finished on its read timeout.
-    ffmpeg.wait_timeout(Duration::from_secs(20));
+    ffmpeg.wait_timeout(BOUND);
     let_eos_go.send(()).unwrap();
     common::wait_end(&publisher, BOUND).expect_eos();
     let stats = sink.property::<gst::Structure>("stats");
@@ -106,7 +118,7 @@ fn raw_flv_from_filesrc_split_anywhere_reaches_ffmpeg_listen() {
             .stderr(std::process::Stdio::piped()),
     );
     let ffmpeg_log = common::drain_stderr(&mut ffmpeg);
-    common::wait_for_listen(port, Duration::from_secs(10));
+    common::wait_for_listen(port, Duration::from_secs(30));
 
     // 1000-byte reads split tags (and the file header) at arbitrary places.
     let publisher = common::pipeline(&format!(
@@ -115,7 +127,7 @@ fn raw_flv_from_filesrc_split_anywhere_reaches_ffmpeg_listen() {
         media.display()
     ));
     common::run(&publisher, BOUND).expect_eos();
-    ffmpeg.wait_timeout(Duration::from_secs(20));
+    ffmpeg.wait_timeout(BOUND);
     println!("ffmpeg: {}", ffmpeg_log.join().unwrap());
     assert_eq!(common::ffprobe_counts(&out), expected);
 }

@@ -27,6 +27,9 @@ use gstrsrtmp::net::tls::TlsServerConfig;
 use gstrsrtmp::net::tunnel::TunnelServerConfig;
 
 const BOUND: Duration = Duration::from_secs(60);
+/// The client elements' `timeout` where the opening must succeed: RTMPE's Diffie-Hellman, TLS
+/// and the tunnel's polling run in this debug build, and a loaded machine must never hit it.
+const TIMEOUT: &str = "timeout=30";
 
 /// The relay with TLS (a fresh self-signed certificate) on its port too; returns the relay,
 /// the certificate file and the directory holding it.
@@ -47,7 +50,7 @@ fn tls_relay(tag: &str) -> (Relay, std::path::PathBuf, common::TempDir) {
 }
 
 fn wait_players(relay: &Relay, count: usize, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + BOUND;
     while relay.hub.lock().players_started < count {
         assert!(Instant::now() < deadline, "{what} never started playing");
         std::thread::sleep(Duration::from_millis(20));
@@ -69,7 +72,7 @@ fn counting_player(src_desc: &str) -> (common::PipelineGuard, Arc<AtomicU64>, Ar
 fn publisher(media: &Path, sink_props: &str) -> common::PipelineGuard {
     common::pipeline(&format!(
         "filesrc location={} ! flvdemux name=d \
-         flvmux name=m streamable=true ! rtmpclientsink name=sink {sink_props} \
+         flvmux name=m streamable=true ! rtmpclientsink name=sink {TIMEOUT} {sink_props} \
          d.video ! queue ! m.video  d.audio ! queue ! m.audio",
         media.display()
     ))
@@ -124,7 +127,7 @@ fn ffmpeg_to_relay_to_src(scheme: &str, expect: (&str, u8)) {
     let (relay, cert, _dir) = tls_relay(&format!("src-{scheme}"));
     let url = format!("{scheme}://127.0.0.1:{}/live/s", relay.port);
     let (player, videos, audios) = counting_player(&format!(
-        "rtmpclientsrc name=src location={url} tls-ca-file={}",
+        "rtmpclientsrc name=src location={url} tls-ca-file={} {TIMEOUT}",
         cert.display()
     ));
     player.set_state(gst::State::Playing).unwrap();
@@ -208,10 +211,10 @@ fn sink_publishes_rtmps_through_stunnel_to_nginx_without_verification() {
     let dir = common::TempDir::new("sink-rtmps");
     let out = dir.path().join("ffmpeg.flv");
     let plain = format!("rtmp://127.0.0.1:{}/live/tls", nginx.port);
-    let mut ffmpeg = common::ffmpeg_reader(&plain, &out);
-    let ffmpeg_log = common::drain_stderr(&mut ffmpeg);
-    common::wait_for_nginx(&nginx, "play: name='tls'", 1, Duration::from_secs(10));
 
+    // The publisher connects (TLS through stunnel) and publishes first, its data held in
+    // front of the sink: the ffmpeg reader gives up 2 s after its play without data, so
+    // nothing slow may come between its play and the first frame.
     let publisher = publisher(
         &media,
         &format!(
@@ -220,14 +223,25 @@ fn sink_publishes_rtmps_through_stunnel_to_nginx_without_verification() {
         ),
     );
     let sink = publisher.by_name("sink").unwrap();
-    let (eos_arrived, let_eos_go) = common::hold_eos(&sink.static_pad("sink").unwrap());
+    let sink_pad = sink.static_pad("sink").unwrap();
+    let (eos_arrived, let_eos_go) = common::hold_eos(&sink_pad);
+    let held = sink_pad
+        .add_probe(gst::PadProbeType::BLOCK_DOWNSTREAM, |_, _| {
+            gst::PadProbeReturn::Ok
+        })
+        .unwrap();
     publisher.set_state(gst::State::Playing).unwrap();
+    common::wait_for_nginx(&nginx, "publish: name='tls'", 1, Duration::from_secs(30));
+    let mut ffmpeg = common::ffmpeg_reader(&plain, &out);
+    let ffmpeg_log = common::drain_stderr(&mut ffmpeg);
+    common::wait_for_nginx(&nginx, "play: name='tls'", 1, Duration::from_secs(30));
+    sink_pad.remove_probe(held);
     eos_arrived
         .recv_timeout(BOUND)
         .expect("the publisher reaches the end of the file");
     // ffmpeg drops what it buffered when it sees the unpublish: keep the stream up until
     // it ended on its read timeout.
-    ffmpeg.wait_timeout(Duration::from_secs(30));
+    ffmpeg.wait_timeout(BOUND);
     let_eos_go.send(()).unwrap();
     common::wait_end(&publisher, BOUND).expect_eos();
     let stats = sink.property::<gst::Structure>("stats");
@@ -257,12 +271,12 @@ fn src_plays_rtmps_through_stunnel_from_nginx_trusting_a_ca_file() {
     // Verification stays on (the default flags); the CA file makes the certificate trusted,
     // and "localhost" must match its name.
     let (player, videos, audios) = counting_player(&format!(
-        "rtmpclientsrc name=src location=rtmps://localhost:{}/live/tlsplay tls-ca-file={}",
+        "rtmpclientsrc name=src location=rtmps://localhost:{}/live/tlsplay tls-ca-file={} {TIMEOUT}",
         stunnel.port,
         stunnel.cert.display()
     ));
     player.set_state(gst::State::Playing).unwrap();
-    common::wait_for_nginx(&nginx, "play: name='tlsplay'", 1, Duration::from_secs(10));
+    common::wait_for_nginx(&nginx, "play: name='tlsplay'", 1, Duration::from_secs(30));
     let mut ffmpeg = common::ffmpeg_publisher(
         &media,
         &format!("rtmp://127.0.0.1:{}/live/tlsplay", nginx.port),
@@ -338,6 +352,9 @@ fn playbin_plays_an_rtmpte_uri_with_our_source() {
     playbin.connect("source-setup", false, move |args| {
         let source = args[1].get::<gst::Element>().unwrap();
         *sf.lock().unwrap() = source.factory().unwrap().name().to_string();
+        if source.has_property("timeout") {
+            source.set_property_from_str("timeout", "30");
+        }
         None
     });
     let frames = Arc::new(AtomicU64::new(0));
@@ -369,11 +386,14 @@ fn sink_reconnects_over_rtmps_when_stunnel_restarts() {
     let nginx = common::Nginx::start_idle_streams();
     let stunnel = Stunnel::start(nginx.port);
     let tls_port = stunnel.port;
+    // Reconnect attempts every second for as long as it takes: the test holds stunnel down
+    // until the player is in, however slow the machine, and the publisher comes back then.
     let publisher = common::pipeline(&format!(
         "videotestsrc is-live=true num-buffers=240 ! video/x-raw,width=320,height=240,framerate=30/1 ! \
          x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 bitrate=400 ! h264parse ! \
          flvmux streamable=true ! rtmpclientsink name=sink \
-         location=rtmps://127.0.0.1:{tls_port}/live/re tls-validation-flags=0 reconnect-delay=1000"
+         location=rtmps://127.0.0.1:{tls_port}/live/re tls-validation-flags=0 {TIMEOUT} reconnect-delay=1000 \
+         reconnect-max-delay=1000 reconnect-attempts=-1"
     ));
     let sink = publisher.by_name("sink").unwrap();
     publisher.set_state(gst::State::Playing).unwrap();
@@ -383,9 +403,11 @@ fn sink_reconnects_over_rtmps_when_stunnel_restarts() {
         assert!(Instant::now() < deadline, "2 s of media never went out");
         std::thread::sleep(Duration::from_millis(20));
     }
+    let disconnects = nginx.error_log().matches("disconnect").count();
     drop(stunnel);
-    let _stunnel = Stunnel::start_on(tls_port, nginx.port);
-    // A player on nginx directly sees the resumed publish.
+    // A player on nginx directly sees the resumed publish: it joins once nginx saw the first
+    // publish end (else it would get that end), and before the publisher can come back.
+    common::wait_for_nginx(&nginx, "disconnect", disconnects + 1, BOUND);
     let dir = common::TempDir::new("rtmps-reconnect");
     let out = dir.path().join("player.flv");
     let player = common::pipeline(&format!(
@@ -394,6 +416,8 @@ fn sink_reconnects_over_rtmps_when_stunnel_restarts() {
         out.display()
     ));
     player.set_state(gst::State::Playing).unwrap();
+    common::wait_for_nginx(&nginx, "play: name='re'", 1, BOUND);
+    let _stunnel = Stunnel::start_on(tls_port, nginx.port);
     common::wait_end(&publisher, BOUND).expect_eos();
     let stats = sink.property::<gst::Structure>("stats");
     publisher.set_state(gst::State::Null).unwrap();

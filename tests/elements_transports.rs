@@ -13,6 +13,11 @@ use common::{TempDir, ffprobe_counts, self_signed_cert, test_media};
 use gst::prelude::*;
 
 const DEADLINE: Duration = Duration::from_secs(60);
+/// Both ends run their handshakes (RTMPE's Diffie-Hellman, TLS, the tunnel's polling) in this
+/// debug build, on the same machine: the client's `timeout` and the server's
+/// `handshake-timeout` are made generous so that a loaded machine never hits them.
+const TIMEOUTS_CLIENT: &str = "timeout=30";
+const TIMEOUTS_SERVER: &str = "handshake-timeout=30";
 
 /// TLS properties for the server (a fresh self-signed certificate), empty for schemes that do
 /// not need them.
@@ -37,7 +42,8 @@ fn publish_into_serversrc(scheme: &str) {
     let media = media();
     let dir = TempDir::new(&format!("el-pub-{scheme}"));
     let server = Pipeline::parse(&format!(
-        "rtmpserversrc name=src address=127.0.0.1 port=0 stream=s eos-on-unpublish=true {} ! \
+        "rtmpserversrc name=src address=127.0.0.1 port=0 stream=s eos-on-unpublish=true \
+         {TIMEOUTS_SERVER} {} ! \
          flvdemux name=d \
          d.video ! queue ! appsink name=v sync=false \
          d.audio ! queue ! appsink name=a sync=false",
@@ -51,7 +57,7 @@ fn publish_into_serversrc(scheme: &str) {
     // Raw FLV straight from the file: rtmpclientsink parses it.
     let client = Pipeline::parse(&format!(
         "filesrc location={} ! rtmpclientsink name=sink \
-         location={scheme}://127.0.0.1:{port}/live/s tls-validation-flags=0",
+         location={scheme}://127.0.0.1:{port}/live/s tls-validation-flags=0 {TIMEOUTS_CLIENT}",
         media.display()
     ));
     client.play();
@@ -77,7 +83,7 @@ fn play_from_serversink(scheme: &str) {
     let server = Pipeline::parse(&format!(
         "filesrc location={} ! flvdemux name=d \
          flvmux name=m streamable=true ! rtmpserversink name=sink address=127.0.0.1 port=0 \
-         stream=s sync=true {} \
+         stream=s sync=true {TIMEOUTS_SERVER} {} \
          d.video ! queue ! m.video  d.audio ! queue ! m.audio",
         media.display(),
         server_tls(scheme, dir.path())
@@ -92,7 +98,7 @@ fn play_from_serversink(scheme: &str) {
 
     let client = Pipeline::parse(&format!(
         "rtmpclientsrc location={scheme}://127.0.0.1:{port}/live/s tls-validation-flags=0 \
-         reconnect=false ! flvdemux name=d \
+         reconnect=false {TIMEOUTS_CLIENT} ! flvdemux name=d \
          d.video ! queue ! appsink name=v sync=false \
          d.audio ! queue ! appsink name=a sync=false"
     ));

@@ -291,7 +291,7 @@ impl Drop for Player {
 fn play_client(sock: TcpStream, port: u16, stream: &str) -> RawClient {
     let mut c = RawClient::over(sock, port, "live", ClientRole::Play);
     c.session.play(stream, -2000.0).unwrap();
-    let ev = c.run_until(Duration::from_secs(10), |e| {
+    let ev = c.run_until(DEADLINE, |e| {
         matches!(
             e,
             ClientEvent::PlayStarted { .. } | ClientEvent::StreamRejected(_)
@@ -317,7 +317,7 @@ impl Publisher {
     fn start(port: u16, stream: &str, base: u32) -> Publisher {
         let mut c = RawClient::connect(port, "live", ClientRole::Publish);
         c.session.publish(stream).unwrap();
-        let ev = c.run_until(Duration::from_secs(10), |e| {
+        let ev = c.run_until(DEADLINE, |e| {
             matches!(
                 e,
                 ClientEvent::PublishStarted { .. } | ClientEvent::StreamRejected(_)
@@ -751,7 +751,7 @@ fn clientsink_rides_out_a_restart_of_our_server_without_drops() {
          x264enc tune=zerolatency speed-preset=ultrafast key-int-max=30 bitrate=400 ! h264parse ! \
          flvmux name=m streamable=true ! \
          rtmpclientsink name=sink location=rtmp://127.0.0.1:{port}/live/re reconnect-delay=1000 \
-         max-hold-time=10000 \
+         reconnect-max-delay=1000 reconnect-attempts=-1 max-hold-time=10000 \
          audiotestsrc is-live=true num-buffers=469 samplesperbuffer=1024 ! \
          audio/x-raw,rate=48000,channels=1 ! voaacenc ! aacparse ! m."
     ));
@@ -760,12 +760,19 @@ fn clientsink_rides_out_a_restart_of_our_server_without_drops() {
     wait_until("3 s of video at our server", DEADLINE, || {
         video.lock().unwrap().len() > 90
     });
-    let before = video.lock().unwrap().len();
 
     // Restart: NULL drops the route and its connection; the port is bound again at PLAYING.
+    // What arrived is counted once NULL returned (nothing arrives after), so a slow test
+    // thread loses no frame between counting and clearing.
     server.0.set_state(gst::State::Null).unwrap();
+    let before = video.lock().unwrap().len();
     video.lock().unwrap().clear();
     audio.lock().unwrap().clear();
+    // The old listening socket closes on a runtime thread: bind again once it is gone. The
+    // sink tries again every second meanwhile, for as long as it takes.
+    wait_until("the port to close in NULL", DEADLINE, || {
+        TcpStream::connect(("127.0.0.1", port)).is_err()
+    });
     server.play();
     server.wait_eos(DEADLINE);
     publisher.wait_eos(DEADLINE);

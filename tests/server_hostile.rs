@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::server_peers::*;
-use common::{ChildGuard, ffprobe_counts, require, test_media};
+use common::{ChildGuard, ffprobe_counts, plugin_dir, require, test_media};
 use gstrsrtmp::rtmp::session::{ClientEvent, ClientRole, MediaKind};
 
 const DEADLINE: Duration = Duration::from_secs(60);
@@ -25,8 +25,10 @@ struct Ingest {
 }
 
 fn ingest() -> Ingest {
+    // A generous handshake-timeout: the well-behaved publishers must get through before it,
+    // and the hostile peers are closed for what they send (or evicted), not by it.
     let p = Pipeline::parse(
-        "rtmpserversrc name=src address=127.0.0.1 port=0 stream=key handshake-timeout=2 ! \
+        "rtmpserversrc name=src address=127.0.0.1 port=0 stream=key handshake-timeout=30 ! \
          flvdemux name=d d.video ! queue ! appsink name=v sync=false \
          d.audio ! queue ! appsink name=a sync=false",
     );
@@ -224,15 +226,22 @@ fn ten_thousand_half_open_connections_do_not_lock_out_a_publisher() {
 
 #[test]
 fn timeouts_close_silent_connections_and_idle_publishers() {
+    // Each timeout on an element of its own: the idle publisher has to get through its
+    // handshake and publish first, which a 1 s handshake-timeout would race.
+    let silent_server = Pipeline::parse(
+        "rtmpserversrc name=src address=127.0.0.1 port=0 stream=key handshake-timeout=1 ! fakesink",
+    );
+    silent_server.play();
+    let mut silent = TcpStream::connect(("127.0.0.1", silent_server.port("src"))).unwrap();
+    assert_closed_by_server(&mut silent, "a silent connection (handshake-timeout)");
+
     let p = Pipeline::parse(
-        "rtmpserversrc name=src address=127.0.0.1 port=0 stream=key handshake-timeout=1 \
+        "rtmpserversrc name=src address=127.0.0.1 port=0 stream=key handshake-timeout=30 \
          idle-timeout=1 ! fakesink",
     );
     let (connected, disconnected) = count_clients(&p.by_name("src"));
     p.play();
     let port = p.port("src");
-    let mut silent = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    assert_closed_by_server(&mut silent, "a silent connection (handshake-timeout)");
     let mut c = connected_publisher(port, true);
     wait_until("client-connected", DEADLINE, || {
         connected.load(std::sync::atomic::Ordering::SeqCst) == 1
@@ -265,51 +274,24 @@ fn max_clients_turns_away_connections_past_the_limit() {
     assert_closed_by_server(&mut third, "a connection past max-clients");
     // A slot frees when a player leaves.
     drop(players.pop());
-    let mut c = RawClient::connect(port, "live", ClientRole::Play);
-    c.session.play("s", -2000.0).unwrap();
-    let mut started = None;
-    for _ in 0..50 {
-        started = c.run_until(Duration::from_secs(1), |e| {
-            matches!(e, ClientEvent::PlayStarted { .. })
-        });
-        if started.is_some() {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let mut c = RawClient::connect(port, "live", ClientRole::Play);
+        c.session.play("s", -2000.0).unwrap();
+        // None: closed at once while the old player's slot was still taken (or the deadline).
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if c.run_until(left, |e| matches!(e, ClientEvent::PlayStarted { .. }))
+            .is_some()
+        {
             break;
         }
-        // Closed at once while the old player's slot was still taken: try again.
-        c = RawClient::connect(port, "live", ClientRole::Play);
-        c.session.play("s", -2000.0).unwrap();
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no room after a player left: {:?}",
+            c.events
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(
-        started.is_some(),
-        "no room after a player left: {:?}",
-        c.events
-    );
-}
-
-/// The plugin's directory, with the plugin (the cdylib) built from this source: `cargo test`
-/// builds only the rlib the tests link, so build the library as `cargo build` would (a no-op
-/// when it is up to date) into the same target directory.
-fn plugin_dir() -> std::path::PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    // target/<profile>/deps/<test binary>
-    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
-    let target = dir.parent().unwrap();
-    let mut cargo = Command::new(env!("CARGO"));
-    cargo
-        .args(["build", "--lib", "--quiet"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .env("CARGO_TARGET_DIR", target);
-    if dir.file_name().is_some_and(|n| n == "release") {
-        cargo.arg("--release");
-    }
-    let status = cargo.status().expect("run cargo build --lib");
-    assert!(status.success(), "cargo build --lib failed: {status}");
-    assert!(
-        dir.join("libgstrsrtmp.so").exists(),
-        "no libgstrsrtmp.so in {} after cargo build --lib",
-        dir.display()
-    );
-    dir
 }
 
 /// gst-launch-1.0 leaves SIGPIPE at its default action (terminate): players that reset their

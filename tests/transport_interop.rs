@@ -44,7 +44,7 @@ fn publish_and_play(relay: &Relay, publish_url: &str, players: Vec<Player>, medi
             })
             .collect()
     };
-    let deadline = Instant::now() + Duration::from_secs(20);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while relay.hub.lock().players_started < players.len() {
         if Instant::now() > deadline {
             let started = relay.hub.lock().players_started;
@@ -80,10 +80,12 @@ fn publish_and_play(relay: &Relay, publish_url: &str, players: Vec<Player>, medi
 fn ffmpeg_publishes_over_rtmpt_and_ffmpeg_and_rtmpdump_play_over_rtmpt() {
     require("rtmpdump", "rtmpdump");
     let media = test_media(3);
+    // Short enough for the check at the end (sessions of clients that left without `/close`
+    // expire), long enough that no polling client comes near it, however loaded the machine.
     let relay = start_relay(
         None,
         TunnelServerConfig {
-            session_timeout: Duration::from_secs(3),
+            session_timeout: Duration::from_secs(10),
             ..TunnelServerConfig::default()
         },
     );
@@ -103,7 +105,7 @@ fn ffmpeg_publishes_over_rtmpt_and_ffmpeg_and_rtmpdump_play_over_rtmpt() {
     );
     // No session outlives its client: closed with `/close`, or expired when a client left
     // without one (librtmp may reset the connection before its `/close` is read).
-    let deadline = Instant::now() + Duration::from_secs(15);
+    let deadline = Instant::now() + Duration::from_secs(60);
     while relay.tunnel.session_count() > 0 {
         assert!(Instant::now() < deadline, "tunnel sessions left open");
         std::thread::sleep(Duration::from_millis(20));

@@ -348,7 +348,12 @@ async fn pipelined_requests_are_answered_in_order() {
     }
     // Whatever the echo had not written yet comes with later idles.
     let mut seq = 4;
-    while echoed.len() < 10 && seq < 200 {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while echoed.len() < 10 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "echoed so far: {echoed:?}"
+        );
         let r = post(&mut conn, &format!("/idle/{id}/{seq}"), &[0]).await;
         echoed.extend_from_slice(&r.body[1..]);
         seq += 1;
@@ -374,7 +379,12 @@ async fn a_session_outlives_its_connection() {
     drop(second);
     let mut third = connect_raw(addr).await;
     let mut seq = 1;
-    while echoed.len() < 5 && seq < 200 {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while echoed.len() < 5 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "echoed so far: {echoed:?}"
+        );
         let r = post(&mut third, &format!("/idle/{id}/{seq}"), &[0]).await;
         assert_eq!(r.status(), 200);
         echoed.extend_from_slice(&r.body[1..]);
@@ -411,8 +421,8 @@ async fn idle_sessions_expire() {
     let (addr, server, mut accepted) = start_server(config).await;
     let mut conn = connect_raw(addr).await;
     let id = open_raw(&mut conn).await;
+    // (Not asserting the session is there now: on a loaded machine it may be gone already.)
     let mut tunnel = next_tunnel(&mut accepted).await;
-    assert_eq!(server.session_count(), 1);
 
     // The RTMP side learns why its stream ended.
     let mut buf = [0u8; 16];

@@ -885,3 +885,33 @@ pub fn ffmpeg9_framecrc(path: &Path) -> FrameCrc {
     );
     FrameCrc::parse(&String::from_utf8_lossy(&out.stdout))
 }
+
+/// The plugin's directory, with the plugin (the cdylib) built from this source, for
+/// `gst-launch-1.0` children: `cargo test` builds only the rlib the tests link, so build the
+/// library as `cargo build` would (a no-op when it is up to date) into the same target
+/// directory.
+pub fn plugin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/<profile>/deps/<test binary>
+    let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
+    let target = dir.parent().unwrap();
+    // Test threads of one binary build once.
+    static BUILDING: Mutex<()> = Mutex::new(());
+    let _one = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cargo = Command::new(env!("CARGO"));
+    cargo
+        .args(["build", "--lib", "--quiet"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("CARGO_TARGET_DIR", target);
+    if dir.file_name().is_some_and(|n| n == "release") {
+        cargo.arg("--release");
+    }
+    let status = cargo.status().expect("run cargo build --lib");
+    assert!(status.success(), "cargo build --lib failed: {status}");
+    assert!(
+        dir.join("libgstrsrtmp.so").exists(),
+        "no libgstrsrtmp.so in {} after cargo build --lib",
+        dir.display()
+    );
+    dir
+}

@@ -50,7 +50,7 @@ impl Stunnel {
                 .stdout(Stdio::null())
                 .stderr(Stdio::null()),
         );
-        wait_for_port(port, Duration::from_secs(10));
+        wait_for_port(port, Duration::from_secs(30));
         Stunnel {
             port,
             cert,
