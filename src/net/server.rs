@@ -694,10 +694,12 @@ fn listener_for(
 /// A listener that was just dropped closes its socket on a runtime thread a moment later; a
 /// quick restart on the same port waits for that instead of failing.
 fn bind_with_retry(addr: SocketAddr) -> std::io::Result<std::net::TcpListener> {
+    // An element restarted on its own port waits for its old listener, which closes on a
+    // runtime thread: 5 s, so that a loaded machine is not mistaken for a port in use.
     let mut tries = 0;
     loop {
         match bind(addr) {
-            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 20 => {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && tries < 100 => {
                 tries += 1;
                 std::thread::sleep(Duration::from_millis(50));
             }
