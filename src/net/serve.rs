@@ -325,17 +325,9 @@ impl Conn {
             && self.session.can_take_shared_bytes(stream_id)
             && self.session.chunk_size() == CHUNK_SIZE
             && self.session.media_csids() == MEDIA_CSIDS;
-        gst::info!(
-            CAT,
-            "{}: playing {}/{name} over {} (stream {stream_id}, shared bytes: {shared})",
-            self.peer,
-            self.app,
-            self.transport.name()
-        );
         self.slot.mark_routed();
         self.routed_at = Some(Instant::now());
         let peer = self.peer;
-        Self::run_hook(&route, move |h| h.client_connected(peer)).await;
         let direct = self.tcp.clone().filter(|_| shared);
         let queue = match direct {
             Some(sock) => {
@@ -356,10 +348,20 @@ impl Conn {
             stream_id,
             queue,
             hub,
-            route,
+            route: route.clone(),
             shared,
             direct,
         };
+        // Said once the player is in the hub: whoever reacts (an application, a test that
+        // starts the stream) can count on it getting every frame pushed from now on.
+        gst::info!(
+            CAT,
+            "{}: playing {}/{name} over {} (stream {stream_id}, shared bytes: {shared})",
+            self.peer,
+            self.app,
+            self.transport.name()
+        );
+        Self::run_hook(&route, move |h| h.client_connected(peer)).await;
     }
 
     async fn end_role(&mut self, stream_id: u32, why: &str) {
