@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 use common::relay::{Relay, rtmpdump_player, start_relay};
 use common::stunnel::Stunnel;
 use gst::prelude::*;
-use gstrsrtmp::net::tls::TlsServerConfig;
-use gstrsrtmp::net::tunnel::TunnelServerConfig;
+use gstrsrtmp::net::transport::tls::TlsServerConfig;
+use gstrsrtmp::net::transport::tunnel::TunnelServerConfig;
 
 const BOUND: Duration = Duration::from_secs(60);
 /// The client elements' `timeout` where the opening must succeed: RTMPE's Diffie-Hellman, TLS

@@ -467,7 +467,7 @@ fn bad_input_on_every_transport_is_closed_and_a_player_still_gets_every_frame() 
 /// A TLS client through rustls that sends `first` inside TLS and reports whether the server
 /// hung up without answering.
 fn tls_client_sending(port: u16, first: &[u8]) -> bool {
-    let connector = gstrsrtmp::net::tls::TlsClientConfig {
+    let connector = gstrsrtmp::net::transport::tls::TlsClientConfig {
         verify: false,
         ca_file: None,
     }

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use common::relay::{Player, Relay, ffmpeg_player, rtmpdump_player, start_relay};
 use common::*;
-use gstrsrtmp::net::tls::TlsServerConfig;
-use gstrsrtmp::net::tunnel::TunnelServerConfig;
+use gstrsrtmp::net::transport::tls::TlsServerConfig;
+use gstrsrtmp::net::transport::tunnel::TunnelServerConfig;
 
 fn ffmpeg_publish(url: &str, media: &Path, log: &Path) -> ChildGuard {
     let mut cmd = Command::new("ffmpeg");

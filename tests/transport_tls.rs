@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::{TempDir, self_signed_cert};
-use gstrsrtmp::net::tls::{TlsAcceptor, TlsClientConfig, TlsServerConfig};
-use gstrsrtmp::net::tunnel::{TunnelClientOptions, TunnelServer, TunnelServerConfig, client};
+use gstrsrtmp::net::transport::tls::{TlsAcceptor, TlsClientConfig, TlsServerConfig};
+use gstrsrtmp::net::transport::tunnel::{
+    TunnelClientOptions, TunnelServer, TunnelServerConfig, client,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 

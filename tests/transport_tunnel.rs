@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use gstrsrtmp::net::tunnel::{
+use gstrsrtmp::net::transport::tunnel::{
     AcceptedTunnel, TunnelClientOptions, TunnelServer, TunnelServerConfig, client,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};

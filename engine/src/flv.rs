@@ -1261,9 +1261,165 @@ impl TimestampExtender {
     }
 }
 
+// ---- classification ----------------------------------------------------------------------------
+
+/// AMF0 `@setDataFrame`, which publishers put before metadata.
+pub const SET_DATA_FRAME: &[u8] = b"\x02\x00\x0d@setDataFrame";
+
+/// Skips a leading `@setDataFrame` string, as players want bare `onMetaData`.
+pub fn strip_set_data_frame(payload: &Bytes) -> Bytes {
+    match payload.strip_prefix(SET_DATA_FRAME) {
+        Some(_) => payload.slice(SET_DATA_FRAME.len()..),
+        None => payload.clone(),
+    }
+}
+
+/// Whether a data payload is stream metadata (`onMetaData`, with or without `@setDataFrame`
+/// before it).
+pub fn is_metadata(payload: &[u8]) -> bool {
+    let rest = payload.strip_prefix(SET_DATA_FRAME).unwrap_or(payload);
+    rest.starts_with(b"\x02\x00\x0aonMetaData")
+}
+
+/// Which decoder configuration a header message holds: one slot per message type, track and
+/// packet type, so that every track keeps its own headers (and an Opus multichannel config or
+/// an HEVC colorInfo sits next to its sequence start). A newer header replaces only the one
+/// in its own slot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct HeaderKey {
+    /// 8 audio, 9 video.
+    pub type_id: u8,
+    /// The Enhanced RTMP track id (0 for legacy and single-track tags).
+    pub track: u8,
+    /// The packet type ([`VideoPacketType`] / [`AudioPacketType`] as a number; 0 for a
+    /// legacy or Enhanced RTMP sequence header).
+    pub packet: u8,
+}
+
+impl HeaderKey {
+    /// A decoder configuration record (sequence start), not an extra configuration packet.
+    pub fn is_sequence_start(&self) -> bool {
+        match self.type_id {
+            TAG_TYPE_VIDEO => {
+                self.packet == VideoPacketType::SequenceStart as u8
+                    || self.packet == VideoPacketType::Mpeg2TsSequenceStart as u8
+            }
+            _ => self.packet == AudioPacketType::SequenceStart as u8,
+        }
+    }
+}
+
+/// What a media message is, as far as storing, serving and resuming go: the one classifier
+/// the client and server drivers share.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaClass {
+    /// `onMetaData` (AMF0 data).
+    Metadata,
+    /// Video decoder configuration: a sequence header, or Enhanced RTMP metadata (colorInfo).
+    VideoHeader(HeaderKey),
+    /// Audio decoder configuration: a sequence header, or an Enhanced RTMP multichannel config.
+    AudioHeader(HeaderKey),
+    /// A video frame; `composition_time` = PTS − DTS in ms.
+    Video {
+        keyframe: bool,
+        composition_time: i32,
+    },
+    Audio,
+    /// Any other data message.
+    Data,
+}
+
+/// Classifies an audio (8), video (9) or data (18/15) message or tag body. Bodies the
+/// inspectors cannot read are plain non-key frames: the peer decides what to make of them.
+pub fn classify(type_id: u8, payload: &[u8]) -> MediaClass {
+    let key = |track, packet| HeaderKey {
+        type_id,
+        track,
+        packet,
+    };
+    match type_id {
+        TAG_TYPE_VIDEO => match VideoInfo::parse(payload) {
+            Ok(v) if v.is_sequence_header() => {
+                MediaClass::VideoHeader(key(v.track_id, v.packet_type as u8))
+            }
+            Ok(v) if v.is_ex_header && v.packet_type == VideoPacketType::Metadata => {
+                MediaClass::VideoHeader(key(v.track_id, v.packet_type as u8))
+            }
+            Ok(v) => MediaClass::Video {
+                keyframe: v.is_keyframe(),
+                composition_time: v.composition_time,
+            },
+            Err(_) => MediaClass::Video {
+                keyframe: false,
+                composition_time: 0,
+            },
+        },
+        TAG_TYPE_AUDIO => match AudioInfo::parse(payload) {
+            Ok(a)
+                if a.is_sequence_header()
+                    || a.packet_type == AudioPacketType::MultichannelConfig =>
+            {
+                MediaClass::AudioHeader(key(a.track_id, a.packet_type as u8))
+            }
+            _ => MediaClass::Audio,
+        },
+        TAG_TYPE_SCRIPT if is_metadata(payload) => MediaClass::Metadata,
+        _ => MediaClass::Data,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const AVC_SEQ: &[u8] = &[0x17, 0, 0, 0, 0, 1, 2, 3];
+    const AVC_KEY: &[u8] = &[0x17, 1, 0, 0, 0x28, 9, 9];
+    const AAC_SEQ: &[u8] = &[0xAF, 0, 0x12, 0x10];
+    const AAC_RAW: &[u8] = &[0xAF, 1, 5, 5];
+
+    #[test]
+    fn classifies_headers_and_frames() {
+        let legacy = |type_id| HeaderKey {
+            type_id,
+            track: 0,
+            packet: 0,
+        };
+        assert_eq!(classify(9, AVC_SEQ), MediaClass::VideoHeader(legacy(9)));
+        assert_eq!(
+            classify(9, AVC_KEY),
+            MediaClass::Video {
+                keyframe: true,
+                composition_time: 40
+            }
+        );
+        assert_eq!(classify(8, AAC_SEQ), MediaClass::AudioHeader(legacy(8)));
+        assert_eq!(classify(8, AAC_RAW), MediaClass::Audio);
+        assert_eq!(
+            classify(18, b"\x02\x00\x0aonMetaData\x08"),
+            MediaClass::Metadata
+        );
+        assert_eq!(classify(18, b"\x02\x00\x06onText"), MediaClass::Data);
+        // Enhanced RTMP: HEVC colorInfo metadata and an Opus multichannel config are headers
+        // of their own slot; an Opus SequenceStart on track 1 (OneTrack multitrack) too.
+        let colour = classify(9, b"\xd4hvc1\x02\x00\x09colorInfo");
+        assert!(
+            matches!(colour, MediaClass::VideoHeader(k) if k.packet == 4 && !k.is_sequence_start())
+        );
+        let multichannel = classify(8, b"\x94Opus\x00\x02");
+        assert!(matches!(multichannel, MediaClass::AudioHeader(k) if !k.is_sequence_start()));
+        let track1 = classify(8, b"\x95\x00Opus\x01\x13");
+        assert!(
+            matches!(track1, MediaClass::AudioHeader(k) if k.track == 1 && k.is_sequence_start())
+        );
+        assert_eq!(
+            classify(9, &[]),
+            MediaClass::Video {
+                keyframe: false,
+                composition_time: 0
+            }
+        );
+    }
+
     use proptest::prelude::*;
 
     fn tag(tag_type: u8, timestamp: u32, data: &[u8]) -> Tag {

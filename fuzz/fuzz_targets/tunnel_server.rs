@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Once;
 use std::time::Duration;
 
-use gstrsrtmp::net::tunnel::{TunnelServer, TunnelServerConfig};
+use gstrsrtmp::net::transport::tunnel::{TunnelServer, TunnelServerConfig};
 use libfuzzer_sys::fuzz_target;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 

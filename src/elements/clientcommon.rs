@@ -11,7 +11,7 @@ use gst::glib;
 use gst::prelude::*;
 
 use crate::net::client::{self, AuthMode, ClientConfig, ReconnectPolicy, Stats};
-use crate::net::tls::TlsClientConfig;
+use crate::net::transport::tls::TlsClientConfig;
 use crate::rtmp::url::{RtmpUrl, Scheme};
 
 pub const DEFAULT_SCHEME: RtmpScheme = RtmpScheme::Rtmp;

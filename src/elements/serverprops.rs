@@ -11,7 +11,7 @@ use gst::glib;
 use gst::prelude::*;
 
 use crate::net::server::{AuthRequest, Endpoint, RouteConfig, RouteHooks, Transport, Transports};
-use crate::net::tls::TlsServerConfig;
+use crate::net::transport::tls::TlsServerConfig;
 
 pub const DEFAULT_ADDRESS: &str = "0.0.0.0";
 pub const DEFAULT_PORT: u32 = 1935;

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use gst::prelude::*;
-use gstrsrtmp::net::tls::TlsClientConfig;
-use gstrsrtmp::net::tunnel::{self, TunnelClientOptions};
+use gstrsrtmp::net::transport::tls::TlsClientConfig;
+use gstrsrtmp::net::transport::tunnel::{self, TunnelClientOptions};
 use gstrsrtmp::rtmp::amf0::{self, Value};
 use gstrsrtmp::rtmp::chunk::{ChunkLimits, ChunkReader, encode_message_full};
 use gstrsrtmp::rtmp::command;

@@ -14,8 +14,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use gstrsrtmp::net::runtime::runtime;
-use gstrsrtmp::net::tls::TlsAcceptor;
-use gstrsrtmp::net::tunnel::{Rewind, TunnelServer, TunnelServerConfig};
+use gstrsrtmp::net::transport::tls::TlsAcceptor;
+use gstrsrtmp::net::transport::tunnel::{Rewind, TunnelServer, TunnelServerConfig};
 use gstrsrtmp::rtmp::message::Message;
 use gstrsrtmp::rtmp::session::{ServerConfig, ServerEvent, ServerSession};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};

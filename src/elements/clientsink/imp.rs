@@ -16,8 +16,8 @@ use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
 
 use crate::elements::clientcommon::{self, CommonSettings, Flushing};
+use crate::net::client::media::{FlvDemuxer, MediaFrame};
 use crate::net::client::{ClientConfig, PublishConfig, Publisher, Stats, StopCommands};
-use crate::net::media::{FlvDemuxer, MediaFrame};
 
 const DEFAULT_CHUNK_SIZE: u32 = 4096;
 const DEFAULT_MAX_HOLD_TIME: u32 = 10_000;

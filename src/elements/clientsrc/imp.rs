@@ -23,8 +23,8 @@ use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
 
 use crate::elements::clientcommon::{self, CommonSettings, Flushing};
+use crate::net::client::media::{self, HeaderSlot, MediaFrame, MediaKind};
 use crate::net::client::{ClientConfig, PlayConfig, PlayItem, Player, Stats};
-use crate::net::media::{self, HeaderSlot, MediaFrame, MediaKind};
 
 const DEFAULT_IDLE_TIMEOUT: u32 = 0;
 const DEFAULT_NO_EOF_IS_ERROR: bool = false;

@@ -21,8 +21,8 @@ use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
 use crate::elements::serverprops::{self, ElementHooks, ListenSettings};
-use crate::net::fanout::{DEFAULT_QUEUE_LIMIT, Hub, HubConfig};
-use crate::net::playout::FlvPlayout;
+use crate::net::server::hub::{DEFAULT_QUEUE_LIMIT, Hub, HubConfig};
+use crate::net::server::playout::FlvPlayout;
 use crate::net::server::{self, Endpoint, RouteGuard};
 
 const DEFAULT_GOP_CACHE: bool = true;

@@ -2,7 +2,7 @@
 //!
 //! `start()` adds this element's route to the listener of its address (binding it if no other
 //! element did); the publisher's connection task sends its messages down a bounded channel,
-//! and `create()` turns them into FLV buffers ([`crate::net::ingest::FlvOutput`]). `create()`
+//! and `create()` turns them into FLV buffers ([`crate::net::server::ingest::FlvOutput`]). `create()`
 //! is the only place that waits, and `unlock()` cancels only that wait: the route and any
 //! publisher stay, as a live source is unlocked on every PLAYING→PAUSED.
 
@@ -19,8 +19,8 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::elements::serverprops::{self, ElementHooks, ListenSettings};
-use crate::net::ingest::{FlvOutput, Ingest, IngestEvent, OutBuffer};
 use crate::net::runtime::runtime;
+use crate::net::server::ingest::{FlvOutput, Ingest, IngestEvent, OutBuffer};
 use crate::net::server::{self, Endpoint, RouteGuard};
 
 const DEFAULT_EOS_ON_UNPUBLISH: bool = false;

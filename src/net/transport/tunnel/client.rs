@@ -30,7 +30,7 @@ use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 use super::{CONTENT_TYPE, Failure, TunnelStream, read_ready};
-use crate::net::tls::{TlsConnector, TlsError};
+use crate::net::transport::tls::{TlsConnector, TlsError};
 
 /// Largest `send` body: what the RTMP side wrote beyond it waits for the next request.
 /// Well below the 1 MiB a server like ours accepts.
@@ -142,7 +142,7 @@ pub async fn connect(
             // Requests are small and latency-bound: never let Nagle hold one back.
             let _ = tcp.set_nodelay(true);
             // MSG_NOSIGNAL writes: a host process's SIGPIPE must not hinge on the server.
-            let tcp = crate::net::tcp::Tcp::new(tcp);
+            let tcp = crate::net::transport::tcp::Tcp::new(tcp);
             Ok(match tls {
                 Some(tls) => Box::new(tls.connect(&bare, tcp).await?) as BoxIo,
                 None => Box::new(tcp) as BoxIo,
@@ -468,7 +468,11 @@ impl Pump {
     }
 
     fn fail(&self, e: TunnelError) {
-        gst::debug!(crate::net::tunnel::CAT, "RTMPT session {}: {e}", self.sid);
+        gst::debug!(
+            crate::net::transport::tunnel::CAT,
+            "RTMPT session {}: {e}",
+            self.sid
+        );
         self.failure.set(e.kind(), e.to_string());
     }
 }

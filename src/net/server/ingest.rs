@@ -11,12 +11,10 @@ use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use rsrtmp_engine::flv::{
-    self, AudioInfo, AudioPacketType, FlvHeader, Tag, TimestampExtender, VideoInfo, VideoPacketType,
+    self, FlvHeader, HeaderKey, MediaClass, Tag, TimestampExtender, classify,
 };
 use rsrtmp_engine::message::{Message, msg_type};
 use tokio::sync::mpsc;
-
-use crate::net::media;
 
 /// Messages in flight between a publisher's connection and the element.
 pub const CHANNEL_CAPACITY: usize = 256;
@@ -114,78 +112,6 @@ impl Drop for IngestClaim {
             });
         }
         *self.ingest.busy.lock().unwrap_or_else(|e| e.into_inner()) = None;
-    }
-}
-
-/// Which decoder configuration a header message holds: one slot per message type, track and
-/// packet type, so that every track keeps its own headers (and an Opus multichannel config
-/// or an HEVC colorInfo sits next to its sequence start). A newer header replaces only the
-/// one in its own slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct HeaderKey {
-    /// 8 audio, 9 video.
-    pub type_id: u8,
-    /// The Enhanced RTMP track id (0 for legacy and single-track tags).
-    pub track: u8,
-    /// The packet type (0 for a legacy or Enhanced RTMP sequence header).
-    pub packet: u8,
-}
-
-/// What a media message is, as far as serving it goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Class {
-    /// `onMetaData` (AMF0 data).
-    Metadata,
-    /// Video decoder configuration: a sequence header, or Enhanced RTMP metadata (colorInfo).
-    VideoHeader(HeaderKey),
-    /// Audio decoder configuration: a sequence header, or an Enhanced RTMP multichannel config.
-    AudioHeader(HeaderKey),
-    /// A video frame; `composition_time` = PTS − DTS in ms.
-    Video {
-        keyframe: bool,
-        composition_time: i32,
-    },
-    Audio,
-    /// Any other data message.
-    Data,
-}
-
-/// Classifies an audio (8), video (9) or data (18/15) message body. Bodies the FLV inspectors
-/// cannot read are still forwarded, as plain non-key frames.
-pub fn classify(type_id: u8, payload: &[u8]) -> Class {
-    let key = |track, packet| HeaderKey {
-        type_id,
-        track,
-        packet,
-    };
-    match type_id {
-        msg_type::VIDEO => match VideoInfo::parse(payload) {
-            Ok(v) if v.is_sequence_header() => {
-                Class::VideoHeader(key(v.track_id, v.packet_type as u8))
-            }
-            Ok(v) if v.is_ex_header && v.packet_type == VideoPacketType::Metadata => {
-                Class::VideoHeader(key(v.track_id, v.packet_type as u8))
-            }
-            Ok(v) => Class::Video {
-                keyframe: v.is_keyframe(),
-                composition_time: v.composition_time,
-            },
-            Err(_) => Class::Video {
-                keyframe: false,
-                composition_time: 0,
-            },
-        },
-        msg_type::AUDIO => match AudioInfo::parse(payload) {
-            Ok(a)
-                if a.is_sequence_header()
-                    || a.packet_type == AudioPacketType::MultichannelConfig =>
-            {
-                Class::AudioHeader(key(a.track_id, a.packet_type as u8))
-            }
-            _ => Class::Audio,
-        },
-        msg_type::DATA_AMF0 if media::is_metadata(payload) => Class::Metadata,
-        _ => Class::Data,
     }
 }
 
@@ -336,16 +262,16 @@ impl FlvOutput {
             return;
         };
         let is_header = match class {
-            Class::Metadata => {
+            MediaClass::Metadata => {
                 self.headers.metadata = Some(data.clone());
                 true
             }
-            Class::VideoHeader(key) => {
+            MediaClass::VideoHeader(key) => {
                 self.has_video = true;
                 self.headers.set(key, data.clone());
                 true
             }
-            Class::AudioHeader(key) => {
+            MediaClass::AudioHeader(key) => {
                 self.has_audio = true;
                 self.headers.set(key, data.clone());
                 true
@@ -368,15 +294,15 @@ impl FlvOutput {
             return;
         }
         match class {
-            Class::Video { .. } => self.has_video = true,
-            Class::Audio => self.has_audio = true,
+            MediaClass::Video { .. } => self.has_video = true,
+            MediaClass::Audio => self.has_audio = true,
             _ => {}
         }
         if self.collecting {
             self.finish_headers();
         }
         let (pts, delta) = match class {
-            Class::Video {
+            MediaClass::Video {
                 keyframe,
                 composition_time,
             } => (
@@ -473,34 +399,6 @@ mod tests {
             peer: peer(),
             name: "s".into(),
         }
-    }
-
-    #[test]
-    fn classifies_headers_and_frames() {
-        let legacy = |type_id| HeaderKey {
-            type_id,
-            track: 0,
-            packet: 0,
-        };
-        assert_eq!(classify(9, AVC_SEQ), Class::VideoHeader(legacy(9)));
-        assert_eq!(
-            classify(9, AVC_KEY),
-            Class::Video {
-                keyframe: true,
-                composition_time: 40
-            }
-        );
-        assert_eq!(classify(8, AAC_SEQ), Class::AudioHeader(legacy(8)));
-        assert_eq!(classify(8, AAC_RAW), Class::Audio);
-        assert_eq!(classify(18, b"\x02\x00\x0aonMetaData\x08"), Class::Metadata);
-        assert_eq!(classify(18, b"\x02\x00\x06onText"), Class::Data);
-        assert_eq!(
-            classify(9, &[]),
-            Class::Video {
-                keyframe: false,
-                composition_time: 0
-            }
-        );
     }
 
     #[test]

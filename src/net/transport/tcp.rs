@@ -16,7 +16,7 @@ use socket2::SockRef;
 use tokio::io::{AsyncRead, AsyncWrite, Interest, ReadBuf};
 use tokio::net::TcpStream;
 
-use crate::net::fanout::DirectSocket;
+use crate::net::server::hub::DirectSocket;
 
 /// A connected TCP socket; clones share it.
 #[derive(Clone)]

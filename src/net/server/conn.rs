@@ -27,13 +27,14 @@ use rsrtmp_engine::session::{ServerConfig, ServerEvent, ServerSession};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
-use crate::net::fanout::{DirectSocket, Flushed, Hub, Item, PlayerQueue};
-use crate::net::ingest::{IngestClaim, IngestEvent};
-use crate::net::playout::{CHUNK_SIZE, MEDIA_CSIDS, PLAY_STREAM_ID};
-use crate::net::server::{
-    AuthRequest, ByteStream, CAT, ConnSlot, Endpoint, Finishing, Route, Transport, split_query,
+use super::CAT;
+use super::port::{
+    AuthRequest, ByteStream, ConnSlot, Endpoint, Finishing, Route, Transport, split_query,
 };
-use crate::net::tcp::Tcp;
+use crate::net::server::hub::{DirectSocket, Flushed, Hub, Item, PlayerQueue};
+use crate::net::server::ingest::{IngestClaim, IngestEvent};
+use crate::net::server::playout::{CHUNK_SIZE, MEDIA_CSIDS, PLAY_STREAM_ID};
+use crate::net::transport::tcp::Tcp;
 
 /// Read buffer of a connection until it publishes: a player reads little more than the
 /// handshake and a few commands, and every connection holds its buffer for its whole life.

@@ -124,7 +124,10 @@ pub async fn connect(
                     // rustls hands its records to vectored writes, which are `writev` on a
                     // tokio socket: SIGPIPE when the server reset the connection, fatal in
                     // gst-launch-1.0. `Tcp` writes with MSG_NOSIGNAL.
-                    Some(c) => Box::new(c.connect(host, crate::net::tcp::Tcp::new(tcp)).await?),
+                    Some(c) => Box::new(
+                        c.connect(host, crate::net::transport::tcp::Tcp::new(tcp))
+                            .await?,
+                    ),
                     // Plain writes are `send(MSG_NOSIGNAL)` already, and the source takes this
                     // socket back as a std one (see `client`).
                     None => Box::new(tcp),
@@ -286,7 +289,7 @@ mod tests {
         let key = dir.join("key.pem");
         std::fs::write(&cert, made.cert.pem()).unwrap();
         std::fs::write(&key, made.signing_key.serialize_pem()).unwrap();
-        let acceptor = crate::net::tls::TlsServerConfig {
+        let acceptor = crate::net::transport::tls::TlsServerConfig {
             certificate_file: cert.clone(),
             key_file: key,
         }
@@ -380,7 +383,8 @@ mod tests {
     #[test]
     fn tunnel_carries_bytes_both_ways() {
         rt().block_on(async {
-            let (server, mut accepted) = crate::net::tunnel::TunnelServer::new(Default::default());
+            let (server, mut accepted) =
+                crate::net::transport::tunnel::TunnelServer::new(Default::default());
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let port = listener.local_addr().unwrap().port();
             tokio::spawn(async move {

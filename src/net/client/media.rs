@@ -11,8 +11,8 @@ use bytes::{Bytes, BytesMut};
 
 use crate::rtmp::amf0;
 use crate::rtmp::flv::{
-    self, AudioCodec, AudioInfo, FlvError, FlvHeader, FlvItem, FlvParser, Tag, TimestampExtender,
-    VideoCodec, VideoInfo,
+    self, AudioCodec, AudioInfo, FlvError, FlvHeader, FlvItem, FlvParser, MediaClass, Tag,
+    TimestampExtender, VideoCodec, VideoInfo,
 };
 use crate::rtmp::message::{Message, msg_type};
 pub use crate::rtmp::session::MediaKind;
@@ -37,35 +37,37 @@ pub struct MediaFrame {
     pub needs_config: bool,
 }
 
-/// The AMF0 encoding of the string `@setDataFrame`, which publishers put before metadata.
-const SET_DATA_FRAME: &[u8] = b"\x02\x00\x0d@setDataFrame";
-
 impl MediaFrame {
     /// Classifies `payload`. Bodies too short or malformed to classify are passed through as
     /// plain (non-key, non-header) frames: the peer decides what to do with them.
     pub fn new(kind: MediaKind, timestamp: u64, payload: Bytes) -> MediaFrame {
-        let (keyframe, header, composition_time, needs_config) = match kind {
-            MediaKind::Video => match VideoInfo::parse(&payload) {
-                Ok(info) => (
-                    info.is_keyframe() && !info.is_sequence_header(),
-                    info.is_sequence_header(),
-                    info.composition_time,
-                    info.codec.is_some_and(|c| {
-                        c.is_avc() || c.is_hevc() || matches!(c, VideoCodec::FourCc(_))
-                    }),
-                ),
-                Err(_) => (false, false, 0, false),
-            },
-            MediaKind::Audio => match AudioInfo::parse(&payload) {
-                Ok(info) => (
-                    !info.is_sequence_header(),
-                    info.is_sequence_header(),
-                    0,
-                    info.codec.is_aac() || matches!(info.codec, AudioCodec::FourCc(_)),
-                ),
-                Err(_) => (true, false, 0, false),
-            },
-            MediaKind::Data => (true, is_metadata(&payload), 0, false),
+        let type_id = match kind {
+            MediaKind::Video => flv::TAG_TYPE_VIDEO,
+            MediaKind::Audio => flv::TAG_TYPE_AUDIO,
+            MediaKind::Data => flv::TAG_TYPE_SCRIPT,
+        };
+        // The classifier the server side uses too. Only a sequence start fills the client's
+        // header slots (one per kind); other configuration packets travel as frames.
+        let (keyframe, header, composition_time) = match flv::classify(type_id, &payload) {
+            MediaClass::Metadata => (true, true, 0),
+            MediaClass::Data | MediaClass::Audio => (true, false, 0),
+            MediaClass::Video {
+                keyframe,
+                composition_time,
+            } => (keyframe, false, composition_time),
+            MediaClass::VideoHeader(k) => (false, k.is_sequence_start(), 0),
+            MediaClass::AudioHeader(k) => (!k.is_sequence_start(), k.is_sequence_start(), 0),
+        };
+        let needs_config = match kind {
+            MediaKind::Video => VideoInfo::parse(&payload).is_ok_and(|info| {
+                info.codec.is_some_and(|c| {
+                    c.is_avc() || c.is_hevc() || matches!(c, VideoCodec::FourCc(_))
+                })
+            }),
+            MediaKind::Audio => AudioInfo::parse(&payload).is_ok_and(|info| {
+                info.codec.is_aac() || matches!(info.codec, AudioCodec::FourCc(_))
+            }),
+            MediaKind::Data => false,
         };
         MediaFrame {
             kind,
@@ -112,20 +114,7 @@ pub enum HeaderSlot {
     Audio,
 }
 
-/// Skips a leading `@setDataFrame` string, as players want bare `onMetaData`.
-pub fn strip_set_data_frame(payload: &Bytes) -> Bytes {
-    match payload.strip_prefix(SET_DATA_FRAME) {
-        Some(_) => payload.slice(SET_DATA_FRAME.len()..),
-        None => payload.clone(),
-    }
-}
-
-/// Whether a data payload is stream metadata (`onMetaData`, with or without
-/// `@setDataFrame` before it).
-pub fn is_metadata(payload: &[u8]) -> bool {
-    let rest = payload.strip_prefix(SET_DATA_FRAME).unwrap_or(payload);
-    rest.starts_with(b"\x02\x00\x0aonMetaData")
-}
+pub use crate::rtmp::flv::{is_metadata, strip_set_data_frame};
 
 /// What stream metadata announces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -143,7 +132,7 @@ pub struct StreamInfo {
 /// Reads `onMetaData` (with or without `@setDataFrame`); `None` when the payload is not
 /// readable metadata.
 pub fn metadata_info(payload: &[u8]) -> Option<StreamInfo> {
-    let rest = payload.strip_prefix(SET_DATA_FRAME).unwrap_or(payload);
+    let rest = payload.strip_prefix(flv::SET_DATA_FRAME).unwrap_or(payload);
     let mut decoder = amf0::Decoder::new(rest);
     if decoder.decode().ok()?.as_str()? != "onMetaData" {
         return None;

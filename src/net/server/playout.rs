@@ -12,9 +12,8 @@ use rsrtmp_engine::flv::{FlvError, FlvItem, FlvParser};
 use rsrtmp_engine::message::{Message, msg_type};
 use rsrtmp_engine::session::MediaCsids;
 
-use crate::net::fanout::{Frame, Hub, Input, Kind};
-use crate::net::ingest::{Class, classify};
-use crate::net::media;
+use crate::net::server::hub::{Frame, Hub, Input, Kind};
+use rsrtmp_engine::flv::{MediaClass, classify};
 
 /// Outgoing chunk size of every server session, and so of the shared bytes.
 pub const CHUNK_SIZE: u32 = 4096;
@@ -64,7 +63,7 @@ pub fn publish_message(hub: &Hub, message: Message) {
         // when tags change): FFmpeg only takes an `onMetaData` at 0 as the stream's metadata,
         // any other time opens an extra data stream. A joiner gets it first, before the
         // sequence headers and the GOP; players already there take it as an update.
-        Class::Metadata => Input::Metadata(shared_frame(
+        MediaClass::Metadata => Input::Metadata(shared_frame(
             Message {
                 timestamp: 0,
                 ..message
@@ -72,11 +71,17 @@ pub fn publish_message(hub: &Hub, message: Message) {
             Kind::Data,
             false,
         )),
-        Class::VideoHeader(key) => Input::Header(key, shared_frame(message, Kind::Video, false)),
-        Class::AudioHeader(key) => Input::Header(key, shared_frame(message, Kind::Audio, false)),
-        Class::Video { keyframe, .. } => Input::Frame(shared_frame(message, Kind::Video, keyframe)),
-        Class::Audio => Input::Frame(shared_frame(message, Kind::Audio, false)),
-        Class::Data => Input::Frame(shared_frame(message, Kind::Data, false)),
+        MediaClass::VideoHeader(key) => {
+            Input::Header(key, shared_frame(message, Kind::Video, false))
+        }
+        MediaClass::AudioHeader(key) => {
+            Input::Header(key, shared_frame(message, Kind::Audio, false))
+        }
+        MediaClass::Video { keyframe, .. } => {
+            Input::Frame(shared_frame(message, Kind::Video, keyframe))
+        }
+        MediaClass::Audio => Input::Frame(shared_frame(message, Kind::Audio, false)),
+        MediaClass::Data => Input::Frame(shared_frame(message, Kind::Data, false)),
     };
     hub.push(input);
 }
@@ -102,7 +107,7 @@ impl FlvPlayout {
             // FLV from a publisher-side muxer may keep the `@setDataFrame` prefix; players
             // expect the bare `onMetaData`.
             let payload = if tag.tag_type == msg_type::DATA_AMF0 {
-                media::strip_set_data_frame(&tag.data)
+                rsrtmp_engine::flv::strip_set_data_frame(&tag.data)
             } else {
                 tag.data
             };
@@ -134,7 +139,7 @@ impl FlvPlayout {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::net::fanout::{HubConfig, Item};
+    use crate::net::server::hub::{HubConfig, Item};
     use rsrtmp_engine::chunk::{ChunkLimits, ChunkReader};
     use rsrtmp_engine::flv::{FlvHeader, Tag, write_header, write_tag};
 

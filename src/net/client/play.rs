@@ -1,0 +1,137 @@
+//! What the two players share: the configuration and the items the source element sees, the
+//! queue bound, how a play ends, the wake-up of whoever drives the connection, and the
+//! reconnect step. The task player (`player`) and the direct player (`direct`) both use this;
+//! neither imports the other's internals beyond the handle owning the direct driver.
+
+use std::io;
+use std::time::Duration;
+
+use super::ClientError;
+use super::ProgressKind;
+use super::media::MediaFrame;
+use super::open::{Ctx, Link, open};
+
+/// Frames the source's connection task may queue ahead of `create()`.
+pub(super) const PLAY_QUEUE: usize = 256;
+
+/// What only a player needs.
+#[derive(Debug, Clone, Default)]
+pub struct PlayConfig {
+    /// End the stream (EOS) after this long without media.
+    pub idle_timeout: Option<Duration>,
+    /// A connection that closes without StreamEOF is an error rather than the end.
+    pub no_eof_is_error: bool,
+}
+
+/// What the source gets from its connection task.
+#[derive(Debug, Clone)]
+pub enum PlayItem {
+    Frame(MediaFrame),
+    /// The connection was lost and a new one is up: what follows does not continue what came
+    /// before.
+    Discont,
+    /// The stream ended (StreamEOF, unpublished, idle timeout, or closed without
+    /// `no-eof-is-error`).
+    Eos,
+    /// The connection failed for good; nothing follows.
+    Error(ClientError),
+}
+
+/// Wakes whoever drives the connection: a counter for waits on the runtime, a socket pair for
+/// waits in `poll`.
+pub(super) struct Wake {
+    seq: tokio::sync::watch::Sender<u64>,
+    tx: std::os::unix::net::UnixStream,
+    pub(super) rx: std::os::unix::net::UnixStream,
+}
+
+impl Wake {
+    pub(super) fn new() -> io::Result<Wake> {
+        let (tx, rx) = std::os::unix::net::UnixStream::pair()?;
+        tx.set_nonblocking(true)?;
+        rx.set_nonblocking(true)?;
+        Ok(Wake {
+            seq: tokio::sync::watch::channel(0).0,
+            tx,
+            rx,
+        })
+    }
+
+    pub(super) fn raise(&self) {
+        use std::io::Write;
+        self.seq.send_modify(|n| *n += 1);
+        // A full pipe already wakes the poller.
+        let _ = (&self.tx).write(&[1]);
+    }
+
+    pub(super) fn drain(&self) {
+        use std::io::Read;
+        let mut sink = [0u8; 64];
+        while matches!((&self.rx).read(&mut sink), Ok(n) if n > 0) {}
+    }
+
+    /// Runs `fut` on `rt` until it completes (`Some`) or `stop()` holds (`None`), rechecking
+    /// `stop` at every [`Wake::raise`].
+    pub(super) fn block_on<F: std::future::Future>(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        stop: &dyn Fn() -> bool,
+        fut: F,
+    ) -> Option<F::Output> {
+        let mut seq = self.seq.subscribe();
+        rt.block_on(async {
+            tokio::pin!(fut);
+            loop {
+                if stop() {
+                    return None;
+                }
+                tokio::select! {
+                    biased;
+                    out = &mut fut => return Some(out),
+                    _ = seq.changed() => {}
+                }
+            }
+        })
+    }
+}
+
+pub(super) enum PlayEnd {
+    Eos(String),
+    Gone,
+    Lost(String),
+}
+
+pub(super) async fn reconnect_player(ctx: &Ctx, reason: &str) -> Result<Link, ClientError> {
+    let policy = &ctx.cfg.reconnect;
+    let target = ctx.target();
+    let mut attempt_no = 0u32;
+    loop {
+        attempt_no += 1;
+        let delay = policy.delay(attempt_no);
+        ctx.progress(
+            ProgressKind::Start,
+            "reconnect",
+            format!(
+                "Reconnecting to {target} in {} ms (attempt {attempt_no})",
+                delay.as_millis()
+            ),
+        );
+        tokio::time::sleep(delay).await;
+        match open(ctx).await {
+            Ok(link) => return Ok(link),
+            Err(e) if e.is_final() => return Err(e),
+            Err(e) => {
+                ctx.warn(format!("reconnect attempt {attempt_no} failed: {e}"));
+                if policy.max_attempts.is_some_and(|max| attempt_no >= max) {
+                    ctx.progress(ProgressKind::Error, "reconnect", e.to_string());
+                    return Err(ClientError::ReconnectFailed {
+                        target,
+                        reason: reason.to_string(),
+                        attempts: attempt_no,
+                        last: Box::new(e),
+                    });
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,350 @@
+//! The source's handle on its connection ([`Player`]), and the task player: the whole
+//! connection as one task on the player's own current-thread runtime, for the transports that
+//! cannot be polled in place (TLS, the tunnel). Plain TCP is played by [`Direct`] instead.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::MissedTickBehavior;
+
+use super::direct::Direct;
+use super::media::frame_from_message;
+use super::open::{Ctx, Link, Meter, Shared, first_open, transport_kind};
+use super::play::{PLAY_QUEUE, PlayConfig, PlayEnd, PlayItem, Wake, reconnect_player};
+use super::{ClientConfig, ClientError, Notice, NoticeFn, ProgressKind, Stats};
+use crate::net::transport::TransportKind;
+use crate::rtmp::command::StatusCode;
+use crate::rtmp::flv::TimestampExtender;
+use crate::rtmp::session::{ClientEvent, ClientRole};
+
+/// The source's handle on its connection. Dropping it ends the connection.
+///
+/// The connection is driven by whichever thread waits in [`Player::next`], on a current-thread
+/// runtime of the player's own: the source's streaming thread reads the socket, runs the
+/// session and takes the frame in one go, with no hand-off to another thread per message (that
+/// hand-off, two wake-ups per message, was most of the source's CPU). Plain TCP (rtmp, rtmpe)
+/// goes further once playing: the session reads a non-blocking socket polled right in `next`
+/// ([`Direct`]), without the runtime's scheduler, timers and channel per message; connecting
+/// and reconnecting still run as futures on the runtime. The other transports (TLS, the
+/// tunnel) run the whole connection as one task on that runtime.
+///
+/// While nobody waits in `next` (the element is starting, paused, or past the end) a
+/// background thread drives the connection instead, so it still answers the server, keeps up
+/// to [`PLAY_QUEUE`] frames and completes the polite close; `next` takes over from it.
+pub struct Player {
+    /// `Some` until dropped.
+    rt: Option<Arc<tokio::runtime::Runtime>>,
+    mode: Mode,
+    /// Raised by [`Player::interrupt`] and to stop the background thread.
+    wake: Arc<Wake>,
+    /// The thread driving the connection while `next` does not.
+    background: Mutex<Option<Background>>,
+    shared: Arc<Shared>,
+    target: String,
+    notice: NoticeFn,
+}
+
+enum Mode {
+    /// The whole connection is one task; frames come through a channel.
+    Task {
+        rx: Mutex<mpsc::Receiver<PlayItem>>,
+        task: tokio::task::JoinHandle<()>,
+    },
+    /// Plain TCP, driven in place.
+    Direct(Arc<Mutex<Direct>>),
+}
+
+/// A thread driving the connection until told to stop.
+struct Background {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Player {
+    /// Starts connecting at once (on a background thread until the first [`Player::next`]).
+    pub fn start(cfg: ClientConfig, play: PlayConfig, notice: NoticeFn) -> Player {
+        let shared = Arc::new(Shared::default());
+        let direct = transport_kind(cfg.url.scheme) == TransportKind::Tcp;
+        let ctx = Arc::new(Ctx {
+            cfg,
+            role: ClientRole::Play,
+            chunk_size: None,
+            notice: notice.clone(),
+            shared: shared.clone(),
+        });
+        let target = ctx.target();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("rsrtmp: cannot start the player's tokio runtime");
+        let wake = Arc::new(Wake::new().expect("rsrtmp: cannot create a socket pair"));
+        let mode = if direct {
+            Mode::Direct(Arc::new(Mutex::new(Direct::new(ctx, play))))
+        } else {
+            let (tx, rx) = mpsc::channel(PLAY_QUEUE);
+            let task = rt.spawn(async move {
+                // On success the end of stream was already handed over.
+                if let Err(e) = run_player(&ctx, &play, &tx).await {
+                    ctx.shared.fail(e.clone());
+                    let _ = tx.send(PlayItem::Error(e)).await;
+                }
+            });
+            Mode::Task {
+                rx: Mutex::new(rx),
+                task,
+            }
+        };
+        let player = Player {
+            rt: Some(Arc::new(rt)),
+            mode,
+            wake,
+            background: Mutex::new(None),
+            shared,
+            target,
+            notice,
+        };
+        player.drive_in_background();
+        player
+    }
+
+    fn rt(&self) -> &Arc<tokio::runtime::Runtime> {
+        self.rt.as_ref().expect("runtime present until drop")
+    }
+
+    /// Makes a waiting [`Player::next`] look at its `stop` condition again.
+    pub fn interrupt(&self) {
+        self.wake.raise();
+    }
+
+    /// Lets a background thread drive the connection until the next [`Player::next`]; for
+    /// when the caller stops asking for a while (pause, end of stream). Idempotent.
+    pub fn drive_in_background(&self) {
+        let mut background = self.background.lock().unwrap_or_else(|e| e.into_inner());
+        if background.is_some() {
+            return;
+        }
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (rt, wake, flag) = (self.rt().clone(), self.wake.clone(), stop.clone());
+        let direct = match &self.mode {
+            Mode::Direct(d) => Some(d.clone()),
+            Mode::Task { .. } => None,
+        };
+        let spawned = std::thread::Builder::new()
+            .name("rsrtmp-player".into())
+            .spawn(move || {
+                let stopped = || flag.load(std::sync::atomic::Ordering::Acquire);
+                match direct {
+                    Some(d) => {
+                        let mut d = d.lock().unwrap_or_else(|e| e.into_inner());
+                        d.drive(&rt, &wake, &stopped, false);
+                    }
+                    None => {
+                        wake.block_on(&rt, &stopped, std::future::pending::<()>());
+                    }
+                }
+            });
+        match spawned {
+            Ok(thread) => *background = Some(Background { stop, thread }),
+            // Without the thread the connection waits for the next `next`; only slower.
+            Err(e) => (self.notice)(Notice::Warning(format!(
+                "cannot start a thread to drive the connection while paused: {e}"
+            ))),
+        }
+    }
+
+    /// Stops the background thread, if any, so the caller can drive the connection.
+    fn take_over(&self) {
+        let background = self
+            .background
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(b) = background {
+            b.stop.store(true, std::sync::atomic::Ordering::Release);
+            self.wake.raise();
+            let _ = b.thread.join();
+        }
+    }
+
+    /// The next item, driving the connection on the calling thread until one is ready or
+    /// `stop()` holds (`None`; checked at the start and after every [`Player::interrupt`]).
+    /// The caller must not be a runtime thread. After a stop or the last item, the connection
+    /// goes on in the background.
+    pub fn next(&self, stop: &dyn Fn() -> bool) -> Option<PlayItem> {
+        self.take_over();
+        let item = match &self.mode {
+            Mode::Task { rx, .. } => {
+                let mut rx = rx.lock().unwrap_or_else(|e| e.into_inner());
+                self.wake
+                    .block_on(self.rt(), stop, rx.recv())
+                    .map(|item| item.unwrap_or_else(|| self.ended()))
+            }
+            Mode::Direct(d) => {
+                let mut d = d.lock().unwrap_or_else(|e| e.into_inner());
+                d.drive(self.rt(), &self.wake, stop, true);
+                match d.pop() {
+                    Some(item) => Some(item),
+                    None if d.is_done() && !stop() => Some(self.ended()),
+                    None => None,
+                }
+            }
+        };
+        if !matches!(item, Some(PlayItem::Frame(_) | PlayItem::Discont)) {
+            self.drive_in_background();
+        }
+        item
+    }
+
+    fn ended(&self) -> PlayItem {
+        PlayItem::Error(self.shared.failure().unwrap_or_else(|| ClientError::Lost {
+            target: self.target.clone(),
+            reason: "the connection task ended".into(),
+        }))
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.shared.snapshot()
+    }
+}
+
+impl Drop for Player {
+    fn drop(&mut self) {
+        self.take_over();
+        if let Mode::Task { task, .. } = &self.mode {
+            task.abort();
+        }
+        if let Some(rt) = self.rt.take() {
+            // Never blocks, so a player may be dropped anywhere (even on a runtime thread).
+            match Arc::try_unwrap(rt) {
+                Ok(rt) => rt.shutdown_background(),
+                Err(rt) => drop(rt),
+            }
+        }
+    }
+}
+
+/// Plays until the stream ends. `Ok` means the end was handed over as [`PlayItem::Eos`] (or
+/// the element is gone); an error is for the caller to hand over.
+async fn run_player(
+    ctx: &Ctx,
+    play: &PlayConfig,
+    tx: &mpsc::Sender<PlayItem>,
+) -> Result<(), ClientError> {
+    let target = ctx.target();
+    let mut meter = Meter::new();
+    let mut timestamps = TimestampExtender::new();
+    let mut link = first_open(ctx).await?;
+    loop {
+        let end = play_live(ctx, play, &mut link, tx, &mut meter, &mut timestamps).await;
+        // The last events of the connection count too.
+        meter.publish(&ctx.shared, Some(&link.session), None);
+        match end {
+            PlayEnd::Eos(why) => {
+                ctx.progress(
+                    ProgressKind::Complete,
+                    "play",
+                    format!("End of stream: {why}"),
+                );
+                // The source may end now; the polite close runs meanwhile.
+                let _ = tx.send(PlayItem::Eos).await;
+                link.session.close();
+                link.close().await;
+                return Ok(());
+            }
+            PlayEnd::Gone => return Ok(()),
+            PlayEnd::Lost(reason) => {
+                meter.publish(&ctx.shared, Some(&link.session), None);
+                meter.close_link(&link.session);
+                if !ctx.cfg.reconnect.enabled {
+                    if play.no_eof_is_error {
+                        return Err(ClientError::Lost { target, reason });
+                    }
+                    let _ = tx.send(PlayItem::Eos).await;
+                    return Ok(());
+                }
+                ctx.warn(format!(
+                    "connection to {target} lost ({reason}); reconnecting"
+                ));
+                link = reconnect_player(ctx, &reason).await?;
+                ctx.shared.update(|s| s.reconnects += 1);
+                ctx.progress(
+                    ProgressKind::Complete,
+                    "reconnect",
+                    format!("Playing {:?} from {target} again", ctx.cfg.url.stream),
+                );
+                if tx.send(PlayItem::Discont).await.is_err() {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+async fn play_live(
+    ctx: &Ctx,
+    play: &PlayConfig,
+    link: &mut Link,
+    tx: &mpsc::Sender<PlayItem>,
+    meter: &mut Meter,
+    timestamps: &mut TimestampExtender,
+) -> PlayEnd {
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut last_media = tokio::time::Instant::now();
+    let far = Duration::from_secs(3600 * 24);
+    loop {
+        while let Some(event) = link.session.poll_event() {
+            match event {
+                ClientEvent::Media(msg) => {
+                    if let Some(frame) = frame_from_message(&msg, timestamps) {
+                        meter.count(&frame);
+                        last_media = tokio::time::Instant::now();
+                        if tx.send(PlayItem::Frame(frame)).await.is_err() {
+                            return PlayEnd::Gone;
+                        }
+                    }
+                }
+                ClientEvent::StreamEof(id)
+                    if link
+                        .session
+                        .active_stream()
+                        .is_none_or(|active| active == id) =>
+                {
+                    return PlayEnd::Eos("StreamEOF".into());
+                }
+                ClientEvent::Status { status, .. } => match StatusCode::from_code(&status.code) {
+                    Some(
+                        StatusCode::PlayUnpublishNotify
+                        | StatusCode::PlayStop
+                        | StatusCode::PlayComplete,
+                    ) => return PlayEnd::Eos(status.code),
+                    _ if status.level == "error" => ctx.warn(format!(
+                        "server reports {}: {}",
+                        status.code, status.description
+                    )),
+                    _ => {}
+                },
+                ClientEvent::Closed(reason) => return PlayEnd::Lost(reason.to_string()),
+                _ => {}
+            }
+        }
+        meter.publish(&ctx.shared, Some(&link.session), None);
+        let idle_deadline = last_media + play.idle_timeout.unwrap_or(far);
+        tokio::select! {
+            r = link.step() => {
+                if let Err(e) = r {
+                    return PlayEnd::Lost(e.to_string());
+                }
+            }
+            _ = tokio::time::sleep_until(idle_deadline), if play.idle_timeout.is_some() => {
+                return PlayEnd::Eos(format!(
+                    "no media for {} s (idle-timeout)",
+                    play.idle_timeout.unwrap_or_default().as_secs()
+                ));
+            }
+            _ = tx.closed() => return PlayEnd::Gone,
+            _ = ticker.tick() => meter.tick(),
+        }
+    }
+}

@@ -1,0 +1,317 @@
+//! The publisher: a task on the shared runtime that takes the sink's frames through a bounded
+//! channel and publishes them, holding what arrives during an outage (see [`HoldBook`]) and
+//! sending it on the next connection.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::MissedTickBehavior;
+
+use super::hold::HoldBook;
+use super::media::MediaFrame;
+use super::open::{Ctx, Link, Meter, Shared, first_open, open};
+use super::{ClientConfig, ClientError, Notice, NoticeFn, ProgressKind, Stats, StopCommands};
+use crate::net::runtime;
+use crate::rtmp::session::{ClientEvent, ClientRole};
+
+/// Frames the sink may queue ahead of the connection task.
+const PUBLISH_QUEUE: usize = 64;
+/// Bytes queued for the socket beyond which the publisher takes no new frames.
+const OUT_HIGH_WATER: usize = 512 * 1024;
+
+/// What only a publisher needs.
+#[derive(Debug, Clone)]
+pub struct PublishConfig {
+    pub chunk_size: u32,
+    pub stop_commands: StopCommands,
+    /// Most stream time held for a reconnect (see [`HoldBook`]).
+    pub max_hold: Duration,
+}
+
+enum PubCmd {
+    Frame(MediaFrame),
+    /// End of stream: stop commands, polite close, then the reply.
+    Finish(oneshot::Sender<()>),
+}
+
+/// The sink's handle on its connection task. Dropping it aborts the task.
+pub struct Publisher {
+    tx: mpsc::Sender<PubCmd>,
+    shared: Arc<Shared>,
+    task: tokio::task::JoinHandle<()>,
+    target: String,
+}
+
+impl Publisher {
+    /// Starts connecting at once, on the shared runtime.
+    pub fn start(cfg: ClientConfig, publish: PublishConfig, notice: NoticeFn) -> Publisher {
+        let shared = Arc::new(Shared::default());
+        let (tx, rx) = mpsc::channel(PUBLISH_QUEUE);
+        let ctx = Ctx {
+            cfg,
+            role: ClientRole::Publish,
+            chunk_size: Some(publish.chunk_size),
+            notice,
+            shared: shared.clone(),
+        };
+        let target = ctx.target();
+        let task = runtime::runtime().spawn(async move {
+            let mut rx = rx;
+            if let Err(e) = run_publisher(&ctx, &publish, &mut rx).await {
+                ctx.shared.fail(e.clone());
+                (ctx.notice)(Notice::Error(e));
+            }
+        });
+        Publisher {
+            tx,
+            shared,
+            task,
+            target,
+        }
+    }
+
+    fn gone(&self) -> ClientError {
+        self.shared.failure().unwrap_or_else(|| ClientError::Lost {
+            target: self.target.clone(),
+            reason: "the connection task ended".into(),
+        })
+    }
+
+    /// Queues a frame; waits while the queue is full.
+    pub async fn send(&self, frame: MediaFrame) -> Result<(), ClientError> {
+        self.tx
+            .send(PubCmd::Frame(frame))
+            .await
+            .map_err(|_| self.gone())
+    }
+
+    /// Ends the stream after every queued frame: stop commands, then a polite close. Returns
+    /// when the connection is closed (or could not be recovered).
+    pub async fn finish(&self) -> Result<(), ClientError> {
+        let (reply, done) = oneshot::channel();
+        self.tx
+            .send(PubCmd::Finish(reply))
+            .await
+            .map_err(|_| self.gone())?;
+        done.await.map_err(|_| self.gone())
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.shared.snapshot()
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+enum LiveEnd {
+    Finish(oneshot::Sender<()>),
+    Gone,
+    Lost(String),
+}
+
+async fn run_publisher(
+    ctx: &Ctx,
+    publish: &PublishConfig,
+    rx: &mut mpsc::Receiver<PubCmd>,
+) -> Result<(), ClientError> {
+    let target = ctx.target();
+    let mut book = HoldBook::new(publish.max_hold.as_millis() as u64);
+    let mut meter = Meter::new();
+    let mut link = first_open(ctx).await?;
+    loop {
+        let end = publish_live(ctx, &mut link, rx, &mut book, &mut meter).await;
+        meter.publish(&ctx.shared, Some(&link.session), Some(&book));
+        match end {
+            LiveEnd::Finish(reply) => {
+                let _ = link.session.stop(publish.stop_commands);
+                link.session.close();
+                meter.publish(&ctx.shared, Some(&link.session), Some(&book));
+                link.close().await;
+                let _ = reply.send(());
+                return Ok(());
+            }
+            LiveEnd::Gone => {
+                link.session.close();
+                link.close().await;
+                return Ok(());
+            }
+            LiveEnd::Lost(reason) => {
+                meter.publish(&ctx.shared, Some(&link.session), Some(&book));
+                meter.close_link(&link.session);
+                if !ctx.cfg.reconnect.enabled {
+                    return Err(ClientError::Lost { target, reason });
+                }
+                ctx.warn(format!(
+                    "connection to {target} lost ({reason}); reconnecting"
+                ));
+                let Some((new_link, finish)) =
+                    reconnect_publisher(ctx, rx, &mut book, &mut meter, &reason).await?
+                else {
+                    return Ok(());
+                };
+                link = new_link;
+                ctx.shared.update(|s| s.reconnects += 1);
+                let held = book.held_len();
+                for frame in book.resume() {
+                    if let Err(e) = link.session.send_media(
+                        frame.kind,
+                        frame.wire_timestamp(),
+                        frame.payload.clone(),
+                    ) {
+                        return Err(ClientError::Lost {
+                            target,
+                            reason: e.to_string(),
+                        });
+                    }
+                    meter.count(&frame);
+                }
+                let dropped = book.take_outage_dropped();
+                if dropped > 0 {
+                    ctx.warn(format!(
+                        "{dropped} frames were dropped during the outage (max-hold-time)"
+                    ));
+                }
+                ctx.progress(
+                    ProgressKind::Complete,
+                    "reconnect",
+                    format!(
+                        "Publishing {:?} on {target} again ({held} held frames sent, {dropped} \
+                         dropped)",
+                        ctx.cfg.url.stream
+                    ),
+                );
+                if let Some(reply) = finish {
+                    let _ = link.session.stop(publish.stop_commands);
+                    link.session.close();
+                    meter.publish(&ctx.shared, Some(&link.session), Some(&book));
+                    link.close().await;
+                    let _ = reply.send(());
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Publishes frames on a working connection until it ends.
+async fn publish_live(
+    ctx: &Ctx,
+    link: &mut Link,
+    rx: &mut mpsc::Receiver<PubCmd>,
+    book: &mut HoldBook,
+    meter: &mut Meter,
+) -> LiveEnd {
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        while let Some(event) = link.session.poll_event() {
+            match event {
+                ClientEvent::Closed(reason) => return LiveEnd::Lost(reason.to_string()),
+                ClientEvent::Status { status, .. } if status.level == "error" => {
+                    ctx.warn(format!(
+                        "server reports {}: {}",
+                        status.code, status.description
+                    ));
+                }
+                _ => {}
+            }
+        }
+        meter.publish(&ctx.shared, Some(&link.session), Some(book));
+        let accepting = link.out_len < OUT_HIGH_WATER;
+        tokio::select! {
+            r = link.step() => {
+                if let Err(e) = r {
+                    return LiveEnd::Lost(e.to_string());
+                }
+            }
+            cmd = rx.recv(), if accepting => match cmd {
+                None => return LiveEnd::Gone,
+                Some(PubCmd::Finish(reply)) => return LiveEnd::Finish(reply),
+                Some(PubCmd::Frame(frame)) => {
+                    if book.on_live(&frame) {
+                        meter.count(&frame);
+                        if let Err(e) = link.session.send_media(
+                            frame.kind,
+                            frame.wire_timestamp(),
+                            frame.payload.clone(),
+                        ) {
+                            // The frame never left: keep it for the next connection.
+                            let _ = book.hold(frame);
+                            return LiveEnd::Lost(e.to_string());
+                        }
+                    }
+                }
+            },
+            _ = ticker.tick() => meter.tick(),
+        }
+    }
+}
+
+/// Reconnects with backoff while holding the frames that keep arriving. Returns `None` when
+/// the element went away, and the pending end-of-stream reply if one came meanwhile.
+async fn reconnect_publisher(
+    ctx: &Ctx,
+    rx: &mut mpsc::Receiver<PubCmd>,
+    book: &mut HoldBook,
+    meter: &mut Meter,
+    reason: &str,
+) -> Result<Option<(Link, Option<oneshot::Sender<()>>)>, ClientError> {
+    let policy = &ctx.cfg.reconnect;
+    let target = ctx.target();
+    let mut finish = None;
+    let mut attempt_no = 0u32;
+    loop {
+        attempt_no += 1;
+        let delay = policy.delay(attempt_no);
+        ctx.progress(
+            ProgressKind::Start,
+            "reconnect",
+            format!(
+                "Reconnecting to {target} in {} ms (attempt {attempt_no})",
+                delay.as_millis()
+            ),
+        );
+        let opening = async {
+            tokio::time::sleep(delay).await;
+            open(ctx).await
+        };
+        tokio::pin!(opening);
+        let result = loop {
+            tokio::select! {
+                r = &mut opening => break r,
+                cmd = rx.recv(), if finish.is_none() => match cmd {
+                    None => return Ok(None),
+                    Some(PubCmd::Frame(frame)) => {
+                        if let Some(warning) = book.hold(frame) {
+                            ctx.warn(warning);
+                        }
+                        meter.publish(&ctx.shared, None, Some(book));
+                    }
+                    // Keep reconnecting: the held frames still deserve delivery.
+                    Some(PubCmd::Finish(reply)) => finish = Some(reply),
+                },
+            }
+        };
+        match result {
+            Ok(link) => return Ok(Some((link, finish))),
+            Err(e) if e.is_final() => return Err(e),
+            Err(e) => {
+                ctx.warn(format!("reconnect attempt {attempt_no} failed: {e}"));
+                if policy.max_attempts.is_some_and(|max| attempt_no >= max) {
+                    ctx.progress(ProgressKind::Error, "reconnect", e.to_string());
+                    return Err(ClientError::ReconnectFailed {
+                        target,
+                        reason: reason.to_string(),
+                        attempts: attempt_no,
+                        last: Box::new(e),
+                    });
+                }
+            }
+        }
+    }
+}
