@@ -1,6 +1,7 @@
 //! The streaming FLV parser on arbitrary bytes, pushed whole and at arbitrary split points
 //! (copied and zero-copy pushes alternating): both must yield the same headers, tags and
-//! error. Tag bodies also go through the audio/video tag header parsers.
+//! error. Tag bodies also go through the audio/video tag header parsers and the media
+//! classifier both drivers use, whose header slots must name the tag's own type.
 //!
 //! Input: `[split seed] [options] bytes...`.
 
@@ -8,7 +9,9 @@
 
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
-use rsrtmp_engine::flv::{AudioInfo, FlvError, FlvItem, FlvParser, VideoInfo};
+use rsrtmp_engine::flv::{
+    AudioInfo, FlvError, FlvItem, FlvParser, MediaClass, VideoInfo, classify,
+};
 
 mod common;
 
@@ -25,6 +28,14 @@ fn drain(p: &mut FlvParser, out: &mut Vec<FlvItem>) -> Option<FlvError> {
         match p.next_item() {
             Ok(Some(item)) => {
                 if let FlvItem::Tag(tag) = &item {
+                    match classify(tag.tag_type, &tag.data) {
+                        MediaClass::VideoHeader(k) => assert_eq!(k.type_id, 9),
+                        MediaClass::AudioHeader(k) => assert_eq!(k.type_id, 8),
+                        MediaClass::Video { .. } => assert_eq!(tag.tag_type, 9),
+                        MediaClass::Audio => assert_eq!(tag.tag_type, 8),
+                        MediaClass::Metadata => assert_eq!(tag.tag_type, 18),
+                        MediaClass::Data => {}
+                    }
                     match tag.tag_type {
                         8 => {
                             let _ = AudioInfo::parse(&tag.data).map_err(|e| e.to_string());
