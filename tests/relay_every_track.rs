@@ -2,7 +2,9 @@
 //! HEVC + two Opus tracks) and legacy H.264 + AAC into `rtmpserversrc ! rtmpserversink`; an
 //! FFmpeg 9 player there before the publisher gets every packet of every track, byte-exact
 //! (framecrc), and one joining mid-stream gets every track's decoder configuration and then
-//! every packet from its GOP's keyframe on.
+//! every packet from its GOP's keyframe on. Also a stream whose audio starts half a second
+//! before its first video frame (an encoder with a video delay): the early player gets that
+//! audio too.
 
 mod common;
 
@@ -43,7 +45,11 @@ fn sink_bytes(sink: &gst::Element) -> u64 {
 }
 
 fn relay_every_track(name: &str, codec_args: &[&str]) {
-    let media = ffmpeg9_media(name, 4, codec_args);
+    relay_file(name, &ffmpeg9_media(name, 4, codec_args));
+}
+
+fn relay_file(name: &str, media: &Path) {
+    let media = media.to_path_buf();
     let want = ffmpeg9_framecrc(&media);
     let media_len = std::fs::metadata(&media).unwrap().len();
     // A placeholder element takes a free port; the relay's two elements then join it.
@@ -90,13 +96,13 @@ fn relay_every_track(name: &str, codec_args: &[&str]) {
     );
     let data = std::fs::read(&media).unwrap();
     let mut feed = publisher.child.stdin.take().unwrap();
-    let cut = data.len() * 6 / 10;
+    let cut = data.len() * 7 / 10;
     feed.write_all(&data[..cut]).expect("feed the publisher");
     // The late player joins once a good part of the stream went out.
     wait_until(
-        "a quarter of the stream to reach the early player",
+        "half the stream to reach the early player",
         DEADLINE,
-        || sink_bytes(&sink) > media_len / 4,
+        || sink_bytes(&sink) > media_len / 2,
     );
     let mut late = player(port, &late_out, "late FFmpeg 9 player");
     wait_until("the late player", DEADLINE, || {
@@ -204,4 +210,50 @@ fn h264_and_aac_relay_exactly() {
             "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "veryfast", "-c:a", "aac",
         ],
     );
+}
+
+/// `e-h264-aac-4s.flv` with its video moved half a second later: the FLV starts with audio
+/// frames ahead of the first keyframe, as from an encoder with a video delay.
+fn audio_ahead_media() -> std::path::PathBuf {
+    let base = ffmpeg9_media(
+        "e-h264-aac-4s.flv",
+        4,
+        &[
+            "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "veryfast", "-c:a", "aac",
+        ],
+    );
+    let path = base.with_file_name("e-h264-aac-audio-ahead.flv");
+    if !path.exists() {
+        let tmp = path.with_extension(format!("{}.tmp.flv", std::process::id()));
+        let out = Command::new(ffmpeg9())
+            .args([
+                "-nostdin",
+                "-loglevel",
+                "error",
+                "-y",
+                "-itsoffset",
+                "0.5",
+                "-i",
+            ])
+            .arg(&base)
+            .arg("-i")
+            .arg(&base)
+            .args(["-map", "0:v", "-map", "1:a", "-c", "copy", "-f", "flv"])
+            .arg(&tmp)
+            .output()
+            .expect("run FFmpeg 9");
+        assert!(
+            out.status.success(),
+            "FFmpeg 9 could not shift the video: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        std::fs::rename(&tmp, &path).unwrap();
+    }
+    path
+}
+
+#[test]
+fn audio_ahead_of_the_first_keyframe_relays_exactly() {
+    let media = audio_ahead_media();
+    relay_file("audio ahead of video", &media);
 }

@@ -228,7 +228,7 @@ mod tests {
                 TransportKind::Tcp,
                 "127.0.0.1",
                 port,
-                Duration::from_secs(5),
+                Duration::from_secs(30),
                 None,
             )
             .await
@@ -252,7 +252,7 @@ mod tests {
                 .unwrap()
                 .port();
             for kind in [TransportKind::Tcp, TransportKind::HttpTunnelTls] {
-                let err = connect(kind, "127.0.0.1", port, Duration::from_secs(5), None)
+                let err = connect(kind, "127.0.0.1", port, Duration::from_secs(30), None)
                     .await
                     .unwrap_err();
                 assert!(err.is_refused(), "{kind:?}: {err}");
@@ -271,7 +271,7 @@ mod tests {
                 TransportKind::Tcp,
                 "no-such-host.invalid",
                 1935,
-                Duration::from_secs(5),
+                Duration::from_secs(30),
                 None,
             )
             .await
@@ -331,7 +331,7 @@ mod tests {
                 TransportKind::Tls,
                 "127.0.0.1",
                 port,
-                Duration::from_secs(5),
+                Duration::from_secs(30),
                 None,
             )
             .await
@@ -365,7 +365,7 @@ mod tests {
                         TransportKind::Tls,
                         host,
                         port,
-                        Duration::from_secs(5),
+                        Duration::from_secs(30),
                         Some(&connector),
                     )
                     .await
@@ -393,20 +393,22 @@ mod tests {
                     tokio::spawn(async move { server.serve_connection(sock, peer).await });
                 }
             });
+            let (read_tx, read_rx) = tokio::sync::oneshot::channel::<()>();
             tokio::spawn(async move {
                 let mut t = accepted.recv().await.unwrap();
                 let mut buf = [0u8; 5];
                 t.stream.read_exact(&mut buf).await.unwrap();
                 t.stream.write_all(&buf).await.unwrap();
                 t.stream.flush().await.unwrap();
-                // Keep the session until the client has read the answer.
-                tokio::time::sleep(Duration::from_secs(2)).await;
+                // Keep the session until the client has read the answer, however long that
+                // takes on a loaded machine.
+                let _ = read_rx.await;
             });
             let mut t = connect(
                 TransportKind::HttpTunnel,
                 "127.0.0.1",
                 port,
-                Duration::from_secs(5),
+                Duration::from_secs(30),
                 None,
             )
             .await
@@ -417,6 +419,7 @@ mod tests {
             let mut back = [0u8; 5];
             t.stream.read_exact(&mut back).await.unwrap();
             assert_eq!(&back, b"hello");
+            let _ = read_tx.send(());
         });
     }
 }
