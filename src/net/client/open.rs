@@ -548,3 +548,48 @@ pub(super) async fn first_open(ctx: &Ctx) -> Result<Link, ClientError> {
         }
     }
 }
+
+/// Announces reconnect attempt `attempt_no` (1 for the first) and returns the delay before it.
+pub(super) fn reconnect_attempt(ctx: &Ctx, attempt_no: u32) -> Duration {
+    let delay = ctx.cfg.reconnect.delay(attempt_no);
+    ctx.progress(
+        ProgressKind::Start,
+        "reconnect",
+        format!(
+            "Reconnecting to {} in {} ms (attempt {attempt_no})",
+            ctx.target(),
+            delay.as_millis()
+        ),
+    );
+    delay
+}
+
+/// After reconnect attempt `attempt_no` failed with `e`: `Some` error to give up with (`e`
+/// itself when it is final, `ReconnectFailed` when the attempts are used up), `None` to try
+/// again. Warns either way.
+pub(super) fn failed_attempt(
+    ctx: &Ctx,
+    attempt_no: u32,
+    reason: &str,
+    e: ClientError,
+) -> Option<ClientError> {
+    if e.is_final() {
+        return Some(e);
+    }
+    ctx.warn(format!("reconnect attempt {attempt_no} failed: {e}"));
+    if ctx
+        .cfg
+        .reconnect
+        .max_attempts
+        .is_some_and(|max| attempt_no >= max)
+    {
+        ctx.progress(ProgressKind::Error, "reconnect", e.to_string());
+        return Some(ClientError::ReconnectFailed {
+            target: ctx.target(),
+            reason: reason.to_string(),
+            attempts: attempt_no,
+            last: Box::new(e),
+        });
+    }
+    None
+}

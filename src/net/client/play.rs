@@ -7,9 +7,8 @@ use std::io;
 use std::time::Duration;
 
 use super::ClientError;
-use super::ProgressKind;
 use super::media::MediaFrame;
-use super::open::{Ctx, Link, open};
+use super::open::{Ctx, Link, failed_attempt, open, reconnect_attempt};
 
 /// Frames the source's connection task may queue ahead of `create()`.
 pub(super) const PLAY_QUEUE: usize = 256;
@@ -102,34 +101,15 @@ pub(super) enum PlayEnd {
 }
 
 pub(super) async fn reconnect_player(ctx: &Ctx, reason: &str) -> Result<Link, ClientError> {
-    let policy = &ctx.cfg.reconnect;
-    let target = ctx.target();
     let mut attempt_no = 0u32;
     loop {
         attempt_no += 1;
-        let delay = policy.delay(attempt_no);
-        ctx.progress(
-            ProgressKind::Start,
-            "reconnect",
-            format!(
-                "Reconnecting to {target} in {} ms (attempt {attempt_no})",
-                delay.as_millis()
-            ),
-        );
-        tokio::time::sleep(delay).await;
+        tokio::time::sleep(reconnect_attempt(ctx, attempt_no)).await;
         match open(ctx).await {
             Ok(link) => return Ok(link),
-            Err(e) if e.is_final() => return Err(e),
             Err(e) => {
-                ctx.warn(format!("reconnect attempt {attempt_no} failed: {e}"));
-                if policy.max_attempts.is_some_and(|max| attempt_no >= max) {
-                    ctx.progress(ProgressKind::Error, "reconnect", e.to_string());
-                    return Err(ClientError::ReconnectFailed {
-                        target,
-                        reason: reason.to_string(),
-                        attempts: attempt_no,
-                        last: Box::new(e),
-                    });
+                if let Some(end) = failed_attempt(ctx, attempt_no, reason, e) {
+                    return Err(end);
                 }
             }
         }

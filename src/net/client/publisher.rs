@@ -10,7 +10,7 @@ use tokio::time::MissedTickBehavior;
 
 use super::hold::HoldBook;
 use super::media::MediaFrame;
-use super::open::{Ctx, Link, Meter, Shared, first_open, open};
+use super::open::{Ctx, Link, Meter, Shared, failed_attempt, first_open, open, reconnect_attempt};
 use super::{ClientConfig, ClientError, Notice, NoticeFn, ProgressKind, Stats, StopCommands};
 use crate::net::runtime;
 use crate::rtmp::session::{ClientEvent, ClientRole};
@@ -261,21 +261,11 @@ async fn reconnect_publisher(
     meter: &mut Meter,
     reason: &str,
 ) -> Result<Option<(Link, Option<oneshot::Sender<()>>)>, ClientError> {
-    let policy = &ctx.cfg.reconnect;
-    let target = ctx.target();
     let mut finish = None;
     let mut attempt_no = 0u32;
     loop {
         attempt_no += 1;
-        let delay = policy.delay(attempt_no);
-        ctx.progress(
-            ProgressKind::Start,
-            "reconnect",
-            format!(
-                "Reconnecting to {target} in {} ms (attempt {attempt_no})",
-                delay.as_millis()
-            ),
-        );
+        let delay = reconnect_attempt(ctx, attempt_no);
         let opening = async {
             tokio::time::sleep(delay).await;
             open(ctx).await
@@ -299,17 +289,9 @@ async fn reconnect_publisher(
         };
         match result {
             Ok(link) => return Ok(Some((link, finish))),
-            Err(e) if e.is_final() => return Err(e),
             Err(e) => {
-                ctx.warn(format!("reconnect attempt {attempt_no} failed: {e}"));
-                if policy.max_attempts.is_some_and(|max| attempt_no >= max) {
-                    ctx.progress(ProgressKind::Error, "reconnect", e.to_string());
-                    return Err(ClientError::ReconnectFailed {
-                        target,
-                        reason: reason.to_string(),
-                        attempts: attempt_no,
-                        last: Box::new(e),
-                    });
+                if let Some(end) = failed_attempt(ctx, attempt_no, reason, e) {
+                    return Err(end);
                 }
             }
         }
