@@ -732,6 +732,14 @@ pub enum CodecError {
         /// The packet type.
         value: u8,
     },
+    /// A multitrack message with more track entries than a track id can tell apart.
+    #[error("{kind} multitrack message carries more than {max} tracks")]
+    TooManyTracks {
+        /// "audio" or "video".
+        kind: &'static str,
+        /// The limit.
+        max: usize,
+    },
     /// AvMultitrackType above 2.
     #[error("unknown {kind} AvMultitrackType {value} (expected 0, 1 or 2)")]
     BadMultitrackType {

@@ -14,13 +14,18 @@
 //! - [`command`]: NetConnection / NetStream commands and status codes, typed.
 //! - [`session`]: client and server connection state machines.
 //! - [`flv`]: FLV header and tag codec and a streaming FLV parser.
+//! - [`eflv`]: Enhanced FLV packets: every track of a tag body, parsed and written.
+//! - [`codecs`]: codec configuration records ↔ stream parameters (hvcC, av1C, vpcC,
+//!   OpusHead, FLAC STREAMINFO, AudioSpecificConfig, AC-3/MP3 headers, colorInfo).
 //! - [`url`]: RTMP URL parsing for all six schemes.
 
 pub mod amf0;
 pub mod amf3;
 pub mod auth;
 pub mod chunk;
+pub mod codecs;
 pub mod command;
+pub mod eflv;
 pub mod flv;
 pub mod handshake;
 pub mod message;
