@@ -16,6 +16,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     elements::clientsink::register(plugin)?;
     elements::serversrc::register(plugin)?;
     elements::serversink::register(plugin)?;
+    elements::flvdemux::register(plugin)?;
     Ok(())
 }
 

@@ -3,6 +3,7 @@
 pub mod clientcommon;
 pub mod clientsink;
 pub mod clientsrc;
+pub mod flvdemux;
 pub mod serverprops;
 pub mod serversink;
 pub mod serversrc;

@@ -143,7 +143,7 @@ impl Drop for TempDir {
     }
 }
 
-fn media_dir() -> PathBuf {
+pub fn media_dir() -> PathBuf {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/test-media");
     std::fs::create_dir_all(&dir).unwrap();
     dir
@@ -834,6 +834,8 @@ pub fn ffmpeg9_media(name: &str, seconds: u32, codec_args: &[&str]) -> PathBuf {
 pub struct FrameCrc {
     pub extradata: std::collections::BTreeMap<u32, String>,
     pub packets: std::collections::BTreeMap<u32, Vec<(u64, String, bool)>>,
+    /// Per stream, every packet's (DTS, PTS) in the stream's time base (ms for FLV).
+    pub times: std::collections::BTreeMap<u32, Vec<(i64, i64)>>,
 }
 
 impl FrameCrc {
@@ -855,6 +857,10 @@ impl FrameCrc {
                 continue;
             }
             let key = !f.get(6).is_some_and(|flags| flags.starts_with("F=0x0"));
+            out.times
+                .entry(f[0].parse().unwrap())
+                .or_default()
+                .push((f[1].parse().unwrap(), f[2].parse().unwrap()));
             out.packets.entry(f[0].parse().unwrap()).or_default().push((
                 f[4].parse().unwrap(),
                 f[5].to_string(),
@@ -870,10 +876,11 @@ impl FrameCrc {
     }
 }
 
-/// Reads `path` (a file or URL) with FFmpeg 9 into framecrc text (`-map 0 -c copy`).
+/// Reads `path` (a file or URL) with FFmpeg 9 into framecrc text (`-map 0 -c copy`), with
+/// the timestamps as the input has them (`-copyts`).
 pub fn ffmpeg9_framecrc(path: &Path) -> FrameCrc {
     let out = Command::new(ffmpeg9())
-        .args(["-nostdin", "-loglevel", "error", "-i"])
+        .args(["-nostdin", "-loglevel", "error", "-copyts", "-i"])
         .arg(path)
         .args(["-map", "0", "-c", "copy", "-f", "framecrc", "-"])
         .output()
