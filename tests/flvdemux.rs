@@ -26,7 +26,10 @@ struct Frame {
     adler: u32,
     pts_ms: Option<u64>,
     dts_ms: Option<u64>,
+    /// The PTS to the nanosecond (ModEx offsets).
+    pts_ns: Option<u64>,
     delta: bool,
+    discont: bool,
 }
 
 /// FFmpeg's framecrc checksum: Adler-32 started from 0 (not 1, as zlib's is).
@@ -39,20 +42,28 @@ fn adler32(data: &[u8]) -> u32 {
     b << 16 | a
 }
 
-/// What each pad of the demuxer gave: its caps and its buffers, in order.
-type Pads = BTreeMap<String, (gst::Caps, Vec<Frame>)>;
+/// What one pad of the demuxer gave: every caps it had, and its buffers, in order.
+#[derive(Debug, Clone, Default)]
+struct PadLog {
+    caps: Vec<gst::Caps>,
+    frames: Vec<Frame>,
+}
 
-/// Runs `filesrc ! DEMUXER` on `path` with an appsink on every pad, to EOS.
-fn demux(path: &Path, demuxer: &str) -> Pads {
-    init_gst();
-    let p = pipeline(&format!(
-        "filesrc location={} ! {demuxer} name=d",
-        path.display()
-    ));
+impl PadLog {
+    fn structure(&self) -> &gst::StructureRef {
+        self.caps.last().unwrap().structure(0).unwrap()
+    }
+}
+
+/// Per pad name.
+type Pads = BTreeMap<String, PadLog>;
+
+/// Links every pad the demuxer `name` in `p` adds to an appsink that records what it gets.
+fn attach(p: &gst::Pipeline, name: &str) -> Arc<Mutex<Pads>> {
     let pads: Arc<Mutex<Pads>> = Arc::default();
-    let bin = p.0.clone();
+    let bin = p.clone();
     let got = pads.clone();
-    p.by_name("d").unwrap().connect_pad_added(move |_, pad| {
+    p.by_name(name).unwrap().connect_pad_added(move |_, pad| {
         let name = pad.name().to_string();
         let sink = gst_app::AppSink::builder().sync(false).build();
         bin.add(&sink).unwrap();
@@ -65,16 +76,19 @@ fn demux(path: &Path, demuxer: &str) -> Pads {
                     let buffer = sample.buffer().unwrap();
                     let map = buffer.map_readable().unwrap();
                     let mut pads = got.lock().unwrap();
-                    let entry = pads
-                        .entry(name.clone())
-                        .or_insert_with(|| (sample.caps().unwrap().to_owned(), Vec::new()));
-                    entry.0 = sample.caps().unwrap().to_owned();
-                    entry.1.push(Frame {
+                    let entry = pads.entry(name.clone()).or_default();
+                    let caps = sample.caps().unwrap();
+                    if entry.caps.last().map(|c| c.as_ref()) != Some(caps) {
+                        entry.caps.push(caps.to_owned());
+                    }
+                    entry.frames.push(Frame {
                         size: map.len(),
                         adler: adler32(&map),
                         pts_ms: buffer.pts().map(|t| t.mseconds()),
                         dts_ms: buffer.dts().map(|t| t.mseconds()),
+                        pts_ns: buffer.pts().map(|t| t.nseconds()),
                         delta: buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
+                        discont: buffer.flags().contains(gst::BufferFlags::DISCONT),
                     });
                     Ok(gst::FlowSuccess::Ok)
                 })
@@ -82,6 +96,17 @@ fn demux(path: &Path, demuxer: &str) -> Pads {
         );
         pad.link(&sink.static_pad("sink").unwrap()).unwrap();
     });
+    pads
+}
+
+/// Runs `filesrc ! DEMUXER` on `path` with an appsink on every pad, to EOS.
+fn demux(path: &Path, demuxer: &str) -> Pads {
+    init_gst();
+    let p = pipeline(&format!(
+        "filesrc location={} ! {demuxer} name=d",
+        path.display()
+    ));
+    let pads = attach(&p, "d");
     run(&p, DEADLINE).expect_eos();
     drop(p);
     pads.lock().unwrap().clone()
@@ -112,7 +137,7 @@ fn exact_against_ffmpeg9(path: &Path, want_pads: &[&str]) -> Pads {
             .zip(times)
             .map(|((size, crc, key), (dts, pts))| (*size, crc.clone(), *key, *dts, *pts))
             .collect();
-        let matching = got.iter().find(|(_, (_, frames))| {
+        let matching = got.iter().find(|(_, PadLog { frames, .. })| {
             let ours: Vec<(u64, String, bool, i64, i64)> = frames
                 .iter()
                 .map(|f| {
@@ -128,7 +153,7 @@ fn exact_against_ffmpeg9(path: &Path, want_pads: &[&str]) -> Pads {
             ours == wanted
         });
         if matching.is_none() {
-            for (name, (_, frames)) in &got {
+            for (name, PadLog { frames, .. }) in &got {
                 if frames.len() == wanted.len() {
                     let first = frames.iter().zip(&wanted).position(|(f, w)| {
                         (
@@ -154,11 +179,7 @@ fn exact_against_ffmpeg9(path: &Path, want_pads: &[&str]) -> Pads {
             path.display(),
             packets.len(),
             got.iter()
-                .map(|(k, (c, f))| (
-                    k.clone(),
-                    c.structure(0).unwrap().name().to_string(),
-                    f.len()
-                ))
+                .map(|(k, l)| (k.clone(), l.structure().name().to_string(), l.frames.len()))
                 .collect::<Vec<_>>()
         );
     }
@@ -166,7 +187,7 @@ fn exact_against_ffmpeg9(path: &Path, want_pads: &[&str]) -> Pads {
 }
 
 fn caps_name(pads: &Pads, pad: &str) -> String {
-    pads[pad].0.structure(0).unwrap().name().to_string()
+    pads[pad].structure().name().to_string()
 }
 
 /// Decodes `path` through rsflvdemux with `branches` (pad → parser/decoder chain, each
@@ -201,7 +222,7 @@ fn decode(path: &Path, branches: &[(&str, &str)]) -> BTreeMap<String, u64> {
 /// back a few at the edges), and at least one.
 fn decoded_most(decoded: &BTreeMap<String, u64>, pads: &Pads) {
     for (pad, n) in decoded {
-        let packets = pads[pad].1.len() as u64;
+        let packets = pads[pad].frames.len() as u64;
         assert!(
             *n > 0 && *n * 10 >= packets * 9,
             "{pad}: decoded {n} buffers from {packets} packets"
@@ -231,7 +252,7 @@ fn hevc_and_aac() {
     );
     let pads = exact_against_ffmpeg9(&path, &["audio", "video"]);
     assert_eq!(caps_name(&pads, "video"), "video/x-h265");
-    let s = pads["video"].0.structure(0).unwrap().to_owned();
+    let s = pads["video"].structure().to_owned();
     assert_eq!(s.get::<&str>("stream-format").unwrap(), "hvc1");
     assert!(s.has_field("codec_data"), "{s}");
     assert_eq!(caps_name(&pads, "audio"), "audio/mpeg");
@@ -286,7 +307,7 @@ fn av1_and_opus() {
         ],
     );
     let pads = exact_against_ffmpeg9(&path, &["audio", "video"]);
-    let s = pads["video"].0.structure(0).unwrap().to_owned();
+    let s = pads["video"].structure().to_owned();
     assert_eq!(s.name(), "video/x-av1");
     assert_eq!(s.get::<&str>("stream-format").unwrap(), "obu-stream");
     assert_eq!(s.get::<&str>("chroma-format").unwrap(), "4:2:0");
@@ -315,7 +336,7 @@ fn vp9_and_flac() {
         ],
     );
     let pads = exact_against_ffmpeg9(&path, &["audio", "video"]);
-    let s = pads["video"].0.structure(0).unwrap().to_owned();
+    let s = pads["video"].structure().to_owned();
     assert_eq!(s.name(), "video/x-vp9");
     assert_eq!(s.get::<&str>("profile").unwrap(), "0");
     assert_eq!(caps_name(&pads, "audio"), "audio/x-flac");
@@ -341,7 +362,7 @@ fn h264_with_ac3_and_eac3_tracks() {
     let pads = exact_against_ffmpeg9(&path, &["audio", "audio_1", "video"]);
     assert_eq!(caps_name(&pads, "audio"), "audio/x-ac3");
     assert_eq!(caps_name(&pads, "audio_1"), "audio/x-eac3");
-    let s = pads["audio"].0.structure(0).unwrap().to_owned();
+    let s = pads["audio"].structure().to_owned();
     assert_eq!(s.get::<i32>("rate").unwrap(), 48000);
     let decoded = decode(
         &path,
@@ -379,7 +400,7 @@ fn two_video_tracks_and_mp3() {
     );
     let pads = exact_against_ffmpeg9(&path, &["audio", "video", "video_1"]);
     assert_eq!(caps_name(&pads, "video_1"), "video/x-h264");
-    let s = pads["audio"].0.structure(0).unwrap().to_owned();
+    let s = pads["audio"].structure().to_owned();
     assert_eq!(s.get::<i32>("mpegversion").unwrap(), 1);
     assert_eq!(s.get::<i32>("rate").unwrap(), 44100);
     let decoded = decode(
@@ -431,9 +452,9 @@ fn same_as_flvdemux(path: &Path) {
         path.display()
     );
     assert!(!ours.is_empty(), "{}: no pads", path.display());
-    for (pad, (caps, frames)) in &theirs {
-        let (our_caps, our_frames) = &ours[pad];
-        let (a, b) = (our_caps.structure(0).unwrap(), caps.structure(0).unwrap());
+    for (pad, PadLog { frames, .. }) in &theirs {
+        let our_frames = &ours[pad].frames;
+        let (a, b) = (ours[pad].structure(), theirs[pad].structure());
         assert_eq!(
             a.name(),
             b.name(),
@@ -457,7 +478,12 @@ fn same_as_flvdemux(path: &Path) {
             path.display()
         );
         for (i, (o, t)) in our_frames.iter().zip(frames).enumerate() {
-            assert_eq!(o, t, "{}: {pad} buffer {i}", path.display());
+            // DISCONT on a first buffer is a matter of taste; everything else must agree.
+            let t = Frame {
+                discont: o.discont,
+                ..t.clone()
+            };
+            assert_eq!(*o, t, "{}: {pad} buffer {i}", path.display());
         }
     }
 }
@@ -500,5 +526,436 @@ fn legacy_files_as_flvdemux_reads_them() {
         ),
     ] {
         same_as_flvdemux(&legacy_media(name, args));
+    }
+}
+
+/// (size, checksum, keyframe) per packet, and (DTS, PTS − DTS) per packet.
+type Packets = (Vec<(u64, String, bool)>, Vec<(i64, i64)>);
+
+fn ours(frames: &[Frame]) -> Packets {
+    frames
+        .iter()
+        .map(|f| {
+            let dts = f.dts_ms.unwrap() as i64;
+            (
+                (f.size as u64, format!("0x{:08x}", f.adler), !f.delta),
+                (dts, f.pts_ms.unwrap() as i64 - dts),
+            )
+        })
+        .unzip()
+}
+
+/// Two FFmpeg 9 publishers, one after the other, into `rtmpserversrc ! rsflvdemux`: the
+/// pads come up once, every packet of every track of both arrives byte-exact with its
+/// keyframe flag and composition time, the second publisher's first buffer on each pad is
+/// DISCONT and its timestamps continue after the first one's (one offset for all tracks).
+#[test]
+fn behind_rtmpserversrc_every_track_of_every_publisher() {
+    let path = ffmpeg9_media(
+        "e-hevc-2opus-4s.flv",
+        4,
+        &[
+            &["-map", "0:v", "-map", "1:a", "-map", "1:a"],
+            X265.as_slice(),
+            &["-c:a", "libopus"],
+        ]
+        .concat(),
+    );
+    let want = ffmpeg9_framecrc(&path);
+    init_gst();
+    let p =
+        pipeline("rtmpserversrc name=src address=127.0.0.1 port=0 stream=in ! rsflvdemux name=d");
+    let pads = attach(&p, "d");
+    p.set_state(gst::State::Playing).unwrap();
+    let port: u32 = p.by_name("src").unwrap().property("port");
+    for round in 0..2 {
+        let mut publisher = common::ChildGuard::spawn(
+            "FFmpeg 9 publisher",
+            Command::new(common::ffmpeg9())
+                .args(["-nostdin", "-loglevel", "error", "-i"])
+                .arg(&path)
+                .args(["-map", "0", "-c", "copy", "-f", "flv"])
+                .arg(format!("rtmp://127.0.0.1:{port}/live/in"))
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped()),
+        );
+        let status = publisher.wait_timeout(DEADLINE);
+        assert!(
+            status.success(),
+            "publisher {round}: {}",
+            publisher.stderr_text()
+        );
+        // The next publisher only after this one's last packet is out of the demuxer.
+        let total: usize = want.packets.values().map(Vec::len).sum::<usize>() * (round + 1);
+        common::server_peers::wait_until("every packet of the publisher", DEADLINE, || {
+            pads.lock()
+                .unwrap()
+                .values()
+                .map(|l| l.frames.len())
+                .sum::<usize>()
+                >= total
+        });
+    }
+    let _ = p.set_state(gst::State::Null);
+    let pads = pads.lock().unwrap().clone();
+    assert_eq!(
+        pads.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["audio", "audio_1", "video"]
+    );
+    let mut offsets = Vec::new();
+    for (stream, packets) in &want.packets {
+        let n = packets.len();
+        let want_times: Vec<(i64, i64)> = want.times[stream]
+            .iter()
+            .map(|(dts, pts)| (*dts, pts - dts))
+            .collect();
+        let (pad, frames) = pads
+            .iter()
+            .map(|(k, l)| (k, &l.frames))
+            .find(|(_, f)| f.len() == 2 * n && ours(&f[..n]).0 == *packets)
+            .unwrap_or_else(|| panic!("FFmpeg 9 stream {stream}: no pad has its packets twice"));
+        for (round, part) in [&frames[..n], &frames[n..]].into_iter().enumerate() {
+            let (data, times) = ours(part);
+            assert_eq!(data, *packets, "{pad}, publisher {round}: packets");
+            // One offset between the file's DTS and ours for the whole round.
+            let offset = times[0].0 - want_times[0].0;
+            for (i, (got, w)) in times.iter().zip(&want_times).enumerate() {
+                assert_eq!(
+                    (got.0 - offset, got.1),
+                    *w,
+                    "{pad}, publisher {round}, packet {i}: DTS and composition time"
+                );
+            }
+            offsets.push((round, offset));
+        }
+        assert!(
+            frames[n].discont,
+            "{pad}: the second publisher's first buffer is DISCONT"
+        );
+    }
+    let first: Vec<i64> = offsets.iter().filter(|o| o.0 == 0).map(|o| o.1).collect();
+    let second: Vec<i64> = offsets.iter().filter(|o| o.0 == 1).map(|o| o.1).collect();
+    assert!(
+        first.windows(2).all(|w| w[0] == w[1]),
+        "one offset per publisher: {offsets:?}"
+    );
+    assert!(
+        second.windows(2).all(|w| w[0] == w[1]),
+        "one offset per publisher: {offsets:?}"
+    );
+    let last_first = want.times.values().flatten().map(|t| t.0).max().unwrap() + first[0];
+    assert!(
+        second[0] + want.times.values().flatten().map(|t| t.0).min().unwrap() > last_first,
+        "the second publisher continues after the first: {offsets:?}"
+    );
+}
+
+// ---- hand-made Enhanced FLV: what no encoder here writes, and hostile input ----------------
+
+mod handmade {
+    use super::*;
+    use bytes::BytesMut;
+    use gstrsrtmp::rtmp::codecs::{ColorInfo, Mdcv};
+    use gstrsrtmp::rtmp::eflv::{self, Codec, Packet, PacketKind};
+    use gstrsrtmp::rtmp::flv::{self, AudioCodec, FourCc, VideoCodec};
+    use gstrsrtmp::rtmp::{amf0, codecs};
+
+    const HEVC: Codec = Codec::Video(VideoCodec::FourCc(FourCc::HVC1));
+    const AVC: Codec = Codec::Video(VideoCodec::Legacy(7));
+    const OPUS: Codec = Codec::Audio(AudioCodec::FourCc(FourCc::OPUS));
+
+    fn packet(track: u8, codec: Codec, kind: PacketKind, key: bool, data: &[u8]) -> Vec<u8> {
+        let p = Packet {
+            track,
+            codec,
+            kind,
+            frame_type: if key { 1 } else { 2 },
+            composition_time: 0,
+            nanos: 0,
+            legacy_audio: None,
+            multitrack: false,
+            data,
+        };
+        let mut out = BytesMut::new();
+        eflv::write_packet(&p, &mut out).unwrap();
+        out.to_vec()
+    }
+
+    /// An FLV file of `tags` (tag type, timestamp, body).
+    fn file(tags: &[(u8, u32, Vec<u8>)]) -> PathBuf {
+        let mut out = BytesMut::new();
+        flv::write_header(&flv::FlvHeader::new(true, true), &mut out);
+        for (tag_type, ts, body) in tags {
+            let tag = flv::Tag {
+                tag_type: *tag_type,
+                timestamp: *ts,
+                stream_id: 0,
+                data: bytes::Bytes::copy_from_slice(body),
+            };
+            flv::write_tag(&tag, &mut out).unwrap();
+        }
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let path = media_dir().join(format!(
+            "handmade-{}-{}.flv",
+            std::process::id(),
+            N.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        ));
+        std::fs::write(&path, &out).unwrap();
+        path
+    }
+
+    /// Demuxes `path` with rsflvdemux to EOS; returns the pads and the warnings posted.
+    fn demux_warnings(path: &Path) -> (Pads, Vec<String>) {
+        init_gst();
+        let p = pipeline(&format!(
+            "filesrc location={} ! rsflvdemux name=d",
+            path.display()
+        ));
+        let pads = attach(&p, "d");
+        p.set_state(gst::State::Playing).unwrap();
+        let bus = p.bus().unwrap();
+        let mut warnings = Vec::new();
+        let deadline = std::time::Instant::now() + DEADLINE;
+        loop {
+            assert!(std::time::Instant::now() < deadline, "no EOS in time");
+            let Some(msg) = bus.timed_pop(gst::ClockTime::from_mseconds(500)) else {
+                continue;
+            };
+            match msg.view() {
+                gst::MessageView::Eos(_) => break,
+                gst::MessageView::Error(e) => panic!("error: {} ({:?})", e.error(), e.debug()),
+                gst::MessageView::Warning(w) => warnings.push(w.error().to_string()),
+                _ => {}
+            }
+        }
+        drop(p);
+        let _ = std::fs::remove_file(path);
+        let pads = pads.lock().unwrap().clone();
+        (pads, warnings)
+    }
+
+    fn video(ts: u32, body: Vec<u8>) -> (u8, u32, Vec<u8>) {
+        (flv::TAG_TYPE_VIDEO, ts, body)
+    }
+
+    fn audio(ts: u32, body: Vec<u8>) -> (u8, u32, Vec<u8>) {
+        (flv::TAG_TYPE_AUDIO, ts, body)
+    }
+
+    /// HDR colorInfo becomes colorimetry, mastering-display-info and content-light-level; a
+    /// new HEVC configuration record mid-stream becomes new caps with the new codec_data.
+    #[test]
+    fn color_info_and_a_new_sequence_header_become_caps() {
+        let color = ColorInfo {
+            bit_depth: Some(10),
+            primaries: Some(9),
+            transfer: Some(16),
+            matrix: Some(9),
+            cll: Some((1000, 400)),
+            mdcv: Some(Mdcv {
+                primaries: [(0.68, 0.32), (0.265, 0.69), (0.15, 0.06)],
+                white_point: (0.3127, 0.329),
+                max_luminance: 1000.0,
+                min_luminance: 0.0001,
+            }),
+        };
+        let mut amf = BytesMut::new();
+        for v in color.to_amf() {
+            amf0::encode(&v, &mut amf);
+        }
+        let tags = vec![
+            video(
+                0,
+                packet(0, HEVC, PacketKind::SequenceStart, true, b"record A"),
+            ),
+            video(0, packet(0, HEVC, PacketKind::Metadata, true, &amf)),
+            video(
+                0,
+                packet(0, HEVC, PacketKind::CodedFrames, true, b"frame 0"),
+            ),
+            video(
+                33,
+                packet(0, HEVC, PacketKind::CodedFrames, false, b"frame 1"),
+            ),
+            video(
+                66,
+                packet(0, HEVC, PacketKind::SequenceStart, true, b"record B"),
+            ),
+            video(
+                66,
+                packet(0, HEVC, PacketKind::CodedFrames, true, b"frame 2"),
+            ),
+        ];
+        let (pads, warnings) = demux_warnings(&file(&tags));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let log = &pads["video"];
+        assert_eq!(log.frames.len(), 3);
+        assert_eq!(log.caps.len(), 2, "{:?}", log.caps);
+        let first = log.caps[0].structure(0).unwrap();
+        let colorimetry: gst_video::VideoColorimetry =
+            first.get::<&str>("colorimetry").unwrap().parse().unwrap();
+        assert_eq!(colorimetry.matrix(), gst_video::VideoColorMatrix::Bt2020);
+        assert_eq!(
+            colorimetry.transfer(),
+            gst_video::VideoTransferFunction::Smpte2084
+        );
+        assert_eq!(
+            colorimetry.primaries(),
+            gst_video::VideoColorPrimaries::Bt2020
+        );
+        let mdi = gst_video::VideoMasteringDisplayInfo::from_caps(&log.caps[0]).unwrap();
+        assert_eq!(mdi.max_display_mastering_luminance(), 1000 * 10000);
+        assert_eq!(mdi.white_point().x, (0.3127f32 * 50000.0) as u16);
+        let cll = gst_video::VideoContentLightLevel::from_caps(&log.caps[0]).unwrap();
+        assert_eq!(
+            (
+                cll.max_content_light_level(),
+                cll.max_frame_average_light_level()
+            ),
+            (1000, 400)
+        );
+        let data = |i: usize| {
+            log.caps[i]
+                .structure(0)
+                .unwrap()
+                .get::<gst::Buffer>("codec_data")
+                .unwrap()
+                .map_readable()
+                .unwrap()
+                .to_vec()
+        };
+        assert_eq!(data(0), b"record A");
+        assert_eq!(data(1), b"record B");
+        // The HDR fields stay with the new record.
+        assert!(
+            log.caps[1]
+                .structure(0)
+                .unwrap()
+                .has_field("mastering-display-info")
+        );
+    }
+
+    /// ModEx nanosecond offsets are honoured; a ManyTracks message gives every track its
+    /// packet; tracks of the same codec go to their own pads.
+    #[test]
+    fn many_tracks_and_nanosecond_offsets() {
+        let mut body = BytesMut::new();
+        let p = |track, data: &'static [u8]| Packet {
+            track,
+            codec: HEVC,
+            kind: PacketKind::CodedFrames,
+            frame_type: 1,
+            composition_time: if track == 0 { 0 } else { 33 },
+            nanos: 500_000,
+            legacy_audio: None,
+            multitrack: true,
+            data,
+        };
+        eflv::write_tracks(&[p(0, b"track 0"), p(1, b"track 1")], &mut body).unwrap();
+        let mut seq = BytesMut::new();
+        eflv::write_tracks(
+            &[
+                Packet {
+                    kind: PacketKind::SequenceStart,
+                    nanos: 0,
+                    ..p(0, b"rec 0")
+                },
+                Packet {
+                    kind: PacketKind::SequenceStart,
+                    nanos: 0,
+                    ..p(1, b"rec 1")
+                },
+            ],
+            &mut seq,
+        )
+        .unwrap();
+        let tags = vec![video(0, seq.to_vec()), video(40, body.to_vec())];
+        let (pads, warnings) = demux_warnings(&file(&tags));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(pads.keys().collect::<Vec<_>>(), ["video", "video_1"]);
+        assert_eq!(pads["video"].frames[0].pts_ns, Some(40_500_000));
+        assert_eq!(pads["video_1"].frames[0].pts_ns, Some(73_500_000));
+        assert_eq!(pads["video_1"].frames[0].size, b"track 1".len());
+    }
+
+    /// Hostile tags (truncated, absurd track counts, nested multitrack, unknown FourCCs,
+    /// empty records) cost only themselves: every good frame of the good tracks comes out,
+    /// the stream ends with EOS, and the warnings name what was dropped.
+    #[test]
+    fn hostile_tags_cost_only_themselves() {
+        let opus_head = codecs::OpusHead::simple(2, 48000).to_bytes();
+        let mut tags = vec![
+            video(0, packet(0, AVC, PacketKind::SequenceStart, true, b"avcC")),
+            audio(
+                0,
+                packet(0, OPUS, PacketKind::SequenceStart, true, &opus_head),
+            ),
+            // An unknown FourCC on track 2: dropped with a warning.
+            video(
+                0,
+                packet(
+                    2,
+                    Codec::Video(VideoCodec::FourCc(FourCc(*b"abcd"))),
+                    PacketKind::SequenceStart,
+                    true,
+                    b"?",
+                ),
+            ),
+        ];
+        let mut good = 0;
+        for i in 0..20u32 {
+            let ts = i * 20;
+            tags.push(video(
+                ts,
+                packet(0, AVC, PacketKind::CodedFrames, i == 0, b"picture"),
+            ));
+            tags.push(audio(
+                ts,
+                packet(0, OPUS, PacketKind::CodedFrames, true, b"opus"),
+            ));
+            good += 1;
+            let hostile: Vec<u8> = match i % 10 {
+                0 => vec![0x96], // multitrack, nothing after
+                1 => vec![0x96, 0x11, b'h', b'v', b'c', b'1', 0, 0xff, 0xff, 0xff], // size past the end
+                2 => vec![0x96, 0x36, b'h', b'v', b'c', b'1'], // nested multitrack
+                3 => vec![0x96, 0x31, b'h', b'v', b'c', b'1'], // AvMultitrackType 3
+                4 => vec![0x97, 0xff],                         // ModEx cut short
+                5 => {
+                    // 300 empty tracks in one message.
+                    let mut v = vec![0x96, 0x11, b'h', b'v', b'c', b'1'];
+                    for t in 0..300u32 {
+                        v.extend_from_slice(&[(t % 256) as u8, 0, 0, 0]);
+                    }
+                    v
+                }
+                6 => packet(0, HEVC, PacketKind::SequenceStart, true, b""), // empty record
+                7 => packet(
+                    3,
+                    Codec::Video(VideoCodec::FourCc(FourCc(*b"zzzz"))),
+                    PacketKind::CodedFrames,
+                    true,
+                    b"x",
+                ),
+                8 => vec![0x9f, b'h', b'v', b'c', b'1'], // reserved packet type 15
+                _ => vec![0x17],                         // legacy AVC without packet type
+            };
+            tags.push(video(ts, hostile));
+            tags.push(audio(ts, vec![0x95, 0x05]));
+            tags.push((flv::TAG_TYPE_SCRIPT, ts, vec![0x02, 0xff, 0xff]));
+        }
+        let (pads, warnings) = demux_warnings(&file(&tags));
+        assert_eq!(pads.keys().collect::<Vec<_>>(), ["audio", "video"]);
+        assert_eq!(pads["video"].frames.len(), good);
+        assert_eq!(pads["audio"].frames.len(), good);
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("video track 2") && w.contains("'abcd'")),
+            "{warnings:?}"
+        );
+        assert!(
+            warnings.iter().any(|w| w.contains("does not parse")),
+            "{warnings:?}"
+        );
     }
 }

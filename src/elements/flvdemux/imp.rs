@@ -41,8 +41,9 @@ type TrackKey = (MediaKind, u8);
 struct Track {
     pad: Option<gst::Pad>,
     codec: Codec,
-    /// The last non-empty configuration record.
-    record: Option<Bytes>,
+    /// The last non-empty configuration record of each codec the track had (a stray
+    /// packet of another codec must not cost the real one its record).
+    records: Vec<(Codec, Bytes)>,
     legacy: Option<eflv::LegacyAudio>,
     color: Option<ColorInfo>,
     caps: Option<gst::Caps>,
@@ -56,11 +57,18 @@ struct Track {
 }
 
 impl Track {
+    fn record(&self) -> Option<&Bytes> {
+        self.records
+            .iter()
+            .find(|(c, _)| *c == self.codec)
+            .map(|(_, r)| r)
+    }
+
     fn new(codec: Codec) -> Track {
         Track {
             pad: None,
             codec,
-            record: None,
+            records: Vec::new(),
             legacy: None,
             color: None,
             caps: None,
@@ -200,7 +208,7 @@ impl RsFlvDemux {
                     gst::element_imp_error!(
                         self,
                         gst::StreamError::Demux,
-                        ["The FLV stream cannot be parsed any further: {}", err]
+                        ("The FLV stream cannot be parsed any further: {}", err)
                     );
                     return Err(gst::FlowError::Error);
                 }
@@ -327,7 +335,6 @@ impl RsFlvDemux {
                 caps::codec_name(p.codec)
             );
             track.codec = p.codec;
-            track.record = None;
             track.caps_dirty = true;
             track.dropped = false;
         }
@@ -357,8 +364,9 @@ impl RsFlvDemux {
             PacketKind::SequenceStart => {
                 // Empty records (FFmpeg's first AV1 SequenceStart, ac-3/ec-3/.mp3) are
                 // placeholders: keep waiting for a real one or for the frames.
-                if !data.is_empty() && track.record.as_ref() != Some(&data) {
-                    track.record = Some(data);
+                if !data.is_empty() && track.record() != Some(&data) {
+                    track.records.retain(|(c, _)| *c != p.codec);
+                    track.records.push((p.codec, data));
                     track.caps_dirty = true;
                 }
                 return;
@@ -383,7 +391,7 @@ impl RsFlvDemux {
             return;
         }
         if track.caps_dirty || track.caps.is_none() {
-            if needs == Needs::Record && track.record.is_none() {
+            if needs == Needs::Record && track.record().is_none() {
                 if !track.waiting_warned {
                     track.waiting_warned = true;
                     gst::warning!(
@@ -399,7 +407,7 @@ impl RsFlvDemux {
             }
             let new_caps = match caps::caps_for(
                 p.codec,
-                track.record.as_deref(),
+                track.record().map(|r| &r[..]),
                 Some(&data),
                 track.legacy,
                 track.color.as_ref(),
@@ -584,7 +592,7 @@ impl RsFlvDemux {
                 }
                 Action::NoMorePads => self.obj().no_more_pads(),
                 Action::Warning(msg) => {
-                    gst::element_imp_warning!(self, gst::StreamError::Demux, ["{}", msg]);
+                    gst::element_imp_warning!(self, gst::StreamError::Demux, ("{}", msg));
                 }
             }
         }
@@ -635,7 +643,7 @@ impl RsFlvDemux {
                     gst::element_imp_error!(
                         self,
                         gst::StreamError::Demux,
-                        ["The FLV stream ended without any track this element can output"]
+                        ("The FLV stream ended without any track this element can output")
                     );
                     return false;
                 }
