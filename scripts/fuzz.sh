@@ -23,7 +23,7 @@ if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
 fi
 
 engine_targets=(chunk_reader amf0 amf0_roundtrip amf3 handshake_server handshake_client
-    flv_parser url server_session client_session)
+    flv_parser eflv_tag url server_session client_session)
 if [ $# -gt 0 ]; then
     targets=("$@")
 else

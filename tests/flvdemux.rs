@@ -959,3 +959,108 @@ mod handmade {
         );
     }
 }
+
+/// `playbin uri=rtmp://…` on GStreamer 1.22 plays an HEVC + Opus stream: rtmpclientsrc, then
+/// rsflvdemux (ranked above flvdemux), then GStreamer's decoders; every video frame is
+/// decoded, audio too.
+#[test]
+fn playbin_plays_hevc_and_opus_over_rtmp() {
+    let path = ffmpeg9_media(
+        "e-hevc-2opus-4s.flv",
+        4,
+        &[
+            &["-map", "0:v", "-map", "1:a", "-map", "1:a"],
+            X265.as_slice(),
+            &["-c:a", "libopus"],
+        ]
+        .concat(),
+    );
+    let want = ffmpeg9_framecrc(&path);
+    init_gst();
+    let relay = pipeline(
+        "rtmpserversrc name=src address=127.0.0.1 port=0 stream=in eos-on-unpublish=true ! \
+         rtmpserversink address=127.0.0.1 port=0 stream=out name=sink",
+    );
+    // Both elements on one port: the sink joins the source's.
+    relay.set_state(gst::State::Playing).unwrap();
+    let port: u32 = relay.by_name("src").unwrap().property("port");
+    drop(relay);
+    let relay = pipeline(&format!(
+        "rtmpserversrc address=127.0.0.1 port={port} stream=in eos-on-unpublish=true ! \
+         rtmpserversink address=127.0.0.1 port={port} stream=out name=sink"
+    ));
+    let sink = relay.by_name("sink").unwrap();
+    let (connected, _) = common::server_peers::count_clients(&sink);
+    relay.set_state(gst::State::Playing).unwrap();
+
+    let fakesink = |name: &str| {
+        gst::ElementFactory::make("fakesink")
+            .name(name)
+            .build()
+            .unwrap()
+    };
+    let playbin = gst::ElementFactory::make("playbin")
+        .property("uri", format!("rtmp://127.0.0.1:{port}/live/out"))
+        .property("video-sink", fakesink("vsink"))
+        .property("audio-sink", fakesink("asink"))
+        .build()
+        .unwrap();
+    let player = common::PipelineGuard(playbin.clone().downcast::<gst::Pipeline>().unwrap());
+    let demuxers = Arc::new(Mutex::new(Vec::<String>::new()));
+    let seen = demuxers.clone();
+    playbin
+        .downcast_ref::<gst::Bin>()
+        .unwrap()
+        .connect_deep_element_added(move |_, _, element| {
+            if let Some(f) = element.factory()
+                && f.metadata("klass").is_some_and(|k| k.contains("Demuxer"))
+            {
+                seen.lock().unwrap().push(f.name().to_string());
+            }
+        });
+    let counters: Vec<_> = ["video-sink", "audio-sink"]
+        .iter()
+        .map(|prop| {
+            let counter = Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let c = counter.clone();
+            playbin
+                .property::<gst::Element>(prop)
+                .static_pad("sink")
+                .unwrap()
+                .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                    c.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    gst::PadProbeReturn::Ok
+                });
+            counter
+        })
+        .collect();
+    player.set_state(gst::State::Playing).unwrap();
+    common::server_peers::wait_until("the player", DEADLINE, || {
+        connected.load(std::sync::atomic::Ordering::SeqCst) == 1
+    });
+    let mut publisher = common::ChildGuard::spawn(
+        "FFmpeg 9 publisher",
+        Command::new(common::ffmpeg9())
+            .args(["-nostdin", "-loglevel", "error", "-re", "-i"])
+            .arg(&path)
+            .args(["-map", "0", "-c", "copy", "-f", "flv"])
+            .arg(format!("rtmp://127.0.0.1:{port}/live/in"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped()),
+    );
+    let status = publisher.wait_timeout(DEADLINE);
+    assert!(status.success(), "publisher: {}", publisher.stderr_text());
+    common::wait_end(&player, DEADLINE).expect_eos();
+    player.set_state(gst::State::Null).unwrap();
+    assert_eq!(*demuxers.lock().unwrap(), ["rsflvdemux"]);
+    let frames = counters[0].load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        frames as usize,
+        want.packets[&0].len(),
+        "decoded video frames"
+    );
+    assert!(
+        counters[1].load(std::sync::atomic::Ordering::SeqCst) > 0,
+        "decoded audio"
+    );
+}

@@ -614,12 +614,14 @@ pub fn write_packet(p: &Packet<'_>, out: &mut BytesMut) -> Result<(), WriteError
         }
         Codec::Video(VideoCodec::FourCc(fourcc)) => {
             let pt = video_packet_type(p)?;
-            let frame_type = if p.kind == PacketKind::Metadata {
-                5
-            } else {
-                p.frame_type
-            };
             let wrapped = p.track != 0 || p.multitrack;
+            // Metadata: FrameType 5 as FFmpeg writes it, except inside a multitrack wrapper,
+            // where FrameType 5 would make the message a command frame (spec parse order).
+            let frame_type = match p.kind {
+                PacketKind::Metadata if wrapped => 0,
+                PacketKind::Metadata => 5,
+                _ => p.frame_type,
+            };
             let inner = if wrapped { VIDEO_MULTITRACK } else { pt };
             if p.nanos != 0 {
                 out.put_u8(ex_video_first(frame_type) | MODEX);
@@ -725,8 +727,9 @@ pub fn write_tracks(packets: &[Packet<'_>], out: &mut BytesMut) -> Result<(), Wr
     let same_codec = packets.iter().all(|p| p.codec == first.codec);
     let (pt, multitrack, first_byte) = match media {
         MediaKind::Video => {
+            // FrameType 5 with a multitrack packet type would read as a command frame.
             let frame_type = if first.kind == PacketKind::Metadata {
-                5
+                0
             } else {
                 first.frame_type
             };

@@ -15,11 +15,14 @@ glib::wrapper! {
         @extends gst::Element, gst::Object;
 }
 
+/// Ranked above flvdemux (primary): it reads every legacy file as flvdemux does (the tests
+/// compare them buffer by buffer) and also Enhanced FLV, so that decodebin and playbin pick
+/// it, and `playbin uri=rtmp://…` plays HEVC, AV1, VP9, Opus… on GStreamer 1.22.
 pub fn register(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     gst::Element::register(
         Some(plugin),
         "rsflvdemux",
-        gst::Rank::NONE,
+        gst::Rank::PRIMARY + 1,
         RsFlvDemux::static_type(),
     )
 }
