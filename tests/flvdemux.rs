@@ -66,8 +66,13 @@ fn attach(p: &gst::Pipeline, name: &str) -> Arc<Mutex<Pads>> {
     p.by_name(name).unwrap().connect_pad_added(move |_, pad| {
         let name = pad.name().to_string();
         let sink = gst_app::AppSink::builder().sync(false).build();
-        bin.add(&sink).unwrap();
+        // A queue per pad: sinks preroll on their own threads (after a seek, one streaming
+        // thread blocked in one sink's preroll would never feed the other).
+        let queue = gst::ElementFactory::make("queue").build().unwrap();
+        bin.add_many([&queue, sink.upcast_ref()]).unwrap();
+        queue.link(&sink).unwrap();
         sink.sync_state_with_parent().unwrap();
+        queue.sync_state_with_parent().unwrap();
         let got = got.clone();
         sink.set_callbacks(
             gst_app::AppSinkCallbacks::builder()
@@ -94,7 +99,7 @@ fn attach(p: &gst::Pipeline, name: &str) -> Arc<Mutex<Pads>> {
                 })
                 .build(),
         );
-        pad.link(&sink.static_pad("sink").unwrap()).unwrap();
+        pad.link(&queue.static_pad("sink").unwrap()).unwrap();
     });
     pads
 }
@@ -1063,4 +1068,74 @@ fn playbin_plays_hevc_and_opus_over_rtmp() {
         counters[1].load(std::sync::atomic::Ordering::SeqCst) > 0,
         "decoded audio"
     );
+}
+
+/// Seeking in a file: a flushing seek to 2.5 s (after a full play, so from the index, and on
+/// a fresh pipeline, past what was read) starts every pad again at the keyframe of 2.0 s,
+/// with a segment starting at 2.5 s, and goes on to EOS (flvdemux, for comparison, starts
+/// at a keyframe at or before that one).
+#[test]
+fn seeks_start_at_the_keyframe_before_the_target() {
+    let path = ffmpeg9_media(
+        "e-h264-aac-4s.flv",
+        4,
+        &[
+            "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "veryfast", "-c:a", "aac",
+        ],
+    );
+    let want = ffmpeg9_framecrc(&path);
+    let from_2s = want.times[&0].iter().filter(|t| t.0 >= 2000).count();
+    for (demuxer, play_first) in [
+        ("flvdemux", false),
+        ("rsflvdemux", true),
+        ("rsflvdemux", false),
+    ] {
+        init_gst();
+        let p = pipeline(&format!(
+            "filesrc location={} ! {demuxer} name=d",
+            path.display()
+        ));
+        let pads = attach(&p, "d");
+        if play_first {
+            p.set_state(gst::State::Playing).unwrap();
+            common::wait_end(&p, DEADLINE).expect_eos();
+        } else {
+            p.set_state(gst::State::Paused).unwrap();
+            let (res, _, _) = p.state(gst::ClockTime::from_seconds(DEADLINE.as_secs()));
+            res.unwrap();
+        }
+        // Both pads exist (they come with the first frames; in PAUSED the appsinks only
+        // preroll, so count the demuxer's pads).
+        let d = p.by_name("d").unwrap();
+        common::server_peers::wait_until("both pads", DEADLINE, || d.src_pads().len() == 2);
+        pads.lock().unwrap().clear();
+        p.seek_simple(
+            gst::SeekFlags::FLUSH | gst::SeekFlags::ACCURATE,
+            gst::ClockTime::from_mseconds(2500),
+        )
+        .unwrap_or_else(|e| panic!("{demuxer}: seek refused: {e}"));
+        p.set_state(gst::State::Playing).unwrap();
+        common::wait_end(&p, DEADLINE).expect_eos();
+        let _ = p.set_state(gst::State::Null);
+        let pads = pads.lock().unwrap().clone();
+        let video = &pads["video"].frames;
+        assert!(!video[0].delta, "{demuxer}: a keyframe first");
+        if demuxer == "flvdemux" {
+            // flvdemux starts at a keyframe at or before the target (here an earlier one).
+            assert!(video[0].dts_ms.unwrap() <= 2000, "flvdemux: {:?}", video[0]);
+            continue;
+        }
+        assert_eq!(
+            video[0].dts_ms,
+            Some(2000),
+            "{demuxer}: first frame after the seek"
+        );
+        assert_eq!(video.len(), from_2s, "{demuxer}: every frame from 2.0 s on");
+        let audio = &pads["audio"].frames;
+        assert!(
+            audio[0].pts_ms.unwrap() <= 2500 && audio[0].pts_ms.unwrap() >= 1900,
+            "{demuxer}: audio after the seek starts at {:?}",
+            audio[0].pts_ms
+        );
+    }
 }

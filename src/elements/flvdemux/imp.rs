@@ -50,6 +50,8 @@ struct Track {
     /// Caps must be (re)made before the next frame.
     caps_dirty: bool,
     discont: bool,
+    /// The next buffer needs the current segment first (new pad, or after a seek).
+    need_segment: bool,
     /// Unsupported codec: the track is dropped (warned once).
     dropped: bool,
     /// Frames dropped while waiting for a configuration record (warned once).
@@ -74,6 +76,7 @@ impl Track {
             caps: None,
             caps_dirty: true,
             discont: true,
+            need_segment: true,
             dropped: false,
             waiting_warned: false,
         }
@@ -101,6 +104,29 @@ struct State {
     got_data: bool,
     duration: Option<gst::ClockTime>,
     bad_tags: u64,
+    /// Bytes pushed into the parser since the start of the input (or the last byte seek's
+    /// offset): where each tag starts in the file.
+    pushed: u64,
+    /// Sync points (track-0 video keyframes; any packet without video) as (ms, byte offset
+    /// of the tag), in time order: where a seek starts reading.
+    index: Vec<(u64, u64)>,
+    /// The segment every pad gets, and the seqnum of the seek that made it.
+    segment: gst::FormattedSegment<gst::ClockTime>,
+    seqnum: Option<gst::Seqnum>,
+    /// A seek sent upstream as a byte seek, applied at its FLUSH_STOP.
+    pending_seek: Option<PendingSeek>,
+    last_seek: Option<gst::Seqnum>,
+    /// After a seek: hold buffers from the latest sync point until a packet reaches this
+    /// time (ms), so output starts at the last keyframe before the target.
+    skip_until: Option<u64>,
+    held: Vec<(TrackKey, gst::Pad, gst::Buffer)>,
+}
+
+struct PendingSeek {
+    segment: gst::FormattedSegment<gst::ClockTime>,
+    seqnum: gst::Seqnum,
+    target_ms: u64,
+    offset: u64,
 }
 
 impl Default for State {
@@ -122,6 +148,14 @@ impl Default for State {
             got_data: false,
             duration: None,
             bad_tags: 0,
+            pushed: 0,
+            index: Vec::new(),
+            segment: gst::FormattedSegment::new(),
+            seqnum: None,
+            pending_seek: None,
+            last_seek: None,
+            skip_until: None,
+            held: Vec::new(),
         }
     }
 }
@@ -172,6 +206,7 @@ impl RsFlvDemux {
                     }
                 }
             }
+            st.pushed += data.len() as u64;
             st.parser.push_bytes(data);
             self.drain(&mut st, &mut actions)
         };
@@ -203,7 +238,11 @@ impl RsFlvDemux {
                         self.expect(st, (MediaKind::Audio, 0));
                     }
                 }
-                Ok(Some(FlvItem::Tag(tag))) => self.on_tag(st, tag, actions),
+                Ok(Some(FlvItem::Tag(tag))) => {
+                    let end = st.pushed - st.parser.buffered_len() as u64;
+                    let start = end.saturating_sub((flv::TAG_HEADER_LEN + tag.data.len()) as u64);
+                    self.on_tag(st, tag, start, actions)
+                }
                 Err(err) => {
                     gst::element_imp_error!(
                         self,
@@ -241,7 +280,7 @@ impl RsFlvDemux {
         out
     }
 
-    fn on_tag(&self, st: &mut State, tag: flv::Tag, actions: &mut Vec<Action>) {
+    fn on_tag(&self, st: &mut State, tag: flv::Tag, start: u64, actions: &mut Vec<Action>) {
         match tag.tag_type {
             flv::TAG_TYPE_SCRIPT => {
                 self.on_script(st, &tag.data);
@@ -278,7 +317,7 @@ impl RsFlvDemux {
         for p in &parsed.packets {
             let offset = p.data.as_ptr() as usize - tag.data.as_ptr() as usize;
             let data = tag.data.slice(offset..offset + p.data.len());
-            self.on_packet(st, p, data, dts_ms, actions);
+            self.on_packet(st, p, data, dts_ms, start, actions);
         }
         self.check_no_more_pads(st, actions);
     }
@@ -320,6 +359,7 @@ impl RsFlvDemux {
         p: &eflv::Packet<'_>,
         data: Bytes,
         dts_ms: u64,
+        tag_start: u64,
         actions: &mut Vec<Action>,
     ) {
         let key = (p.media(), p.track);
@@ -446,11 +486,6 @@ impl RsFlvDemux {
                                 .build(),
                         ));
                         actions.push(Action::Event(pad.clone(), gst::event::Caps::new(&new_caps)));
-                        let segment = gst::FormattedSegment::<gst::ClockTime>::new();
-                        actions.push(Action::Event(
-                            pad.clone(),
-                            gst::event::Segment::new(&segment),
-                        ));
                         actions.push(Action::AddPad(pad));
                         st.expected.remove(&key);
                     }
@@ -473,12 +508,124 @@ impl RsFlvDemux {
             if key.0 == MediaKind::Video && !p.is_keyframe() {
                 flags |= gst::BufferFlags::DELTA_UNIT;
             }
-            if std::mem::take(&mut track.discont) {
-                flags |= gst::BufferFlags::DISCONT;
-            }
             b.set_flags(flags);
         }
+        let has_video = st.tracks.contains_key(&(MediaKind::Video, 0));
+        let sync = if has_video {
+            key == (MediaKind::Video, 0) && p.is_keyframe()
+        } else {
+            true
+        };
+        if sync && st.index.last().is_none_or(|&(t, _)| dts_ms > t) {
+            st.index.push((dts_ms, tag_start));
+        }
+        match st.skip_until {
+            Some(target) => {
+                if sync {
+                    st.held.clear();
+                }
+                st.held.push((key, pad, buffer));
+                if dts_ms >= target {
+                    st.skip_until = None;
+                    for (key, pad, buffer) in std::mem::take(&mut st.held) {
+                        Self::out(st, key, pad, buffer, actions);
+                    }
+                }
+            }
+            None => Self::out(st, key, pad, buffer, actions),
+        }
+    }
+
+    /// A buffer goes out on its pad, after the segment if the pad needs it.
+    fn out(
+        st: &mut State,
+        key: TrackKey,
+        pad: gst::Pad,
+        mut buffer: gst::Buffer,
+        actions: &mut Vec<Action>,
+    ) {
+        let Some(track) = st.tracks.get_mut(&key) else {
+            return;
+        };
+        if std::mem::take(&mut track.need_segment) {
+            let mut event = gst::event::Segment::builder(&st.segment);
+            if let Some(seqnum) = st.seqnum {
+                event = event.seqnum(seqnum);
+            }
+            actions.push(Action::Event(pad.clone(), event.build()));
+        }
+        if std::mem::take(&mut track.discont) {
+            let flags = buffer.flags() | gst::BufferFlags::DISCONT;
+            buffer.make_mut().set_flags(flags);
+        }
         actions.push(Action::Buffer(pad, buffer));
+    }
+
+    /// A flushing TIME seek, done as a byte seek upstream from the index entry at or before
+    /// the target; output then starts at the last sync point before the target.
+    fn seek(&self, event: &gst::event::Seek) -> bool {
+        let (rate, flags, start_type, start, stop_type, stop) = event.get();
+        let (gst::GenericFormattedValue::Time(start), gst::GenericFormattedValue::Time(stop)) =
+            (start, stop)
+        else {
+            return false;
+        };
+        if rate <= 0.0 || !flags.contains(gst::SeekFlags::FLUSH) || start_type != gst::SeekType::Set
+        {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "only flushing forward seeks to a set time: {event:?}"
+            );
+            return false;
+        }
+        let mut q = gst::query::Seeking::new(gst::Format::Bytes);
+        if !self.sinkpad.peer_query(&mut q) || !q.result().0 {
+            gst::debug!(CAT, imp = self, "upstream cannot seek in bytes");
+            return false;
+        }
+        let target = start.unwrap_or(gst::ClockTime::ZERO);
+        let mut segment = gst::FormattedSegment::<gst::ClockTime>::new();
+        if segment
+            .do_seek(rate, flags, start_type, Some(target), stop_type, stop)
+            .is_none()
+        {
+            return false;
+        }
+        let seqnum = event.seqnum();
+        let target_ms = target.mseconds();
+        let offset = {
+            let st = self.state();
+            let i = st.index.partition_point(|&(t, _)| t <= target_ms);
+            if i == 0 { 0 } else { st.index[i - 1].1 }
+        };
+        self.state().pending_seek = Some(PendingSeek {
+            segment,
+            seqnum,
+            target_ms,
+            offset,
+        });
+        gst::debug!(
+            CAT,
+            imp = self,
+            "seek to {target}: reading from byte {offset}"
+        );
+        let bytes = gst::event::Seek::builder(
+            1.0,
+            gst::SeekFlags::FLUSH,
+            gst::SeekType::Set,
+            gst::format::Bytes::from_u64(offset),
+            gst::SeekType::None,
+            gst::format::Bytes::NONE,
+        )
+        .seqnum(seqnum)
+        .build();
+        if self.sinkpad.push_event(bytes) {
+            true
+        } else {
+            self.state().pending_seek = None;
+            false
+        }
     }
 
     fn check_no_more_pads(&self, st: &mut State, actions: &mut Vec<Action>) {
@@ -530,6 +677,15 @@ impl RsFlvDemux {
     }
 
     fn src_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
+        if let gst::QueryViewMut::Seeking(q) = query.view_mut()
+            && q.format() == gst::Format::Time
+        {
+            let mut bytes = gst::query::Seeking::new(gst::Format::Bytes);
+            let seekable = self.sinkpad.peer_query(&mut bytes) && bytes.result().0;
+            let duration = self.state().duration;
+            q.set(seekable, gst::ClockTime::ZERO, duration);
+            return true;
+        }
         if let gst::QueryViewMut::Duration(q) = query.view_mut()
             && q.format() == gst::Format::Time
         {
@@ -549,7 +705,18 @@ impl RsFlvDemux {
         match event.view() {
             // Push mode only: seeks go to upstream as they are (a TIME seek a source can
             // honour), never handled here.
-            gst::EventView::Seek(_) => self.sinkpad.push_event(event),
+            gst::EventView::Seek(s) => {
+                {
+                    // The same seek arrives once per sink (one per pad): do it once.
+                    let mut st = self.state();
+                    if st.last_seek == Some(event.seqnum()) {
+                        return true;
+                    }
+                    st.last_seek = Some(event.seqnum());
+                }
+                // A source that seeks in time itself goes first; then a byte seek.
+                self.sinkpad.push_event(event.clone()) || self.seek(s)
+            }
             _ => gst::Pad::event_default(pad, Some(&*self.obj()), event),
         }
     }
@@ -650,6 +817,25 @@ impl RsFlvDemux {
                 if more {
                     self.obj().no_more_pads();
                 }
+                // A pad that got nothing since a seek still gets its segment before EOS.
+                let mut actions = Vec::new();
+                {
+                    let mut st = self.state();
+                    st.held.clear();
+                    let (segment, seqnum) = (st.segment.clone(), st.seqnum);
+                    for t in st.tracks.values_mut() {
+                        if let Some(pad) = &t.pad
+                            && std::mem::take(&mut t.need_segment)
+                        {
+                            let mut e = gst::event::Segment::builder(&segment);
+                            if let Some(seqnum) = seqnum {
+                                e = e.seqnum(seqnum);
+                            }
+                            actions.push(Action::Event(pad.clone(), e.build()));
+                        }
+                    }
+                }
+                let _ = self.run(actions);
                 for p in self.src_pads() {
                     p.push_event(event.clone());
                 }
@@ -660,7 +846,22 @@ impl RsFlvDemux {
                     let mut st = self.state();
                     st.parser = FlvParser::new();
                     st.extender.reset();
-                    st.restart = st.last_out.is_some();
+                    st.held.clear();
+                    if let Some(seek) = st.pending_seek.take() {
+                        // The file's own timestamps from the seek offset on.
+                        st.pushed = seek.offset;
+                        st.restart = false;
+                        st.offset = 0;
+                        st.last_out = None;
+                        st.segment = seek.segment;
+                        st.seqnum = Some(seek.seqnum);
+                        st.skip_until = Some(seek.target_ms);
+                        for t in st.tracks.values_mut() {
+                            t.need_segment = true;
+                        }
+                    } else {
+                        st.restart = st.last_out.is_some();
+                    }
                     for t in st.tracks.values_mut() {
                         t.discont = true;
                     }
