@@ -42,7 +42,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::net::runtime::runtime;
-use crate::net::transport::tls::{TlsAcceptor, TlsServerConfig};
+use crate::net::transport::tls::{TlsAcceptor, TlsError, TlsServerConfig};
 use crate::net::transport::tunnel::{AcceptedTunnel, Rewind, TunnelServer, TunnelServerConfig};
 
 use super::CAT;
@@ -457,6 +457,10 @@ async fn serve_tls(
     }
     let mut tls = match within(&slot, deadline, acceptor.accept(sock, peer)).await {
         Ok(Ok(s)) => s,
+        // The line names the peer already.
+        Ok(Err(TlsError::Accept { reason, .. })) => {
+            return close(format!("TLS handshake failed: {reason}"));
+        }
         Ok(Err(e)) => return close(e.to_string()),
         Err(why) => return close(format!("TLS handshake unfinished: {why}")),
     };
