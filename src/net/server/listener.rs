@@ -469,6 +469,13 @@ async fn serve_tls(
     let inner = match within(&slot, deadline, tls.read(&mut first)).await {
         Ok(Ok(1)) => first[0],
         Ok(Ok(_)) => return,
+        // rustls reports a hang-up without close_notify as UnexpectedEof: a client that only
+        // looked at the certificate, or gave up on it after the handshake.
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return close(
+                "the client hung up right after the TLS handshake, before sending anything".into(),
+            );
+        }
         Ok(Err(e)) => return close(format!("read failed inside TLS: {e}")),
         Err(why) => return close(format!("nothing sent inside TLS: {why}")),
     };
