@@ -300,7 +300,11 @@ pub async fn served_certificate_async(port: u16) -> Option<Vec<u8>> {
         .await
         .ok()?
         .ok()?;
-    Some(tls.get_ref().1.peer_certificates()?.first()?.to_vec())
+    let der = tls.get_ref().1.peer_certificates()?.first()?.to_vec();
+    // A polite goodbye (close_notify), so the server logs a short look, not a broken read.
+    let mut tls = tls;
+    let _ = tokio::io::AsyncWriteExt::shutdown(&mut tls).await;
+    Some(der)
 }
 
 /// Replaces `dst` with `src` in one step (write a new file, rename it over), as a renewal
