@@ -386,8 +386,8 @@ fn e_a_port_that_does_not_speak_tls_is_named() {
         format!(
             "TLS handshake with localhost:{port} failed: the server at localhost:{port} closed \
              the connection during the TLS handshake: it does not speak TLS on this port \
-             (rtmps:// needs the server's TLS port (often 443); plain RTMP is rtmp:// (usually \
-             port 1935)), or it refused this client (its log says why)"
+             (rtmps:// needs the server's TLS port, often 443; plain RTMP is rtmp://, usually \
+             port 1935), or it refused this client (its log says why)"
         )
     );
     // A server that takes the connection and never answers the ClientHello (as an RTMP

@@ -592,7 +592,7 @@ async fn a_port_that_does_not_speak_tls_is_named_as_such() {
         format!(
             "TLS handshake with 127.0.0.1:{port} failed: the server at 127.0.0.1:{port} does not \
              speak TLS on this port: what it sent is not a TLS handshake (rtmps:// needs the \
-             server's TLS port (often 443); plain RTMP is rtmp:// (usually port 1935))"
+             server's TLS port, often 443; plain RTMP is rtmp://, usually port 1935)"
         )
     );
     let err = echo_through(&TlsClientConfig::default(), "localhost", addr)
@@ -603,8 +603,8 @@ async fn a_port_that_does_not_speak_tls_is_named_as_such() {
         format!(
             "TLS handshake with localhost:{port} failed: the server at localhost:{port} closed \
              the connection during the TLS handshake: it does not speak TLS on this port \
-             (rtmps:// needs the server's TLS port (often 443); plain RTMP is rtmp:// (usually \
-             port 1935)), or it refused this client (its log says why)"
+             (rtmps:// needs the server's TLS port, often 443; plain RTMP is rtmp://, usually \
+             port 1935), or it refused this client (its log says why)"
         )
     );
 }

@@ -99,8 +99,8 @@ fn is_hang_up(e: &io::Error) -> bool {
     )
 }
 
-const NOT_TLS_HINT: &str = "rtmps:// needs the server's TLS port (often 443); plain RTMP is \
-                            rtmp:// (usually port 1935)";
+const NOT_TLS_HINT: &str = "rtmps:// needs the server's TLS port, often 443; plain RTMP is \
+                            rtmp://, usually port 1935";
 
 const TLS_WE_SPEAK: &str = "TLS 1.2 or 1.3 with ECDHE key exchange and AES-GCM or \
                             ChaCha20-Poly1305";
