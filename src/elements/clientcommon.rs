@@ -130,7 +130,8 @@ pub struct CommonSettings {
     /// rtmp2's `tls-validation-flags`: empty turns certificate verification off; any other
     /// value turns all of it on (rustls cannot skip single checks).
     pub tls_validation_flags: gio::TlsCertificateFlags,
-    /// PEM file of CA certificates trusted in addition to the system's.
+    /// PEM file of certificates trusted in addition to the system's: CAs, or a server's own
+    /// certificate (pinned).
     pub tls_ca_file: Option<String>,
 }
 
@@ -401,8 +402,10 @@ pub fn properties(reconnect_default: bool, reconnect_blurb: &str) -> Vec<glib::P
         glib::ParamSpecString::builder("tls-ca-file")
             .nick("TLS CA file")
             .blurb(
-                "PEM file of CA certificates to trust for rtmps and rtmpts, in addition to \
-                 the system's (default: none)",
+                "PEM file of certificates to trust for rtmps and rtmpts, in addition to the \
+                 system's: CAs, or a server's own (self-signed) certificate, which is then \
+                 pinned (the server must present exactly it; its host name and dates are \
+                 still checked). Default: none",
             )
             .mutable_ready()
             .build(),

@@ -158,12 +158,12 @@ impl ListenSettings {
                 .build(),
             glib::ParamSpecString::builder("tls-certificate-file")
                 .nick("TLS certificate file")
-                .blurb("PEM certificate chain (leaf first) offered to RTMPS/RTMPTS clients; with tls-key-file, enables TLS on the port. Elements sharing a port must set the same files")
+                .blurb("PEM certificate chain (leaf first, then intermediates) offered to RTMPS/RTMPTS clients; with tls-key-file, enables TLS on the port. Loaded again when the files change (a renewal), for new handshakes; a pair that does not load is logged and the old one kept. Elements sharing a port must set the same files")
                 .mutable_ready()
                 .build(),
             glib::ParamSpecString::builder("tls-key-file")
                 .nick("TLS key file")
-                .blurb("PEM private key (PKCS#8, PKCS#1 or SEC1) of tls-certificate-file")
+                .blurb("PEM private key (PKCS#8, PKCS#1 RSA or SEC1 EC; unencrypted) of tls-certificate-file")
                 .mutable_ready()
                 .build(),
             glib::ParamSpecFlags::builder::<ServerTransports>("transports")

@@ -303,6 +303,7 @@ pub fn server_log() -> Arc<Mutex<Vec<String>>> {
         // By name: applies to categories not created yet too.
         gst::log::set_threshold_for_name("rsrtmp-server", gst::DebugLevel::Info);
         gst::log::set_threshold_for_name("rsrtmp-tunnel", gst::DebugLevel::Info);
+        gst::log::set_threshold_for_name("rsrtmp-tls", gst::DebugLevel::Info);
         let sink = lines.clone();
         gst::log::add_log_function(move |cat, level, _file, _func, _line, _obj, msg| {
             if cat.name().starts_with("rsrtmp")

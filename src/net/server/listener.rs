@@ -42,7 +42,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::net::runtime::runtime;
-use crate::net::transport::tls::{TlsAcceptor, TlsServerConfig};
+use crate::net::transport::tls::{TlsAcceptor, TlsError, TlsServerConfig};
 use crate::net::transport::tunnel::{AcceptedTunnel, Rewind, TunnelServer, TunnelServerConfig};
 
 use super::CAT;
@@ -457,6 +457,10 @@ async fn serve_tls(
     }
     let mut tls = match within(&slot, deadline, acceptor.accept(sock, peer)).await {
         Ok(Ok(s)) => s,
+        // The line names the peer already.
+        Ok(Err(TlsError::Accept { reason, .. })) => {
+            return close(format!("TLS handshake failed: {reason}"));
+        }
         Ok(Err(e)) => return close(e.to_string()),
         Err(why) => return close(format!("TLS handshake unfinished: {why}")),
     };
@@ -465,6 +469,13 @@ async fn serve_tls(
     let inner = match within(&slot, deadline, tls.read(&mut first)).await {
         Ok(Ok(1)) => first[0],
         Ok(Ok(_)) => return,
+        // rustls reports a hang-up without close_notify as UnexpectedEof: a client that only
+        // looked at the certificate, or gave up on it after the handshake.
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return close(
+                "the client hung up right after the TLS handshake, before sending anything".into(),
+            );
+        }
         Ok(Err(e)) => return close(format!("read failed inside TLS: {e}")),
         Err(why) => return close(format!("nothing sent inside TLS: {why}")),
     };

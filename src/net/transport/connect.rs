@@ -74,6 +74,15 @@ pub enum TransportError {
     Connect { target: String, source: io::Error },
     #[error("connecting to {target} timed out after {} ms", timeout.as_millis())]
     TimedOut { target: String, timeout: Duration },
+    /// TCP connected, and the server never finished the TLS handshake.
+    #[error(
+        "connecting to {target} timed out after {} ms in the TLS handshake: the TCP connection \
+         was made, but the server did not answer the TLS handshake; it may not speak TLS on this \
+         port (rtmps:// needs the server's TLS port, often 443; plain RTMP is rtmp://, usually \
+         port 1935)",
+        timeout.as_millis()
+    )]
+    TlsTimedOut { target: String, timeout: Duration },
     /// The TLS setup or handshake failed; the message names the host (or CA file) and why,
     /// e.g. an untrusted certificate.
     #[error(transparent)]
@@ -111,6 +120,8 @@ pub async fn connect(
     } else {
         format!("{host}:{port}")
     };
+    // Set once TCP is up and the TLS handshake has begun: a timeout then says so.
+    let in_tls = std::sync::atomic::AtomicBool::new(false);
     let open = async {
         let connector = match (kind.is_tls(), tls) {
             (false, _) => None,
@@ -124,10 +135,13 @@ pub async fn connect(
                     // rustls hands its records to vectored writes, which are `writev` on a
                     // tokio socket: SIGPIPE when the server reset the connection, fatal in
                     // gst-launch-1.0. `Tcp` writes with MSG_NOSIGNAL.
-                    Some(c) => Box::new(
-                        c.connect(host, crate::net::transport::tcp::Tcp::new(tcp))
-                            .await?,
-                    ),
+                    Some(c) => {
+                        in_tls.store(true, std::sync::atomic::Ordering::Relaxed);
+                        Box::new(
+                            c.connect_to(host, port, crate::net::transport::tcp::Tcp::new(tcp))
+                                .await?,
+                        )
+                    }
                     // Plain writes are `send(MSG_NOSIGNAL)` already, and the source takes this
                     // socket back as a std one (see `client`).
                     None => Box::new(tcp),
@@ -155,12 +169,19 @@ pub async fn connect(
             }
         }
     };
-    tokio::time::timeout(timeout, open)
-        .await
-        .map_err(|_| TransportError::TimedOut {
-            target: target.clone(),
-            timeout,
-        })?
+    tokio::time::timeout(timeout, open).await.map_err(|_| {
+        if in_tls.load(std::sync::atomic::Ordering::Relaxed) {
+            TransportError::TlsTimedOut {
+                target: target.clone(),
+                timeout,
+            }
+        } else {
+            TransportError::TimedOut {
+                target: target.clone(),
+                timeout,
+            }
+        }
+    })?
 }
 
 /// Tries every address the name resolves to, in order; the last error is the one reported.

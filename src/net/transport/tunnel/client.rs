@@ -144,7 +144,7 @@ pub async fn connect(
             // MSG_NOSIGNAL writes: a host process's SIGPIPE must not hinge on the server.
             let tcp = crate::net::transport::tcp::Tcp::new(tcp);
             Ok(match tls {
-                Some(tls) => Box::new(tls.connect(&bare, tcp).await?) as BoxIo,
+                Some(tls) => Box::new(tls.connect_to(&bare, port, tcp).await?) as BoxIo,
                 None => Box::new(tcp) as BoxIo,
             })
         })

@@ -1,31 +1,55 @@
 //! TLS for `rtmps://` and `rtmpts://`, both roles, on tokio-rustls with the ring provider.
 //!
 //! Client: [`TlsClientConfig`] turns into a [`TlsConnector`]. Verification is on by default,
-//! against the system's trusted roots plus an optional extra CA file; `verify: false` accepts
-//! any certificate (self-signed test servers) but still checks that the server owns the key
-//! it presents. The server name (SNI and the name the certificate must carry) is the URL's
-//! host; IP literals are matched against the certificate's IP addresses.
+//! against the system's trusted roots plus an optional `tls-ca-file`. That file trusts what
+//! users put in it: a CA that signed the server's certificate, or the server's own
+//! (self-signed) certificate, which is then pinned: it must be exactly the certificate the
+//! server presents, and its host name and validity period are still checked (see `verify`).
+//! `verify: false` accepts any certificate but still checks that the server owns the key it
+//! presents. The server name (SNI and the name the certificate must carry) is the URL's host;
+//! IP literals are matched against the certificate's IP addresses.
 //!
-//! Server: [`TlsServerConfig`] loads a PEM certificate chain and a PEM private key into a
-//! [`TlsAcceptor`]. Every error names the host or the file and says what was wrong.
+//! Server: [`TlsServerConfig`] loads a PEM certificate chain and a PEM private key (PKCS#8,
+//! PKCS#1 or SEC1) into a [`TlsAcceptor`], which loads them again when the files change
+//! (`reload`): new handshakes get the renewed certificate, open connections are untouched.
+//!
+//! Every failure names the host, the peer or the file and says in plain words what is wrong
+//! and what to do (`explain`); rustls' own error goes to the debug log.
 //!
 //! The provider is passed explicitly to every config, so nothing here depends on (or sets) a
 //! process-wide rustls default.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, LazyLock};
+mod explain;
+mod inspect;
+mod reload;
+mod verify;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, LazyLock, Mutex};
+
+use rustls::RootCertStore;
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite};
+
+pub use reload::RELOAD_CHECK_INTERVAL;
+use reload::ReloadingCert;
+use verify::{AcceptAnyCertificate, Recording, TrustFileVerifier};
 
 /// A TLS stream on the client side.
 pub type ClientTlsStream<IO> = tokio_rustls::client::TlsStream<IO>;
 /// A TLS stream on the server side.
 pub type ServerTlsStream<IO> = tokio_rustls::server::TlsStream<IO>;
+
+pub(crate) static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
+    gst::DebugCategory::new(
+        "rsrtmp-tls",
+        gst::DebugColorFlags::empty(),
+        Some("rsrtmp TLS: certificates, verification, handshakes"),
+    )
+});
 
 /// What went wrong while setting up TLS or during a TLS handshake.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +74,7 @@ pub enum TlsError {
     },
     #[error("{host:?} is not a valid TLS server name: {reason}")]
     ServerName { host: String, reason: String },
+    /// `host` is `host:port` when the port is known; `reason` is the plain explanation.
     #[error("TLS handshake with {host} failed: {reason}")]
     Handshake { host: String, reason: String },
     #[error("TLS handshake with client {peer} failed: {reason}")]
@@ -80,12 +105,13 @@ fn system_roots() -> &'static (Vec<CertificateDer<'static>>, String) {
     &ROOTS
 }
 
-/// Client-side TLS settings (the `tls-validate` / `tls-ca-file` style properties).
+/// Client-side TLS settings (the `tls-validation-flags` / `tls-ca-file` properties).
 #[derive(Debug, Clone)]
 pub struct TlsClientConfig {
     /// Verify the server's certificate chain and name. Default `true`.
     pub verify: bool,
-    /// Extra PEM file of trusted CA certificates, used in addition to the system roots.
+    /// PEM file of certificates to trust in addition to the system roots: CAs, or a server's
+    /// own certificate, which is then pinned (see the module comment).
     pub ca_file: Option<PathBuf>,
 }
 
@@ -104,7 +130,8 @@ impl TlsClientConfig {
         let builder = rustls::ClientConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError::Config(e.to_string()))?;
-        let config = if self.verify {
+        let mut pinned = Vec::new();
+        let verifier: Arc<dyn rustls::client::danger::ServerCertVerifier> = if self.verify {
             let mut roots = RootCertStore::empty();
             let (system, system_errors) = system_roots();
             // Some system bundles hold certificates rustls cannot parse; skipping them is
@@ -116,10 +143,13 @@ impl TlsClientConfig {
                     reason,
                 })?;
                 for cert in certs {
-                    roots.add(cert).map_err(|e| TlsError::CaFileContent {
-                        path: path.clone(),
-                        reason: e.to_string(),
-                    })?;
+                    roots
+                        .add(cert.clone())
+                        .map_err(|e| TlsError::CaFileContent {
+                            path: path.clone(),
+                            reason: e.to_string(),
+                        })?;
+                    pinned.push(cert);
                 }
             }
             if roots.is_empty() {
@@ -130,15 +160,21 @@ impl TlsClientConfig {
                 };
                 return Err(TlsError::NoRoots { reason });
             }
-            builder.with_root_certificates(roots).with_no_client_auth()
+            let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider())
+                .build()
+                .map_err(|e| TlsError::Config(e.to_string()))?;
+            Arc::new(TrustFileVerifier::new(webpki, pinned.clone()))
         } else {
-            builder
-                .dangerous()
-                .with_custom_certificate_verifier(Arc::new(AcceptAnyCertificate(provider())))
-                .with_no_client_auth()
+            Arc::new(AcceptAnyCertificate(provider()))
         };
+        let config = builder
+            .dangerous()
+            .with_custom_certificate_verifier(verifier.clone())
+            .with_no_client_auth();
         Ok(TlsConnector {
-            inner: tokio_rustls::TlsConnector::from(Arc::new(config)),
+            config: Arc::new(config),
+            verifier,
+            settings: Arc::new((self.clone(), pinned)),
         })
     }
 }
@@ -146,7 +182,10 @@ impl TlsClientConfig {
 /// Opens TLS client connections; cheap to clone.
 #[derive(Clone)]
 pub struct TlsConnector {
-    inner: tokio_rustls::TlsConnector,
+    config: Arc<rustls::ClientConfig>,
+    verifier: Arc<dyn rustls::client::danger::ServerCertVerifier>,
+    /// The settings and the pinned certificates of the CA file, for messages.
+    settings: Arc<(TlsClientConfig, Vec<CertificateDer<'static>>)>,
 }
 
 impl std::fmt::Debug for TlsConnector {
@@ -162,6 +201,31 @@ impl TlsConnector {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
+        self.handshake(host, None, io).await
+    }
+
+    /// [`connect`](Self::connect), with the port named in errors.
+    pub async fn connect_to<IO>(
+        &self,
+        host: &str,
+        port: u16,
+        io: IO,
+    ) -> Result<ClientTlsStream<IO>, TlsError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
+        self.handshake(host, Some(port), io).await
+    }
+
+    async fn handshake<IO>(
+        &self,
+        host: &str,
+        port: Option<u16>,
+        io: IO,
+    ) -> Result<ClientTlsStream<IO>, TlsError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
         let bare = host
             .strip_prefix('[')
             .and_then(|h| h.strip_suffix(']'))
@@ -170,13 +234,45 @@ impl TlsConnector {
             host: host.to_string(),
             reason: e.to_string(),
         })?;
-        self.inner
-            .connect(name, io)
-            .await
-            .map_err(|e| TlsError::Handshake {
-                host: host.to_string(),
-                reason: e.to_string(),
-            })
+        // A verifier of its own per connection records what this server presented, so that a
+        // refusal can name the certificate.
+        let presented: verify::Presented = Arc::new(Mutex::new(Vec::new()));
+        let mut config = (*self.config).clone();
+        config
+            .dangerous()
+            .set_certificate_verifier(Arc::new(Recording::new(
+                self.verifier.clone(),
+                presented.clone(),
+            )));
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        match connector.connect(name, io).await {
+            Ok(stream) => Ok(stream),
+            Err(e) => {
+                let presented = presented.lock().map(|p| p.clone()).unwrap_or_default();
+                let (settings, pins) = &*self.settings;
+                let side = explain::ClientSide {
+                    host,
+                    port,
+                    ca_file: settings.ca_file.as_deref(),
+                    pinned: presented
+                        .first()
+                        .is_some_and(|leaf| pins.iter().any(|p| p == leaf)),
+                    presented: &presented,
+                };
+                let reason = explain::client_failure(&e, &side);
+                let target = side.target();
+                gst::debug!(
+                    CAT,
+                    "TLS handshake with {target} failed: {e} ({:?}); certificates presented: {}",
+                    explain::rustls_error(&e),
+                    presented.len()
+                );
+                Err(TlsError::Handshake {
+                    host: target,
+                    reason,
+                })
+            }
+        }
     }
 }
 
@@ -190,34 +286,21 @@ pub struct TlsServerConfig {
 }
 
 impl TlsServerConfig {
-    /// Loads both files and checks that the key belongs to the certificate.
+    /// Loads both files and checks that the key belongs to the certificate. The acceptor loads
+    /// them again when they change.
     pub fn acceptor(&self) -> Result<TlsAcceptor, TlsError> {
-        let certs = read_certificates(&self.certificate_file).map_err(|reason| {
-            TlsError::CertificateFile {
-                path: self.certificate_file.clone(),
-                reason,
-            }
-        })?;
-        let key = read_key(&self.key_file).map_err(|reason| TlsError::KeyFile {
-            path: self.key_file.clone(),
-            reason,
-        })?;
-        let pair_error = |reason: String| TlsError::CertifiedKey {
-            cert: self.certificate_file.clone(),
-            key: self.key_file.clone(),
-            reason,
-        };
+        let certs = Arc::new(ReloadingCert::load(&self.certificate_file, &self.key_file)?);
         let mut config = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| TlsError::Config(e.to_string()))?
             .with_no_client_auth()
-            .with_single_cert(certs, key)
-            .map_err(|e| pair_error(e.to_string()))?;
+            .with_cert_resolver(certs.clone());
         // No TLS 1.3 session tickets: librtmp (gnutls) fails its first read when one arrives
         // after the handshake, and RTMP clients never resume sessions anyway.
         config.send_tls13_tickets = 0;
         Ok(TlsAcceptor {
-            inner: tokio_rustls::TlsAcceptor::from(Arc::new(config)),
+            config: Arc::new(config),
+            certs,
         })
     }
 }
@@ -225,7 +308,8 @@ impl TlsServerConfig {
 /// Accepts TLS server connections; cheap to clone.
 #[derive(Clone)]
 pub struct TlsAcceptor {
-    inner: tokio_rustls::TlsAcceptor,
+    config: Arc<rustls::ServerConfig>,
+    certs: Arc<ReloadingCert>,
 }
 
 impl std::fmt::Debug for TlsAcceptor {
@@ -244,10 +328,43 @@ impl TlsAcceptor {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
-        self.inner.accept(io).await.map_err(|e| TlsError::Accept {
-            peer: peer.to_string(),
-            reason: e.to_string(),
+        let peer = peer.to_string();
+        // The ClientHello first, so that a failure can say which name the client asked for.
+        let mut sni = None;
+        let mut hello = false;
+        let result = async {
+            let start =
+                tokio_rustls::LazyConfigAcceptor::new(rustls::server::Acceptor::default(), io)
+                    .await?;
+            hello = true;
+            sni = start.client_hello().server_name().map(str::to_string);
+            start.into_stream(self.config.clone()).await
+        }
+        .await;
+        result.map_err(|e| {
+            let pair = self.certs.loaded();
+            let reason = explain::server_failure(
+                &e,
+                &explain::ServerSide {
+                    sni: sni.as_deref(),
+                    hello,
+                    cert_file: self.certs.cert_file(),
+                    leaf: pair.leaf.as_ref(),
+                },
+            );
+            gst::debug!(
+                CAT,
+                "TLS handshake with client {peer} failed: {e} ({:?}); SNI {sni:?}",
+                explain::rustls_error(&e)
+            );
+            TlsError::Accept { peer, reason }
         })
+    }
+
+    /// The certificate new handshakes get now (after a look at the files for a renewal), as
+    /// DER, leaf first.
+    pub fn current_certificates(&self) -> Vec<CertificateDer<'static>> {
+        self.certs.current().key.cert.clone()
     }
 }
 
@@ -265,8 +382,17 @@ fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, String
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
     PrivateKeyDer::from_pem_file(path).map_err(|e| match e {
         rustls::pki_types::pem::Error::NoItemsFound => {
-            "no PEM private key section (PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY) in it"
-                .to_string()
+            let text = std::fs::read_to_string(path).unwrap_or_default();
+            if text.contains("ENCRYPTED PRIVATE KEY") || text.contains("Proc-Type: 4,ENCRYPTED") {
+                format!(
+                    "the private key is encrypted with a passphrase, which a server cannot ask \
+                     for: write it out unencrypted with `openssl pkey -in {0} -out {0}.plain`",
+                    path.display()
+                )
+            } else {
+                "no PEM private key section (PRIVATE KEY, RSA PRIVATE KEY or EC PRIVATE KEY) in it"
+                    .to_string()
+            }
         }
         other => pem_reason(other),
     })
@@ -276,56 +402,6 @@ fn pem_reason(e: rustls::pki_types::pem::Error) -> String {
     match e {
         rustls::pki_types::pem::Error::Io(io) => io.to_string(),
         other => format!("not valid PEM: {other}"),
-    }
-}
-
-/// The verifier behind `verify: false`: any chain and any name pass, but the handshake
-/// signatures are still checked, so the peer must hold the key of the certificate it sent.
-#[derive(Debug)]
-struct AcceptAnyCertificate(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for AcceptAnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
