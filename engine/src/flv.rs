@@ -1273,8 +1273,9 @@ impl TimestampExtender {
 /// or a second file after the first (`multifilesrc`, files concatenated).
 ///
 /// Each file's timestamps start again (at 0, or wherever it was cut), which shows as an FLV
-/// header that comes again after tags ([`TimelineJoiner::header`]) or as a jump back of more
-/// than [`TimelineJoiner::MAX_BACKWARDS`] ms. The tags after such a restart are moved to
+/// header that comes again after tags ([`TimelineJoiner::header`]) or as an audio or video tag
+/// more than [`TimelineJoiner::MAX_BACKWARDS`] ms behind the latest tag (a script tag out of
+/// line, such as a cue point, is no restart). The tags after such a restart are moved to
 /// continue the timeline, keeping their distances to each other: the first of them goes one
 /// frame interval after the last audio and the last video tag (each track's last step
 /// forwards, 1 ms to [`TimelineJoiner::MAX_STEP`]), and after the latest tag of any kind.
@@ -1320,8 +1321,9 @@ impl TimelineJoiner {
         }
         let extended = self.extender.extend(ts);
         let mut value = extended.saturating_add_signed(self.offset);
+        let media = matches!(tag_type, TAG_TYPE_AUDIO | TAG_TYPE_VIDEO);
         if let Some(latest) = self.latest
-            && (self.restart || value.saturating_add(Self::MAX_BACKWARDS) < latest)
+            && (self.restart || (media && value.saturating_add(Self::MAX_BACKWARDS) < latest))
         {
             let target = self
                 .tracks
@@ -2312,6 +2314,9 @@ mod tests {
         // Out of order by less than MAX_BACKWARDS: kept as is.
         assert_eq!(joiner.join(TAG_TYPE_AUDIO, 4100), 4100);
         assert_eq!(joiner.join(TAG_TYPE_VIDEO, 5080), 5080);
+        assert_eq!(joiner.restarts(), 0);
+        // A script tag far behind is no restart.
+        assert_eq!(joiner.join(TAG_TYPE_SCRIPT, 0), 0);
         assert_eq!(joiner.restarts(), 0);
         // Back to 0: a new file, one video step (40 ms) after the last video tag.
         assert_eq!(joiner.join(TAG_TYPE_VIDEO, 0), 5120);
