@@ -165,12 +165,13 @@ fn run_to_eos(publisher: &Pipeline) -> Duration {
 }
 
 /// A 6 s file published with `filesrc ! rtmpclientsink` (sync on by default) to `url`: one
-/// player is there from the start, one joins when half the frames went out. Returns both.
+/// player is there from the start, one joins when half the frames went out. Returns what both
+/// got, the file's frame counts, and when the publisher started.
 fn publish_with_a_late_joiner(
     url_in: &str,
     url_out: &str,
     joined: impl Fn(usize) -> bool,
-) -> (Arrivals, Arrivals, (u64, u64)) {
+) -> (Arrivals, Arrivals, (u64, u64), Instant) {
     let media = common::test_media(6);
     let want = common::ffprobe_counts(&media);
     let (early, early_got) = player(url_out);
@@ -203,11 +204,14 @@ fn publish_with_a_late_joiner(
     drop((early, late));
     let early = std::mem::take(&mut *early_got.lock().unwrap());
     let late = std::mem::take(&mut *late_got.lock().unwrap());
-    (early, late, want)
+    (early, late, want, started)
 }
 
 /// The checks for [`publish_with_a_late_joiner`]'s players.
-fn check_players(early: &Arrivals, late: &Arrivals, want: (u64, u64), server: &str) {
+fn check_players(
+    (early, late, want, started): (Arrivals, Arrivals, (u64, u64), Instant),
+    server: &str,
+) {
     println!(
         "{server}: early player {} video frames over {:?}, late player {} from DTS {:?} over {:?} \
          (span {:?})",
@@ -247,8 +251,16 @@ fn check_players(early: &Arrivals, late: &Arrivals, want: (u64, u64), server: &s
         early.video.last().map(|v| v.1),
         "{server}: the late player got to the end"
     );
+    // As they happened: its last frame cannot have come sooner than the file's last frame
+    // was due (5.97 s after the publisher started), and its frames came over about as long as
+    // they span (less the GOP the relay gives at once, at most 1 s, and a slow start).
+    let last = late.video.last().unwrap().0 - started;
     assert!(
-        late.spread() + Duration::from_millis(1500) >= late.span(),
+        last >= Duration::from_millis(5500),
+        "{server}: the late player had the end {last:?} after the publisher started"
+    );
+    assert!(
+        late.spread() + Duration::from_millis(2000) >= late.span(),
         "{server}: the late player got {:?} of video within {:?}",
         late.span(),
         late.spread()
@@ -266,22 +278,22 @@ fn raw_flv_to_our_relay_goes_out_in_real_time() {
     let (connected, _) = count_clients(&relay.by_name("sink"));
     relay.play();
     common::wait_for_port(port, DEADLINE);
-    let (early, late, want) = publish_with_a_late_joiner(
+    let got = publish_with_a_late_joiner(
         &format!("rtmp://127.0.0.1:{port}/live/in"),
         &format!("rtmp://127.0.0.1:{port}/live/out"),
         |n| connected.load(Ordering::SeqCst) >= n,
     );
-    check_players(&early, &late, want, "our relay");
+    check_players(got, "our relay");
 }
 
 #[test]
 fn raw_flv_to_nginx_goes_out_in_real_time() {
     let nginx = common::Nginx::start_idle_streams();
     let url = format!("rtmp://127.0.0.1:{}/live/s", nginx.port);
-    let (early, late, want) = publish_with_a_late_joiner(&url, &url, |n| {
+    let got = publish_with_a_late_joiner(&url, &url, |n| {
         nginx.error_log().matches("play: name='s'").count() >= n
     });
-    check_players(&early, &late, want, "nginx-rtmp");
+    check_players(got, "nginx-rtmp");
 }
 
 #[test]
