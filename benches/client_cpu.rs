@@ -15,9 +15,10 @@
 //! cannot link an unnamed `d. ! queue ! m.` pair to flvmux's request pads), identical but for the
 //! sink. By default they are unpaced, every sink with `sync=false`: the pipeline goes as fast
 //! as nginx takes the data, so the CPU counted is work per byte, not timer wake-ups of a clock
-//! wait, and the raw-FLV row (`filesrc ! rtmpclientsink`, whose buffers carry no timestamps
-//! and so cannot be paced at all) is measured the same way. `--paced` puts `clocksync` before
-//! the sink instead (real time, as a live encoder would). The same pipeline ending in
+//! wait, and the raw-FLV row (`filesrc ! rtmpclientsink`, whose buffers carry no timestamps:
+//! with `sync=false` the sink does not pace it by its tags either) is measured the same way.
+//! `--paced` puts `clocksync` before the muxed sinks instead (real time, as a live encoder
+//! would). The same pipeline ending in
 //! `fakesink` is the baseline; "net" columns subtract it, leaving the sink's own cost. Both
 //! sinks use chunk size 4096 (nginx's own); an extra row shows rtmp2sink at its default of 128.
 //! Mbit for sink rows is the file's size, the same for every row; the bytes the element

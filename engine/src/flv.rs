@@ -1269,6 +1269,111 @@ impl TimestampExtender {
     }
 }
 
+/// One continuous timeline for FLV tags read from files that follow one another: a looped file,
+/// or a second file after the first (`multifilesrc`, files concatenated).
+///
+/// Each file's timestamps start again (at 0, or wherever it was cut), which shows as an FLV
+/// header that comes again after tags ([`TimelineJoiner::header`]) or as an audio or video tag
+/// more than [`TimelineJoiner::MAX_BACKWARDS`] ms behind the latest tag (a script tag out of
+/// line, such as a cue point, is no restart). The tags after such a restart are moved to
+/// continue the timeline, keeping their distances to each other: the first of them goes one
+/// frame interval after the last audio and the last video tag (each track's last step
+/// forwards, 1 ms to [`TimelineJoiner::MAX_STEP`]), and after the latest tag of any kind.
+/// Smaller steps back (audio and video interleaved a little out of order) stay as they are.
+/// Timestamps are extended across the 32-bit wrap as by [`TimestampExtender`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TimelineJoiner {
+    extender: TimestampExtender,
+    /// Added to the extended timestamps of the current file.
+    offset: i64,
+    /// The latest joined timestamp so far.
+    latest: Option<u64>,
+    /// Audio, then video: (last joined timestamp, last step forwards).
+    tracks: [Option<(u64, u64)>; 2],
+    /// A header came after tags: the next tag starts a new file.
+    restart: bool,
+    restarts: u64,
+}
+
+impl TimelineJoiner {
+    /// A jump back by more than this (ms) is a restart, not interleaving.
+    pub const MAX_BACKWARDS: u64 = 1000;
+    /// The frame interval put after a track's last tag at a restart, at most (ms): a gap at the
+    /// end of a file does not become a stall.
+    pub const MAX_STEP: u64 = 1000;
+
+    /// A joiner that has seen nothing; the first timestamp is taken as is.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// An FLV file header: if tags came before it, the tags after it belong to the next file.
+    pub fn header(&mut self) {
+        if self.latest.is_some() {
+            self.restart = true;
+        }
+    }
+
+    /// Places the timestamp `ts` of a tag of `tag_type` on the joined timeline.
+    pub fn join(&mut self, tag_type: u8, ts: u32) -> u64 {
+        if self.restart {
+            self.extender.reset();
+        }
+        let extended = self.extender.extend(ts);
+        let mut value = extended.saturating_add_signed(self.offset);
+        let media = matches!(tag_type, TAG_TYPE_AUDIO | TAG_TYPE_VIDEO);
+        if let Some(latest) = self.latest
+            && (self.restart || (media && value.saturating_add(Self::MAX_BACKWARDS) < latest))
+        {
+            let target = self
+                .tracks
+                .iter()
+                .flatten()
+                .map(|&(last, step)| last + step.clamp(1, Self::MAX_STEP))
+                .fold(latest + 1, u64::max);
+            self.offset = target as i64 - extended as i64;
+            self.restarts += 1;
+            value = target;
+        }
+        self.restart = false;
+        self.record(tag_type, value);
+        value
+    }
+
+    /// Places `ts` on the joined timeline without looking for a restart: for input whose
+    /// timestamps are someone else's (a muxer's) to keep.
+    pub fn follow(&mut self, tag_type: u8, ts: u32) -> u64 {
+        self.restart = false;
+        let value = self.extender.extend(ts).saturating_add_signed(self.offset);
+        self.record(tag_type, value);
+        value
+    }
+
+    fn record(&mut self, tag_type: u8, value: u64) {
+        self.latest = Some(self.latest.map_or(value, |l| l.max(value)));
+        let track = match tag_type {
+            TAG_TYPE_AUDIO => &mut self.tracks[0],
+            TAG_TYPE_VIDEO => &mut self.tracks[1],
+            _ => return,
+        };
+        *track = Some(match *track {
+            Some((last, _)) if value > last => (value, value - last),
+            Some((last, step)) => (last.max(value), step),
+            None => (value, 0),
+        });
+    }
+
+    /// How many restarts were joined so far.
+    pub fn restarts(&self) -> u64 {
+        self.restarts
+    }
+
+    /// Forgets the history (new stream).
+    pub fn reset(&mut self) {
+        *self = Self::default();
+    }
+}
+
 // ---- classification ----------------------------------------------------------------------------
 
 /// AMF0 `@setDataFrame`, which publishers put before metadata.
@@ -2162,6 +2267,100 @@ mod tests {
         ext.reset();
         assert_eq!(ext.last(), None);
         assert_eq!(ext.extend(5), 5);
+    }
+
+    /// A 3 s file as (tag type, timestamp): metadata and both sequence headers at 0, then
+    /// video every 33 ms and audio every 21 ms, interleaved.
+    fn three_second_file() -> Vec<(u8, u32)> {
+        let mut tags: Vec<(u8, u32)> = (0..90)
+            .map(|i| (TAG_TYPE_VIDEO, i * 33))
+            .chain((0..141).map(|i| (TAG_TYPE_AUDIO, i * 21)))
+            .collect();
+        tags.sort_by_key(|&(_, ts)| ts);
+        let mut file = vec![
+            (TAG_TYPE_SCRIPT, 0),
+            (TAG_TYPE_VIDEO, 0),
+            (TAG_TYPE_AUDIO, 0),
+        ];
+        file.extend(tags);
+        file
+    }
+
+    #[test]
+    fn joiner_continues_a_file_that_starts_again() {
+        let file = three_second_file();
+        let mut joiner = TimelineJoiner::new();
+        joiner.header();
+        for &(kind, ts) in &file {
+            assert_eq!(joiner.join(kind, ts), u64::from(ts));
+        }
+        assert_eq!(joiner.restarts(), 0);
+
+        // Read again: the second round starts one video frame after the last video tag of
+        // the first (2937 + 33; the audio one at 2940 + 21 comes sooner), nothing in between.
+        joiner.header();
+        for &(kind, ts) in &file {
+            assert_eq!(joiner.join(kind, ts), 2970 + u64::from(ts), "{kind} {ts}");
+        }
+        assert_eq!(joiner.restarts(), 1);
+    }
+
+    #[test]
+    fn joiner_restarts_on_a_jump_back_without_a_header() {
+        let mut joiner = TimelineJoiner::new();
+        for ts in [0, 40, 80, 5000, 5040] {
+            joiner.join(TAG_TYPE_VIDEO, ts);
+        }
+        // Out of order by less than MAX_BACKWARDS: kept as is.
+        assert_eq!(joiner.join(TAG_TYPE_AUDIO, 4100), 4100);
+        assert_eq!(joiner.join(TAG_TYPE_VIDEO, 5080), 5080);
+        assert_eq!(joiner.restarts(), 0);
+        // A script tag far behind is no restart.
+        assert_eq!(joiner.join(TAG_TYPE_SCRIPT, 0), 0);
+        assert_eq!(joiner.restarts(), 0);
+        // Back to 0: a new file, one video step (40 ms) after the last video tag.
+        assert_eq!(joiner.join(TAG_TYPE_VIDEO, 0), 5120);
+        assert_eq!(joiner.join(TAG_TYPE_VIDEO, 40), 5160);
+        assert_eq!(joiner.restarts(), 1);
+    }
+
+    #[test]
+    fn joiner_bounds_the_step_and_takes_any_start_after_a_header() {
+        let mut joiner = TimelineJoiner::new();
+        // A first file that starts late is taken as is, and a header before any tag is no
+        // restart.
+        joiner.header();
+        assert_eq!(joiner.join(TAG_TYPE_VIDEO, 7_000_000), 7_000_000);
+        // A 10 s gap at the end of the file becomes a 1 s step, not a 10 s stall.
+        assert_eq!(joiner.join(TAG_TYPE_VIDEO, 7_010_000), 7_010_000);
+        joiner.header();
+        // The next file starts far ahead (cut from a recording): joined all the same.
+        assert_eq!(joiner.join(TAG_TYPE_VIDEO, 3_600_000), 7_011_000);
+        assert_eq!(joiner.join(TAG_TYPE_VIDEO, 3_600_033), 7_011_033);
+        assert_eq!(joiner.restarts(), 1);
+        // Only metadata, always at 0: each restart moves on by 1 ms.
+        let mut joiner = TimelineJoiner::new();
+        joiner.join(TAG_TYPE_SCRIPT, 0);
+        joiner.header();
+        assert_eq!(joiner.join(TAG_TYPE_SCRIPT, 0), 1);
+        joiner.header();
+        assert_eq!(joiner.join(TAG_TYPE_SCRIPT, 0), 2);
+    }
+
+    #[test]
+    fn joiner_extends_across_the_wrap_and_follows_without_joining() {
+        let mut joiner = TimelineJoiner::new();
+        assert_eq!(joiner.join(TAG_TYPE_VIDEO, 0xffff_fff0), 0xffff_fff0);
+        assert_eq!(joiner.join(TAG_TYPE_VIDEO, 0x0000_0010), 0x1_0000_0010);
+        // `follow` keeps a muxer's timestamps even when they go back, and forgets a header.
+        let mut joiner = TimelineJoiner::new();
+        joiner.follow(TAG_TYPE_VIDEO, 5000);
+        joiner.header();
+        assert_eq!(joiner.follow(TAG_TYPE_VIDEO, 0), 0);
+        assert_eq!(joiner.follow(TAG_TYPE_VIDEO, 33), 33);
+        assert_eq!(joiner.restarts(), 0);
+        joiner.reset();
+        assert_eq!(joiner, TimelineJoiner::new());
     }
 
     proptest! {

@@ -5,6 +5,11 @@
 //! `streamheader` buffers from the caps are sent first; buffers flagged HEADER that repeat
 //! them are skipped. On EOS the task sends the stop commands and closes politely before the
 //! EOS goes on. `unlock()` cancels a wait on the task, never the connection.
+//!
+//! Raw FLV (buffers without timestamps, from `filesrc`) is paced by its tag timestamps when
+//! `sync` is on, like `ffmpeg -re` (`crate::elements::pacing`), and a file that starts again
+//! (a loop, the next file) continues the timeline; timestamped input (flvmux) is BaseSink's to
+//! sync, as for any sink.
 
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
@@ -16,6 +21,7 @@ use gst::subclass::prelude::*;
 use gst_base::subclass::prelude::*;
 
 use crate::elements::clientcommon::{self, CommonSettings, Flushing};
+use crate::elements::pacing::{self, Input, Pacer};
 use crate::net::client::media::{FlvDemuxer, MediaFrame};
 use crate::net::client::{ClientConfig, PublishConfig, Publisher, Stats, StopCommands};
 
@@ -74,6 +80,7 @@ struct Started {
     /// `None` until the first buffer when `async-connect` is false.
     publisher: Option<Arc<Publisher>>,
     demux: FlvDemuxer,
+    pacer: Pacer,
     /// The caps carried `streamheader`: buffers flagged HEADER repeat it.
     skip_header_buffers: bool,
 }
@@ -128,35 +135,69 @@ impl RtmpClientSink {
         publisher
     }
 
-    /// Parses `data` and hands the frames to the task, starting it if needed.
-    fn send(&self, data: Bytes) -> Result<gst::FlowSuccess, gst::FlowError> {
+    /// Parses `data` and hands the frames to the task, starting it if needed. Raw input in
+    /// `render()` (of `buffer`, BaseSink's preroll lock held) is paced by its tags when the
+    /// sink syncs.
+    fn send(
+        &self,
+        data: Bytes,
+        input: Input,
+        buffer: Option<&gst::BufferRef>,
+    ) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let now = match (input, buffer) {
+            (Input::Raw, Some(_)) => pacing::pacing_now(self.obj().upcast_ref()),
+            _ => None,
+        };
         let (publisher, frames) = {
             let mut state = self.state.lock().unwrap();
             let State::Started(started) = &mut *state else {
                 return Err(gst::FlowError::Flushing);
             };
-            let frames: Vec<MediaFrame> = started.demux.push(data).map_err(|e| {
+            let frames: Vec<MediaFrame> = match input {
+                Input::Raw => started.demux.push_files(data),
+                Input::Timestamped => started.demux.push(data),
+            }
+            .map_err(|e| {
                 gst::element_imp_error!(self, gst::StreamError::Decode, ("input is not FLV: {e}"));
                 gst::FlowError::Error
             })?;
+            let frames: Vec<(MediaFrame, Option<gst::ClockTime>)> = frames
+                .into_iter()
+                .map(|f| {
+                    let due = now.map(|now| started.pacer.due(f.timestamp, now));
+                    (f, due)
+                })
+                .collect();
             let publisher = match &started.publisher {
                 Some(p) => p.clone(),
                 None => self.start_publisher(started),
             };
             (publisher, frames)
         };
-        for frame in frames {
-            match self.flushing.wait(publisher.send(frame)) {
-                None => return Err(gst::FlowError::Flushing),
-                // The task posted the error when it failed.
-                Some(Err(e)) => {
-                    gst::debug!(CAT, imp = self, "connection gone: {e}");
-                    return Err(gst::FlowError::Error);
-                }
-                Some(Ok(())) => {}
+        for (frame, due) in frames {
+            if let (Some(due), Some(buffer)) = (due, buffer) {
+                pacing::wait(self.obj().upcast_ref(), buffer, due)?;
             }
+            self.hand_over(&publisher, frame)?;
         }
         Ok(gst::FlowSuccess::Ok)
+    }
+
+    /// Hands one frame to the task: at once when its queue has room, which nothing can cut
+    /// short; otherwise waits for room, and `unlock()` ends that wait with `Flushing`.
+    fn hand_over(&self, publisher: &Publisher, frame: MediaFrame) -> Result<(), gst::FlowError> {
+        let gone = |e: crate::net::client::ClientError| {
+            // The task posted the error when it failed.
+            gst::debug!(CAT, imp = self, "connection gone: {e}");
+            gst::FlowError::Error
+        };
+        let Some(frame) = publisher.try_send(frame).map_err(gone)? else {
+            return Ok(());
+        };
+        match self.flushing.wait(publisher.send(frame)) {
+            None => Err(gst::FlowError::Flushing),
+            Some(result) => result.map_err(gone),
+        }
     }
 }
 
@@ -286,6 +327,7 @@ impl BaseSinkImpl for RtmpClientSink {
             publish,
             publisher: None,
             demux: FlvDemuxer::new(),
+            pacer: Pacer::new(),
             skip_header_buffers: false,
         });
         if settings.common.async_connect {
@@ -334,15 +376,17 @@ impl BaseSinkImpl for RtmpClientSink {
             let map = buffer
                 .into_mapped_buffer_readable()
                 .map_err(|_| gst::loggable_error!(CAT, "cannot map a streamheader buffer"))?;
-            self.send(Bytes::from_owner(map))
+            self.send(Bytes::from_owner(map), Input::Timestamped, None)
                 .map_err(|e| gst::loggable_error!(CAT, "cannot send streamheader: {e:?}"))?;
         }
         Ok(())
     }
 
     fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let skip = matches!(&*self.state.lock().unwrap(),
-            State::Started(s) if s.skip_header_buffers);
+        let (skip, input) = match &mut *self.state.lock().unwrap() {
+            State::Started(s) => (s.skip_header_buffers, s.pacer.input(buffer)),
+            State::Stopped => return Err(gst::FlowError::Flushing),
+        };
         if skip && buffer.flags().contains(gst::BufferFlags::HEADER) {
             gst::log!(
                 CAT,
@@ -355,10 +399,18 @@ impl BaseSinkImpl for RtmpClientSink {
             gst::element_imp_error!(self, gst::CoreError::Failed, ("cannot map buffer"));
             gst::FlowError::Error
         })?;
-        self.send(Bytes::from_owner(map))
+        self.send(Bytes::from_owner(map), input, Some(buffer))
     }
 
     fn event(&self, event: gst::Event) -> bool {
+        if let State::Started(started) = &mut *self.state.lock().unwrap() {
+            match event.view() {
+                gst::EventView::Segment(e) => started.pacer.segment(e.segment().format()),
+                // Running time starts again after a flush: so does the pacing.
+                gst::EventView::FlushStop(_) => started.pacer.reanchor(),
+                _ => {}
+            }
+        }
         if let gst::EventView::Eos(_) = event.view()
             && let Some(publisher) = self.publisher()
         {

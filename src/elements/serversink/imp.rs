@@ -9,6 +9,11 @@
 //! an application that stops the pipeline at EOS must not take the port away from a tunnel
 //! player that polls for the tail. Stopping mid-stream does the same. A later stream on the
 //! same sink starts fresh for new players.
+//!
+//! With `sync=true`, raw FLV (buffers without timestamps, from `filesrc`) is paced by its tag
+//! timestamps (`crate::elements::pacing`); that wait is the only one in `render()`, it holds no
+//! lock of ours, and it paces the input, never a player. Raw FLV that starts again (a loop, the
+//! next file) continues the players' timeline.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
@@ -20,9 +25,10 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
+use crate::elements::pacing::{self, Input, Pacer};
 use crate::elements::serverprops::{self, ElementHooks, ListenSettings};
 use crate::net::server::hub::{DEFAULT_QUEUE_LIMIT, Hub, HubConfig};
-use crate::net::server::playout::FlvPlayout;
+use crate::net::server::playout::{FlvPlayout, publish_message};
 use crate::net::server::{self, Endpoint, RouteGuard};
 
 const DEFAULT_GOP_CACHE: bool = true;
@@ -52,7 +58,8 @@ enum State {
     Started {
         route: RouteGuard,
         hub: Arc<Hub>,
-        playout: FlvPlayout,
+        playout: Box<FlvPlayout>,
+        pacer: Pacer,
     },
 }
 
@@ -204,7 +211,7 @@ impl ObjectImpl for RtmpServerSink {
     fn constructed(&self) {
         self.parent_constructed();
         // Pacing is upstream's job (a live source or a publisher); a server should pass on
-        // what it gets as soon as it gets it.
+        // what it gets as soon as it gets it. `sync=true` paces a file (raw FLV too).
         self.obj().set_sync(false);
     }
 }
@@ -263,7 +270,8 @@ impl BaseSinkImpl for RtmpServerSink {
         *lock(&self.state) = State::Started {
             route,
             hub,
-            playout: FlvPlayout::new(),
+            playout: Box::new(FlvPlayout::new()),
+            pacer: Pacer::new(),
         };
         Ok(())
     }
@@ -300,14 +308,39 @@ impl BaseSinkImpl for RtmpServerSink {
             gst::FlowError::Error
         })?;
         let data = bytes::Bytes::from_owner(map);
-        let mut state = lock(&self.state);
-        let State::Started { hub, playout, .. } = &mut *state else {
-            return Err(gst::FlowError::Flushing);
+        let now = pacing::pacing_now(self.obj().upcast_ref());
+        let (hub, tags) = {
+            let mut state = lock(&self.state);
+            let State::Started {
+                hub,
+                playout,
+                pacer,
+                ..
+            } = &mut *state
+            else {
+                return Err(gst::FlowError::Flushing);
+            };
+            let input = pacer.input(buffer);
+            let tags = match playout.parse(data, input == Input::Raw) {
+                Ok(tags) => tags,
+                Err(e) => {
+                    drop(state);
+                    gst::element_imp_error!(self, gst::StreamError::Decode, ["{e}"]);
+                    return Err(gst::FlowError::Error);
+                }
+            };
+            let now = now.filter(|_| input == Input::Raw);
+            let tags: Vec<_> = tags
+                .into_iter()
+                .map(|tag| (now.map(|now| pacer.due(tag.time, now)), tag.message))
+                .collect();
+            (hub.clone(), tags)
         };
-        if let Err(e) = playout.push(data, hub) {
-            drop(state);
-            gst::element_imp_error!(self, gst::StreamError::Decode, ["{e}"]);
-            return Err(gst::FlowError::Error);
+        for (due, message) in tags {
+            if let Some(due) = due {
+                pacing::wait(self.obj().upcast_ref(), buffer, due)?;
+            }
+            publish_message(&hub, message);
         }
         Ok(gst::FlowSuccess::Ok)
     }
@@ -320,6 +353,7 @@ impl BaseSinkImpl for RtmpServerSink {
                         hub,
                         playout,
                         route,
+                        pacer,
                     } => {
                         gst::info!(
                             CAT,
@@ -328,6 +362,7 @@ impl BaseSinkImpl for RtmpServerSink {
                             hub.player_count()
                         );
                         playout.end(hub);
+                        pacer.reset();
                         Some((hub.clone(), route.linger()))
                     }
                     State::Stopped => None,
@@ -341,6 +376,17 @@ impl BaseSinkImpl for RtmpServerSink {
             gst::EventView::StreamStart(_) => {
                 if let State::Started { playout, .. } = &mut *lock(&self.state) {
                     playout.reset();
+                }
+            }
+            gst::EventView::Segment(e) => {
+                if let State::Started { pacer, .. } = &mut *lock(&self.state) {
+                    pacer.segment(e.segment().format());
+                }
+            }
+            gst::EventView::FlushStop(_) => {
+                // Running time starts again after a flush: so does the pacing.
+                if let State::Started { pacer, .. } = &mut *lock(&self.state) {
+                    pacer.reanchor();
                 }
             }
             _ => {}

@@ -12,7 +12,7 @@ use bytes::{Bytes, BytesMut};
 use crate::rtmp::amf0;
 use crate::rtmp::flv::{
     self, AudioCodec, AudioInfo, FlvError, FlvHeader, FlvItem, FlvParser, MediaClass, Tag,
-    TimestampExtender, VideoCodec, VideoInfo,
+    TimelineJoiner, TimestampExtender, VideoCodec, VideoInfo,
 };
 use crate::rtmp::message::{Message, msg_type};
 pub use crate::rtmp::session::MediaKind;
@@ -168,7 +168,7 @@ pub fn metadata_info(payload: &[u8]) -> Option<StreamInfo> {
 /// byte; the FLV file header is optional and may come again at a tag boundary.
 pub struct FlvDemuxer {
     parser: FlvParser,
-    timestamps: TimestampExtender,
+    timeline: TimelineJoiner,
     /// Tags that carry no audio, video or AMF0 data (AMF3 script data), skipped.
     pub skipped_tags: u64,
 }
@@ -183,18 +183,41 @@ impl FlvDemuxer {
     pub fn new() -> Self {
         FlvDemuxer {
             parser: FlvParser::new().require_header(false),
-            timestamps: TimestampExtender::new(),
+            timeline: TimelineJoiner::new(),
             skipped_tags: 0,
         }
     }
 
-    /// Parses what `data` completes; returns the frames in order. An error is fatal for the
-    /// stream (the FLV framing is lost).
+    /// Parses what `data` completes; returns the frames in order, their timestamps as the
+    /// tags carry them (extended to 64 bits). An error is fatal for the stream (the FLV
+    /// framing is lost).
     pub fn push(&mut self, data: Bytes) -> Result<Vec<MediaFrame>, FlvError> {
+        self.push_with(data, false)
+    }
+
+    /// Like [`FlvDemuxer::push`] for bytes read from files, whose timestamps start again with
+    /// each file (a loop, the next file): the frames continue one timeline
+    /// ([`TimelineJoiner`]).
+    pub fn push_files(&mut self, data: Bytes) -> Result<Vec<MediaFrame>, FlvError> {
+        self.push_with(data, true)
+    }
+
+    /// Restarts joined so far (see [`FlvDemuxer::push_files`]).
+    pub fn restarts(&self) -> u64 {
+        self.timeline.restarts()
+    }
+
+    fn push_with(&mut self, data: Bytes, join: bool) -> Result<Vec<MediaFrame>, FlvError> {
         self.parser.push_bytes(data);
         let mut frames = Vec::new();
         while let Some(item) = self.parser.next_item()? {
-            let FlvItem::Tag(tag) = item else { continue };
+            let tag = match item {
+                FlvItem::Header(_) => {
+                    self.timeline.header();
+                    continue;
+                }
+                FlvItem::Tag(tag) => tag,
+            };
             let kind = match tag.tag_type {
                 flv::TAG_TYPE_AUDIO => MediaKind::Audio,
                 flv::TAG_TYPE_VIDEO => MediaKind::Video,
@@ -204,7 +227,11 @@ impl FlvDemuxer {
                     continue;
                 }
             };
-            let timestamp = self.timestamps.extend(tag.timestamp);
+            let timestamp = if join {
+                self.timeline.join(tag.tag_type, tag.timestamp)
+            } else {
+                self.timeline.follow(tag.tag_type, tag.timestamp)
+            };
             frames.push(MediaFrame::new(kind, timestamp, tag.data));
         }
         Ok(frames)
@@ -402,6 +429,30 @@ mod tests {
         let got = demux.push(Bytes::from(bytes)).unwrap();
         after.timestamp = (1u64 << 32) + 20;
         assert_eq!(got, vec![near, after]);
+    }
+
+    #[test]
+    fn files_read_one_after_another_continue_one_timeline() {
+        let frames = vec![
+            MediaFrame::new(MediaKind::Data, 0, metadata(false)),
+            frame(MediaKind::Video, 0, AVC_SEQ),
+            frame(MediaKind::Video, 0, AVC_KEY),
+            frame(MediaKind::Video, 33, AVC_INTER),
+        ];
+        let mut twice = flv_stream(&frames);
+        twice.extend_from_slice(&flv_stream(&frames));
+        let times =
+            |frames: Vec<MediaFrame>| -> Vec<u64> { frames.iter().map(|f| f.timestamp).collect() };
+        // From files: the second one starts one frame interval after the first ended.
+        let mut demux = FlvDemuxer::new();
+        let got = demux.push_files(Bytes::from(twice.clone())).unwrap();
+        assert_eq!(times(got), [0, 0, 0, 33, 66, 66, 66, 99]);
+        assert_eq!(demux.restarts(), 1);
+        // From a muxer: its timestamps as they are.
+        let mut demux = FlvDemuxer::new();
+        let got = demux.push(Bytes::from(twice)).unwrap();
+        assert_eq!(times(got), [0, 0, 0, 33, 0, 0, 0, 33]);
+        assert_eq!(demux.restarts(), 0);
     }
 
     #[test]

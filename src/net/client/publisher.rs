@@ -78,6 +78,16 @@ impl Publisher {
         })
     }
 
+    /// Queues a frame if the queue has room; gives it back when the queue is full.
+    pub fn try_send(&self, frame: MediaFrame) -> Result<Option<MediaFrame>, ClientError> {
+        match self.tx.try_send(PubCmd::Frame(frame)) {
+            Ok(()) => Ok(None),
+            Err(mpsc::error::TrySendError::Full(PubCmd::Frame(frame))) => Ok(Some(frame)),
+            Err(mpsc::error::TrySendError::Full(_)) => unreachable!("a frame was sent"),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(self.gone()),
+        }
+    }
+
     /// Queues a frame; waits while the queue is full.
     pub async fn send(&self, frame: MediaFrame) -> Result<(), ClientError> {
         self.tx

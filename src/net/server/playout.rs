@@ -2,13 +2,14 @@
 //!
 //! Each tag becomes one RTMP message on the players' message stream, chunk-encoded exactly once
 //! (full type-0 header, [`CHUNK_SIZE`], one of the session's reserved media chunk streams) into
-//! a `Bytes` that every player's queue then references.
+//! a `Bytes` that every player's queue then references. Parsing ([`FlvPlayout::parse`]) and
+//! publishing ([`publish_message`]) are apart so that the sink can pace raw FLV in between.
 
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use rsrtmp_engine::chunk::encode_message_full;
-use rsrtmp_engine::flv::{FlvError, FlvItem, FlvParser};
+use rsrtmp_engine::flv::{FlvError, FlvItem, FlvParser, TimelineJoiner};
 use rsrtmp_engine::message::{Message, msg_type};
 use rsrtmp_engine::session::MediaCsids;
 
@@ -86,10 +87,19 @@ pub fn publish_message(hub: &Hub, message: Message) {
     hub.push(input);
 }
 
+/// One tag of the input as the message players get, and its place on the 64-bit timeline.
+#[derive(Debug)]
+pub struct PlayoutTag {
+    /// Milliseconds: the message's timestamp, extended (and joined across files).
+    pub time: u64,
+    pub message: Message,
+}
+
 /// FLV input of one serversink.
 #[derive(Default)]
 pub struct FlvPlayout {
     parser: FlvParser,
+    timeline: TimelineJoiner,
 }
 
 impl FlvPlayout {
@@ -97,12 +107,25 @@ impl FlvPlayout {
         FlvPlayout::default()
     }
 
-    /// Parses `data` (any piece of an FLV stream) and publishes every complete tag.
-    pub fn push(&mut self, data: Bytes, hub: &Hub) -> Result<(), FlvError> {
+    /// Parses `data` (any piece of an FLV stream) and returns every tag it completes, in
+    /// order. With `files` the input is FLV read from files, whose timestamps start again
+    /// with each file (a loop, the next file): the tags continue one timeline
+    /// ([`TimelineJoiner`]); otherwise they keep the timestamps they carry.
+    pub fn parse(&mut self, data: Bytes, files: bool) -> Result<Vec<PlayoutTag>, FlvError> {
         self.parser.push_bytes(data);
+        let mut tags = Vec::new();
         while let Some(item) = self.parser.next_item()? {
-            let FlvItem::Tag(tag) = item else {
-                continue;
+            let tag = match item {
+                FlvItem::Header(_) => {
+                    self.timeline.header();
+                    continue;
+                }
+                FlvItem::Tag(tag) => tag,
+            };
+            let time = if files {
+                self.timeline.join(tag.tag_type, tag.timestamp)
+            } else {
+                self.timeline.follow(tag.tag_type, tag.timestamp)
             };
             // FLV from a publisher-side muxer may keep the `@setDataFrame` prefix; players
             // expect the bare `onMetaData`.
@@ -111,28 +134,32 @@ impl FlvPlayout {
             } else {
                 tag.data
             };
-            publish_message(
-                hub,
-                Message {
+            tags.push(PlayoutTag {
+                time,
+                message: Message {
                     type_id: tag.tag_type,
-                    timestamp: tag.timestamp,
+                    timestamp: time as u32,
                     stream_id: PLAY_STREAM_ID,
                     payload,
                 },
-            );
+            });
         }
-        Ok(())
+        Ok(tags)
     }
 
-    /// End of stream: every player is told; the next input starts a new stream.
+    /// End of stream: every player is told; the next input starts a new stream, with a new
+    /// timeline.
     pub fn end(&mut self, hub: &Hub) {
         hub.end_stream();
-        self.reset();
+        self.parser = FlvParser::new();
+        self.timeline.reset();
     }
 
-    /// Forgets partial input (a new stream starts).
+    /// Forgets partial input (a new stream starts upstream). The players' stream goes on:
+    /// what comes next continues its timeline like a file after a file.
     pub fn reset(&mut self) {
         self.parser = FlvParser::new();
+        self.timeline.header();
     }
 }
 
@@ -159,6 +186,33 @@ mod tests {
     }
 
     #[test]
+    fn files_one_after_another_continue_one_timeline() {
+        let file = flv(&[
+            (9, 0, &[0x17, 0, 0, 0, 0, 1]),
+            (9, 0, &[0x17, 1]),
+            (9, 40, &[0x27, 1]),
+        ]);
+        let mut twice = file.clone();
+        twice.extend_from_slice(&file);
+        let times = |files| {
+            let mut p = FlvPlayout::new();
+            p.parse(Bytes::from(twice.clone()), files)
+                .unwrap()
+                .iter()
+                .map(|t| (t.time, t.message.timestamp))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            times(true),
+            [(0, 0), (0, 0), (40, 40), (80, 80), (80, 80), (120, 120)]
+        );
+        assert_eq!(
+            times(false),
+            [(0, 0), (0, 0), (40, 40), (0, 0), (0, 0), (40, 40)]
+        );
+    }
+
+    #[test]
     fn flv_split_anywhere_reaches_players_as_decodable_chunks() {
         let big = vec![0x27u8; 10_000];
         let mut key = vec![0x17u8, 1, 0, 0, 0];
@@ -178,7 +232,9 @@ mod tests {
             let player = hub.add_player("127.0.0.1:9".parse().unwrap());
             let mut p = FlvPlayout::new();
             for piece in file.chunks(split) {
-                p.push(Bytes::copy_from_slice(piece), &hub).unwrap();
+                for tag in p.parse(Bytes::copy_from_slice(piece), false).unwrap() {
+                    publish_message(&hub, tag.message);
+                }
             }
             let mut items = Vec::new();
             player.take(&mut items, usize::MAX);
