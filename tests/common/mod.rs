@@ -830,14 +830,23 @@ pub fn ffmpeg9_media(name: &str, seconds: u32, codec_args: &[&str]) -> PathBuf {
 }
 
 /// What FFmpeg's `framecrc` muxer wrote: per stream, the extradata line and every packet as
-/// (size, crc, keyframe).
-#[derive(Debug, Default, PartialEq, Eq)]
+/// (size, crc, keyframe). Two are equal when those are (timestamps depend on how FFmpeg
+/// was told to read them, `-copyts` or not).
+#[derive(Debug, Default)]
 pub struct FrameCrc {
     pub extradata: std::collections::BTreeMap<u32, String>,
     pub packets: std::collections::BTreeMap<u32, Vec<(u64, String, bool)>>,
     /// Per stream, every packet's (DTS, PTS) in the stream's time base (ms for FLV).
     pub times: std::collections::BTreeMap<u32, Vec<(i64, i64)>>,
 }
+
+impl PartialEq for FrameCrc {
+    fn eq(&self, other: &Self) -> bool {
+        self.extradata == other.extradata && self.packets == other.packets
+    }
+}
+
+impl Eq for FrameCrc {}
 
 impl FrameCrc {
     pub fn parse(text: &str) -> FrameCrc {
