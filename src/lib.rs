@@ -17,6 +17,7 @@ fn plugin_init(plugin: &gst::Plugin) -> Result<(), glib::BoolError> {
     elements::serversrc::register(plugin)?;
     elements::serversink::register(plugin)?;
     elements::flvdemux::register(plugin)?;
+    elements::flvmux::register(plugin)?;
     Ok(())
 }
 

@@ -4,6 +4,7 @@ pub mod clientcommon;
 pub mod clientsink;
 pub mod clientsrc;
 pub mod flvdemux;
+pub mod flvmux;
 pub mod pacing;
 pub mod serverprops;
 pub mod serversink;
