@@ -602,6 +602,23 @@ fn many_tracks_and_nanosecond_offsets_when_asked() {
         .filter(|t| t.tag_type == 9 && t.data[0] & 0x0f == 7)
         .count();
     assert!(modex > 0, "no ModEx TimestampOffsetNano prefix");
+    // Milliseconds plus the offset give the exact 30 fps DTS (videotestsrc: n × 1/30 s,
+    // rounded down to the nanosecond).
+    for t in tags.iter().filter(|t| t.tag_type == 9) {
+        for p in eflv::parse_tag(9, &t.data).unwrap().packets {
+            if p.kind != PacketKind::CodedFrames {
+                continue;
+            }
+            let ns = u64::from(t.timestamp) * 1_000_000 + u64::from(p.nanos);
+            let off = ns * 30 % 1_000_000_000;
+            assert!(
+                off == 0 || off > 1_000_000_000 - 30,
+                "{} ms + {} ns is no frame time",
+                t.timestamp,
+                p.nanos
+            );
+        }
+    }
     // FFmpeg 9 reads both layouts.
     let crc = ffmpeg9_framecrc(&path);
     let mut got: Vec<u64> = crc.packets.values().map(|v| v.len() as u64).collect();
@@ -836,4 +853,136 @@ fn track_pads_are_named_as_eflvmux_names_them() {
         "track 0 is `video`"
     );
     assert!(mux.request_pad_simple("audio_256").is_none());
+}
+
+/// Raw 320x240 then 160x120 frames through `encoder` into rsflvmux: the resolution change
+/// gives a new decoder configuration, which must go out as a new SequenceStart before the
+/// first frame that needs it; FFmpeg decodes every frame of both halves.
+fn resolution_change(name: &str, encoder: &str, codec: Codec) {
+    common::init_gst();
+    let dir = TempDir::new(name);
+    let path = dir.path().join("out.flv");
+    let p = common::pipeline(&format!(
+        "appsrc name=src format=time ! videoconvert ! {encoder} ! mux.video \
+         rsflvmux name=mux ! filesink location={}",
+        path.display()
+    ));
+    let src = p
+        .by_name("src")
+        .unwrap()
+        .downcast::<gst_app::AppSrc>()
+        .unwrap();
+    p.set_state(gst::State::Playing).unwrap();
+    let mut n = 0u64;
+    for (w, h) in [(320usize, 240usize), (160, 120)] {
+        src.set_caps(Some(
+            &gst::Caps::from_str(&format!(
+                "video/x-raw,format=I420,width={w},height={h},framerate=30/1"
+            ))
+            .unwrap(),
+        ));
+        for _ in 0..10 {
+            let mut b = gst::Buffer::from_slice(vec![(n * 20) as u8; w * h * 3 / 2]);
+            let m = b.get_mut().unwrap();
+            m.set_pts(gst::ClockTime::from_nseconds(n * 1_000_000_000 / 30));
+            m.set_duration(gst::ClockTime::from_nseconds(1_000_000_000 / 30));
+            src.push_buffer(b).unwrap();
+            n += 1;
+        }
+    }
+    src.end_of_stream().unwrap();
+    common::wait_end(&p, DEADLINE).expect_eos();
+    p.set_state(gst::State::Null).unwrap();
+
+    let tags = read_tags(&path);
+    let mut order = Vec::new();
+    for t in &tags {
+        for pk in eflv::parse_tag(t.tag_type, &t.data).unwrap().packets {
+            if pk.codec == codec && pk.kind != PacketKind::Metadata {
+                order.push(pk.kind);
+            }
+        }
+    }
+    let starts: Vec<usize> = order
+        .iter()
+        .enumerate()
+        .filter(|(_, k)| **k == PacketKind::SequenceStart)
+        .map(|(i, _)| i)
+        .collect();
+    assert_eq!(starts.len(), 2, "{order:?}");
+    assert_eq!(starts[0], 0, "the first SequenceStart before any frame");
+    assert_eq!(starts[1], 11, "the second before the 11th frame: {order:?}");
+    let decoded = ffmpeg_decode(&path);
+    assert_eq!(
+        decoded.packets[&0].len(),
+        20,
+        "decoded frames of both sizes"
+    );
+}
+
+#[test]
+fn av1_resolution_change_gives_a_new_sequence_start() {
+    resolution_change(
+        "mux-av1-resize",
+        "av1enc cpu-used=8 usage-profile=realtime ! av1parse",
+        fourcc_video(FourCc::AV01),
+    );
+}
+
+#[test]
+fn h264_resolution_change_gives_a_new_sequence_start() {
+    resolution_change(
+        "mux-h264-resize",
+        "x264enc speed-preset=ultrafast tune=zerolatency ! h264parse",
+        Codec::Video(VideoCodec::Legacy(7)),
+    );
+}
+
+#[test]
+fn timestamps_wrap_at_32_bits() {
+    common::init_gst();
+    let caps = gst::Caps::from_str(
+        "audio/mpeg,mpegversion=4,stream-format=raw,rate=48000,channels=2,codec_data=(buffer)1190",
+    )
+    .unwrap();
+    let frame = |ms| Ok(buffer(&[0x21, 0x10, 0x04], ms, true));
+    let wrap = 1u64 << 32;
+    let tags = run_appsrc(
+        "audio",
+        vec![Err(caps), frame(0), frame(wrap - 20), frame(wrap + 5)],
+    )
+    .expect("muxed");
+    let mut ext = flv::TimestampExtender::new();
+    let ts: Vec<u64> = tags
+        .iter()
+        .filter(|t| t.tag_type == flv::TAG_TYPE_AUDIO)
+        .map(|t| ext.extend(t.timestamp))
+        .collect();
+    // SequenceStart, then the three frames.
+    assert_eq!(ts, vec![0, 0, wrap - 20, wrap + 5]);
+}
+
+#[test]
+fn live_sources() {
+    // Live sources: the aggregator's deadlines (latency, next_time) drive the output.
+    let inputs = [
+        input(
+            "video",
+            "videotestsrc is-live=true num-buffers=30 ! \
+             video/x-raw,format=I420,width=320,height=240,framerate=30/1 ! \
+             x264enc speed-preset=ultrafast tune=zerolatency key-int-max=30 ! h264parse",
+            "h264",
+        ),
+        input(
+            "audio",
+            "audiotestsrc is-live=true num-buffers=40 samplesperbuffer=1024 ! \
+             audio/x-raw,rate=48000 ! audioconvert ! voaacenc ! aacparse",
+            "aac",
+        ),
+    ];
+    let m = mux("mux-live", "latency=100000000", &inputs);
+    check_every_frame(&m, &inputs);
+    let tags = read_tags(&m.path);
+    let ts: Vec<u32> = tags.iter().map(|t| t.timestamp).collect();
+    assert!(ts.windows(2).all(|w| w[0] <= w[1]), "{ts:?}");
 }

@@ -327,13 +327,10 @@ impl FlvMux {
     }
 
     /// The onMetaData script tag: track 0 in the top-level fields, other tracks in
-    /// `videoTrackIdInfoMap`/`audioTrackIdInfoMap` keyed by the track id.
-    fn metadata_buffer(
-        &self,
-        pads: &[super::FlvMuxPad],
-        settings: &Settings,
-        ts: u64,
-    ) -> gst::Buffer {
+    /// `videoTrackIdInfoMap`/`audioTrackIdInfoMap` keyed by the track id. Always at
+    /// timestamp 0, also when sent again mid-stream: FFmpeg reads a later-stamped
+    /// onMetaData as a text stream.
+    fn metadata_buffer(&self, pads: &[super::FlvMuxPad], settings: &Settings) -> gst::Buffer {
         let mut props: Vec<(String, Value)> = Vec::new();
         let mut video_map = Vec::new();
         let mut audio_map = Vec::new();
@@ -368,7 +365,7 @@ impl FlvMux {
             amf0::encode_all(&[Value::String("onMetaData".into()), Value::ecma_array(props)]);
         let tag = Tag {
             tag_type: flv::TAG_TYPE_SCRIPT,
-            timestamp: ts as u32,
+            timestamp: 0,
             stream_id: 0,
             data: body,
         };
@@ -403,7 +400,7 @@ impl FlvMux {
             .get_mut()
             .expect("new buffer")
             .set_flags(gst::BufferFlags::HEADER);
-        let mut set = vec![flv_header, self.metadata_buffer(pads, settings, ts)];
+        let mut set = vec![flv_header, self.metadata_buffer(pads, settings)];
         for pad in pads {
             let mut st = pad.imp().state();
             if st.config.is_none() {
@@ -626,7 +623,7 @@ impl FlvMux {
             drop(st);
             gst::debug!(CAT, obj = f.pad, "new decoder configuration at {ts} ms");
             if new_track {
-                out.push(self.metadata_buffer(pads, settings, ts));
+                out.push(self.metadata_buffer(pads, settings));
             }
             out.extend(headers);
             refresh = true;
