@@ -176,6 +176,15 @@ impl Fields<'_> {
         self.s.get::<i32>(field).ok()
     }
 
+    /// An int or uint field (vp9parse's `bit-depth-luma` is a uint).
+    fn any_int(&self, field: &str) -> Option<i64> {
+        self.s
+            .get::<i32>(field)
+            .map(i64::from)
+            .or_else(|_| self.s.get::<u32>(field).map(i64::from))
+            .ok()
+    }
+
     /// A string field that must be one of `allowed`.
     fn require_str(&self, field: &'static str, allowed: &[&str]) -> Result<(), CapsError> {
         match self.str(field) {
@@ -320,10 +329,13 @@ fn colorimetry_codes(f: &Fields<'_>) -> (Option<u8>, Option<u8>, Option<u8>, boo
     else {
         return (None, None, None, false);
     };
-    let code = |v: u32| u8::try_from(v).ok().filter(|v| *v != 2 && *v != 0);
+    // 2 is "unspecified"; 0 is reserved for primaries and transfer, but is a real matrix
+    // (identity, RGB).
+    let code = |v: u32| u8::try_from(v).ok().filter(|v| *v != 2);
+    let nonzero = |v: Option<u8>| v.filter(|v| *v != 0);
     (
-        code(c.primaries().to_iso()),
-        code(c.transfer().to_iso()),
+        nonzero(code(c.primaries().to_iso())),
+        nonzero(code(c.transfer().to_iso())),
         code(c.matrix().to_iso()),
         c.range() == gst_video::VideoColorRange::Range0_255,
     )
@@ -339,7 +351,7 @@ fn vpcc(f: &Fields<'_>, meta: &TrackMeta, vp9: bool) -> Result<Vec<u8>, CapsErro
             .ok_or_else(|| f.error("profile", "needs 0, 1, 2 or 3"))?,
         Err(_) => 0,
     };
-    let bit_depth = match f.int("bit-depth-luma") {
+    let bit_depth = match f.any_int("bit-depth-luma") {
         None => 8,
         Some(d @ (8 | 10 | 12)) => d as u8,
         Some(_) => return Err(f.error("bit-depth-luma", "needs 8, 10 or 12")),
@@ -387,7 +399,9 @@ fn vpcc(f: &Fields<'_>, meta: &TrackMeta, vp9: bool) -> Result<Vec<u8>, CapsErro
 fn color_info(f: &Fields<'_>, caps: &gst::CapsRef) -> Option<ColorInfo> {
     let (primaries, transfer, matrix, _) = colorimetry_codes(f);
     let mut info = ColorInfo {
-        bit_depth: f.int("bit-depth-luma").and_then(|d| u8::try_from(d).ok()),
+        bit_depth: f
+            .any_int("bit-depth-luma")
+            .and_then(|d| u8::try_from(d).ok()),
         primaries,
         transfer,
         matrix,
@@ -645,8 +659,18 @@ mod tests {
         );
         assert_eq!(v.level, VpcC::vp9_level(320, 240, 30.0));
         assert_eq!(&r[..4], &[1, 0, 0, 0]);
+        let c = caps(
+            "video/x-vp9,profile=(string)2,chroma-format=(string)4:2:0,bit-depth-luma=(uint)10,bit-depth-chroma=(uint)10,colorimetry=(string)bt2100-pq,width=320,height=240",
+        );
+        let t = track_config(MediaKind::Video, 0, &c).unwrap();
+        let Sequence::Record(r) = &t.sequence else {
+            panic!("{t:?}")
+        };
+        let v = VpcC::parse(r).unwrap();
+        assert_eq!((v.profile, v.bit_depth, v.transfer), (2, 10, 16));
+        assert_eq!(t.color.unwrap().bit_depth, Some(10));
         let color = t.color.unwrap();
-        assert_eq!(color.primaries, Some(1));
+        assert_eq!(color.primaries, Some(9));
     }
 
     #[test]
