@@ -230,3 +230,54 @@ fn a_resolution_change_reaches_ffmpeg_listen() {
     // (The ffmpeg CLI scales every frame to the first one's size.)
     assert_eq!(crc.counts(), vec![(0, 20)], "decoded frames of both sizes");
 }
+
+#[test]
+fn vp9_and_two_audio_tracks_through_rtmpserversink() {
+    // The sink is ready (PAUSED) before any media: the FFmpeg 9 player that joins then gets
+    // the header set and every frame.
+    let dir = TempDir::new("flvmux-serversink");
+    let out = dir.path().join("played.crc");
+    let port = common::free_port();
+    let (p, counters) = publisher(
+        &format!("rtmpserversink name=sink address=127.0.0.1 port={port} stream=out"),
+        &[
+            (
+                "video",
+                format!("{VIDEO} ! vp9enc deadline=1 cpu-used=8 keyframe-max-dist=30 ! vp9parse"),
+            ),
+            (
+                "audio",
+                format!("{AUDIO} ! audioconvert ! opusenc ! opusparse"),
+            ),
+            (
+                "audio_1",
+                format!("{AUDIO} ! audioconvert ! avenc_eac3 ! ac3parse"),
+            ),
+        ],
+    );
+    let (connected, _) = common::server_peers::count_clients(&p.by_name("sink"));
+    let _ = p.0.set_state(gst::State::Paused);
+    common::wait_for_listen(port, DEADLINE);
+    let mut player = ChildGuard::spawn(
+        "FFmpeg 9 player",
+        Command::new(ffmpeg9())
+            .args(["-nostdin", "-loglevel", "error", "-y", "-i"])
+            .arg(format!("rtmp://127.0.0.1:{port}/live/out"))
+            .args(["-map", "0", "-c", "copy", "-f", "framecrc"])
+            .arg(&out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
+    common::server_peers::wait_until("the player", DEADLINE, || {
+        connected.load(Ordering::SeqCst) == 1
+    });
+    p.play();
+    p.wait_eos(DEADLINE);
+    let status = player.wait_timeout(DEADLINE);
+    assert!(status.success(), "FFmpeg 9: {}", player.stderr_text());
+    let n = |i: usize| counters[i].1.load(Ordering::SeqCst);
+    check(
+        &read_crc(&out),
+        &[("vp9", n(0)), ("opus", n(1)), ("eac3", n(2))],
+    );
+}
