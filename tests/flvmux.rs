@@ -986,3 +986,29 @@ fn live_sources() {
     let ts: Vec<u32> = tags.iter().map(|t| t.timestamp).collect();
     assert!(ts.windows(2).all(|w| w[0] <= w[1]), "{ts:?}");
 }
+
+#[test]
+fn gstreamer_flvdemux_reads_the_legacy_tracks() {
+    // Track 0 H.264 + AAC is plain FLV: GStreamer 1.22's own flvdemux takes it.
+    let inputs = [input("video", h264(), "h264"), input("audio", aac(), "aac")];
+    let m = mux("mux-legacy-flvdemux", "", &inputs);
+    let p = common::pipeline(&format!(
+        "filesrc location={} ! flvdemux name=d \
+         d.video ! queue ! h264parse ! avdec_h264 ! fakesink name=v \
+         d.audio ! queue ! aacparse ! avdec_aac ! fakesink name=a",
+        m.path.display()
+    ));
+    let v = common::count_buffers(&p, "v");
+    let a = common::count_buffers(&p, "a");
+    common::run(&p, DEADLINE).expect_eos();
+    assert_eq!(
+        v.load(Ordering::SeqCst),
+        m.counts["video"],
+        "decoded video frames"
+    );
+    assert_eq!(
+        a.load(Ordering::SeqCst),
+        m.counts["audio"],
+        "decoded audio frames"
+    );
+}
