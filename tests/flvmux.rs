@@ -1012,3 +1012,92 @@ fn gstreamer_flvdemux_reads_the_legacy_tracks() {
         "decoded audio frames"
     );
 }
+
+#[test]
+fn rsflvdemux_gives_back_every_track() {
+    // Eight tracks, each codec signalled its own way (VP8 only this way: FFmpeg has no VP8
+    // in FLV), through rsflvdemux: every frame comes back on the pad of its track, with its
+    // codec's caps; VP8 decodes.
+    let inputs = [
+        input(
+            "video",
+            format!("{VIDEO} ! vp8enc deadline=1 cpu-used=16"),
+            "vp8",
+        ),
+        input("video_1", h264(), "h264"),
+        input("video_2", av1(), "av1"),
+        input(
+            "audio",
+            format!("{AUDIO} ! audioconvert ! opusenc ! opusparse"),
+            "opus",
+        ),
+        input(
+            "audio_1",
+            format!("{AUDIO} ! audioconvert ! flacenc ! flacparse"),
+            "flac",
+        ),
+        input(
+            "audio_2",
+            format!("{AUDIO} ! audioconvert ! lamemp3enc ! mpegaudioparse"),
+            "mp3",
+        ),
+        input(
+            "audio_3",
+            format!("{AUDIO} ! audioconvert ! avenc_ac3 ! ac3parse"),
+            "ac3",
+        ),
+        input("audio_4", aac(), "aac"),
+    ];
+    let m = mux("mux-roundtrip", "", &inputs);
+    let want_caps = [
+        ("video", "video/x-vp8"),
+        ("video_1", "video/x-h264"),
+        ("video_2", "video/x-av1"),
+        ("audio", "audio/x-opus"),
+        ("audio_1", "audio/x-flac"),
+        ("audio_2", "audio/mpeg"),
+        ("audio_3", "audio/x-ac3"),
+        ("audio_4", "audio/mpeg"),
+    ];
+    let mut desc = format!(
+        "filesrc location={} ! rsflvdemux name=d d.video ! queue ! vp8dec ! fakesink name=video",
+        m.path.display()
+    );
+    for (pad, _) in &want_caps[1..] {
+        desc.push_str(&format!(" d.{pad} ! queue ! fakesink name={pad}"));
+    }
+    let p = common::pipeline(&desc);
+    let seen: Vec<_> = want_caps
+        .iter()
+        .map(|(pad, _)| {
+            let sink = p.by_name(pad).unwrap().static_pad("sink").unwrap();
+            let caps = Arc::new(std::sync::Mutex::new(None::<String>));
+            let c = caps.clone();
+            let n = Arc::new(AtomicU64::new(0));
+            let count = n.clone();
+            sink.add_probe(gst::PadProbeType::BUFFER, move |pad, _| {
+                count.fetch_add(1, Ordering::SeqCst);
+                let mut c = c.lock().unwrap();
+                if c.is_none() {
+                    *c = pad
+                        .current_caps()
+                        .and_then(|caps| caps.structure(0).map(|s| s.name().to_string()));
+                }
+                gst::PadProbeReturn::Ok
+            });
+            (caps, n)
+        })
+        .collect();
+    common::run(&p, DEADLINE).expect_eos();
+    for ((pad, name), (caps, n)) in want_caps.iter().zip(&seen) {
+        // VP8 is counted after the decoder: decoded frames.
+        assert_eq!(
+            n.load(Ordering::SeqCst),
+            m.counts[pad],
+            "{pad}: buffers back"
+        );
+        if *pad != "video" {
+            assert_eq!(caps.lock().unwrap().as_deref(), Some(*name), "{pad}: caps");
+        }
+    }
+}
