@@ -36,6 +36,10 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 /// stream never said which tracks to expect (as flvdemux does).
 const NO_MORE_PADS_AFTER_MS: u64 = 6000;
 
+/// Buffers held after a seek while looking for the target (a GOP at most, in real files);
+/// beyond this the oldest go, so a stream without keyframes cannot grow it.
+const MAX_HELD: usize = 4096;
+
 type TrackKey = (MediaKind, u8);
 
 struct Track {
@@ -120,6 +124,8 @@ struct State {
     /// time (ms), so output starts at the last keyframe before the target.
     skip_until: Option<u64>,
     held: Vec<(TrackKey, gst::Pad, gst::Buffer)>,
+    /// Whether upstream can seek in bytes (asked at the first buffer).
+    seekable: Option<bool>,
 }
 
 struct PendingSeek {
@@ -156,6 +162,7 @@ impl Default for State {
             last_seek: None,
             skip_until: None,
             held: Vec::new(),
+            seekable: None,
         }
     }
 }
@@ -181,6 +188,11 @@ impl RsFlvDemux {
     }
 
     fn sink_chain(&self, buffer: gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
+        if self.state().seekable.is_none() {
+            let mut q = gst::query::Seeking::new(gst::Format::Bytes);
+            let seekable = self.sinkpad.peer_query(&mut q) && q.result().0;
+            self.state().seekable = Some(seekable);
+        }
         let mut actions = Vec::new();
         let result = {
             let mut st = self.state();
@@ -516,13 +528,17 @@ impl RsFlvDemux {
         } else {
             true
         };
-        if sync && st.index.last().is_none_or(|&(t, _)| dts_ms > t) {
+        // Only a seekable input (a file) is worth indexing; a live one would grow it for ever.
+        if sync && st.seekable == Some(true) && st.index.last().is_none_or(|&(t, _)| dts_ms > t) {
             st.index.push((dts_ms, tag_start));
         }
         match st.skip_until {
             Some(target) => {
                 if sync {
                     st.held.clear();
+                }
+                if st.held.len() == MAX_HELD {
+                    st.held.remove(0);
                 }
                 st.held.push((key, pad, buffer));
                 if dts_ms >= target {
