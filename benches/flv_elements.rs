@@ -93,8 +93,8 @@ fn main() {
     let queued = "d.video ! queue ! fakesink sync=false d.audio ! queue ! fakesink sync=false";
     let mux = |m: &str| {
         format!(
-            "{} ! flvdemux name=d d.video ! queue ! {m} name=m d.audio ! queue ! m. m. ! \
-             fakesink sync=false",
+            "{} ! flvdemux name=d d.video ! queue ! m.video d.audio ! queue ! m.audio \
+             {m} name=m ! fakesink sync=false",
             file(&media)
         )
     };
