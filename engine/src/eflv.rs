@@ -12,7 +12,7 @@
 
 use bytes::{BufMut, BytesMut};
 
-use crate::flv::{AudioCodec, CodecError, FourCc, MultitrackType, VideoCodec};
+use crate::flv::{AudioCodec, CodecError, Cursor as Reader, FourCc, MultitrackType, VideoCodec};
 
 /// Audio or video.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -174,73 +174,6 @@ const AUDIO_MULTITRACK: u8 = 5;
 const MODEX: u8 = 7;
 const AUDIO_EX_HEADER: u8 = 9;
 
-struct Reader<'a> {
-    data: &'a [u8],
-    pos: usize,
-    kind: &'static str,
-}
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], CodecError> {
-        match self.data.get(self.pos..self.pos.saturating_add(n)) {
-            Some(b) => {
-                self.pos += n;
-                Ok(b)
-            }
-            None => Err(CodecError::Truncated {
-                kind: self.kind,
-                len: self.data.len(),
-                field,
-            }),
-        }
-    }
-
-    fn u8(&mut self, field: &'static str) -> Result<u8, CodecError> {
-        Ok(self.take(1, field)?[0])
-    }
-
-    fn u24(&mut self, field: &'static str) -> Result<usize, CodecError> {
-        let b = self.take(3, field)?;
-        Ok(usize::from(b[0]) << 16 | usize::from(b[1]) << 8 | usize::from(b[2]))
-    }
-
-    fn si24(&mut self, field: &'static str) -> Result<i32, CodecError> {
-        let b = self.take(3, field)?;
-        Ok(i32::from_be_bytes([b[0], b[1], b[2], 0]) >> 8)
-    }
-
-    fn fourcc(&mut self) -> Result<FourCc, CodecError> {
-        let b = self.take(4, "the FourCC")?;
-        Ok(FourCc([b[0], b[1], b[2], b[3]]))
-    }
-
-    fn rest(&mut self) -> &'a [u8] {
-        let r = &self.data[self.pos.min(self.data.len())..];
-        self.pos = self.data.len();
-        r
-    }
-
-    /// ModEx prefixes until a real packet type; returns it and the nanosecond offset.
-    fn modex(&mut self, mut packet_type: u8) -> Result<(u8, u32), CodecError> {
-        let mut nanos = 0;
-        while packet_type == MODEX {
-            let mut size = usize::from(self.u8("the ModEx size")?) + 1;
-            if size == 256 {
-                let b = self.take(2, "the ModEx size")?;
-                size = usize::from(u16::from_be_bytes([b[0], b[1]])) + 1;
-            }
-            let data = self.take(size, "the ModEx data")?;
-            let next = self.u8("the ModEx type")?;
-            if next >> 4 == 0 && data.len() >= 3 {
-                // TimestampOffsetNano; values past 999 999 are clamped, not trusted.
-                nanos = u32::from_be_bytes([0, data[0], data[1], data[2]]).min(999_999);
-            }
-            packet_type = next & 0x0f;
-        }
-        Ok((packet_type, nanos))
-    }
-}
-
 fn video_packet_kind(value: u8) -> Result<(PacketKind, bool), CodecError> {
     // The bool: whether this is CodedFrames with an explicit composition time field.
     Ok(match value {
@@ -334,7 +267,7 @@ fn parse_video<'a>(body: &'a [u8], out: &mut ParsedTag<'a>) -> Result<(), CodecE
     }
 
     let frame_type = (first >> 4) & 0x07;
-    let (packet_type, nanos) = r.modex(first & 0x0f)?;
+    let (packet_type, nanos) = r.skip_modex(first & 0x0f, MODEX)?;
     if frame_type == 5 && packet_type != 4 {
         out.command = Some(r.u8("the video command")?);
         return Ok(());
@@ -414,7 +347,7 @@ fn parse_audio<'a>(body: &'a [u8], out: &mut ParsedTag<'a>) -> Result<(), CodecE
         });
         return Ok(());
     }
-    let (packet_type, nanos) = r.modex(first & 0x0f)?;
+    let (packet_type, nanos) = r.skip_modex(first & 0x0f, MODEX)?;
     let mk = |track, codec: FourCc, packet_type: u8, multitrack, r: &mut Reader<'a>| {
         Ok::<_, CodecError>(Packet {
             track,

@@ -822,14 +822,27 @@ impl MultitrackType {
 }
 
 /// Reads through a tag body, turning running out of bytes into [`CodecError::Truncated`].
-struct Cursor<'a> {
-    data: &'a [u8],
-    pos: usize,
-    kind: &'static str,
+/// Shared by the header inspection here and the whole-tag parser in [`crate::eflv`].
+pub(crate) struct Cursor<'a> {
+    pub(crate) data: &'a [u8],
+    pub(crate) pos: usize,
+    pub(crate) kind: &'static str,
 }
 
 impl<'a> Cursor<'a> {
-    fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], CodecError> {
+    pub(crate) fn u24(&mut self, field: &'static str) -> Result<usize, CodecError> {
+        let b = self.take(3, field)?;
+        Ok(usize::from(b[0]) << 16 | usize::from(b[1]) << 8 | usize::from(b[2]))
+    }
+
+    /// Everything not read yet.
+    pub(crate) fn rest(&mut self) -> &'a [u8] {
+        let r = &self.data[self.pos.min(self.data.len())..];
+        self.pos = self.data.len();
+        r
+    }
+
+    pub(crate) fn take(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], CodecError> {
         match self.data.get(self.pos..self.pos.saturating_add(n)) {
             Some(bytes) => {
                 self.pos += n;
@@ -843,16 +856,16 @@ impl<'a> Cursor<'a> {
         }
     }
 
-    fn u8(&mut self, field: &'static str) -> Result<u8, CodecError> {
+    pub(crate) fn u8(&mut self, field: &'static str) -> Result<u8, CodecError> {
         Ok(self.take(1, field)?[0])
     }
 
-    fn fourcc(&mut self) -> Result<FourCc, CodecError> {
+    pub(crate) fn fourcc(&mut self) -> Result<FourCc, CodecError> {
         let b = self.take(4, "the FourCC")?;
         Ok(FourCc([b[0], b[1], b[2], b[3]]))
     }
 
-    fn si24(&mut self, field: &'static str) -> Result<i32, CodecError> {
+    pub(crate) fn si24(&mut self, field: &'static str) -> Result<i32, CodecError> {
         let b = self.take(3, field)?;
         // Sign-extend by placing the 24 bits at the top and shifting back arithmetically.
         Ok(i32::from_be_bytes([b[0], b[1], b[2], 0]) >> 8)
@@ -861,7 +874,11 @@ impl<'a> Cursor<'a> {
     /// Walks ModEx prefixes (E-RTMP §ModEx) until a real packet type, returning it and the
     /// TimestampOffsetNano if one was given. Each round consumes at least two bytes, so the
     /// loop ends with the input.
-    fn skip_modex(&mut self, mut packet_type: u8, modex: u8) -> Result<(u8, u32), CodecError> {
+    pub(crate) fn skip_modex(
+        &mut self,
+        mut packet_type: u8,
+        modex: u8,
+    ) -> Result<(u8, u32), CodecError> {
         let mut nanos = 0;
         while packet_type == modex {
             let mut size = usize::from(self.u8("the ModEx size")?) + 1;
@@ -872,7 +889,8 @@ impl<'a> Cursor<'a> {
             let data = self.take(size, "the ModEx data")?;
             let next = self.u8("the ModEx type")?;
             if next >> 4 == 0 && data.len() >= 3 {
-                nanos = u32::from_be_bytes([0, data[0], data[1], data[2]]);
+                // TimestampOffsetNano; values past 999 999 are clamped, not trusted.
+                nanos = u32::from_be_bytes([0, data[0], data[1], data[2]]).min(999_999);
             }
             packet_type = next & 0x0f;
         }
