@@ -24,6 +24,13 @@ use crate::rtmp::codecs::ColorInfo;
 use crate::rtmp::eflv::{self, Codec, MediaKind, PacketKind};
 use crate::rtmp::flv::{self, FlvItem, FlvParser, TimestampExtender};
 
+mod actions;
+mod seek;
+mod sink_events;
+
+use actions::Action;
+use seek::PendingSeek;
+
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
         "rsflvdemux",
@@ -128,13 +135,6 @@ struct State {
     seekable: Option<bool>,
 }
 
-struct PendingSeek {
-    segment: gst::FormattedSegment<gst::ClockTime>,
-    seqnum: gst::Seqnum,
-    target_ms: u64,
-    offset: u64,
-}
-
 impl Default for State {
     fn default() -> Self {
         State {
@@ -165,15 +165,6 @@ impl Default for State {
             seekable: None,
         }
     }
-}
-
-/// What the streaming thread does once the state lock is released.
-enum Action {
-    AddPad(gst::Pad),
-    Event(gst::Pad, gst::Event),
-    Buffer(gst::Pad, gst::Buffer),
-    NoMorePads,
-    Warning(String),
 }
 
 pub struct RsFlvDemux {
@@ -552,98 +543,6 @@ impl RsFlvDemux {
         }
     }
 
-    /// A buffer goes out on its pad, after the segment if the pad needs it.
-    fn out(
-        st: &mut State,
-        key: TrackKey,
-        pad: gst::Pad,
-        mut buffer: gst::Buffer,
-        actions: &mut Vec<Action>,
-    ) {
-        let Some(track) = st.tracks.get_mut(&key) else {
-            return;
-        };
-        if std::mem::take(&mut track.need_segment) {
-            let mut event = gst::event::Segment::builder(&st.segment);
-            if let Some(seqnum) = st.seqnum {
-                event = event.seqnum(seqnum);
-            }
-            actions.push(Action::Event(pad.clone(), event.build()));
-        }
-        if std::mem::take(&mut track.discont) {
-            let flags = buffer.flags() | gst::BufferFlags::DISCONT;
-            buffer.make_mut().set_flags(flags);
-        }
-        actions.push(Action::Buffer(pad, buffer));
-    }
-
-    /// A flushing TIME seek, done as a byte seek upstream from the index entry at or before
-    /// the target; output then starts at the last sync point before the target.
-    fn seek(&self, event: &gst::event::Seek) -> bool {
-        let (rate, flags, start_type, start, stop_type, stop) = event.get();
-        let (gst::GenericFormattedValue::Time(start), gst::GenericFormattedValue::Time(stop)) =
-            (start, stop)
-        else {
-            return false;
-        };
-        if rate <= 0.0 || !flags.contains(gst::SeekFlags::FLUSH) || start_type != gst::SeekType::Set
-        {
-            gst::debug!(
-                CAT,
-                imp = self,
-                "only flushing forward seeks to a set time: {event:?}"
-            );
-            return false;
-        }
-        let mut q = gst::query::Seeking::new(gst::Format::Bytes);
-        if !self.sinkpad.peer_query(&mut q) || !q.result().0 {
-            gst::debug!(CAT, imp = self, "upstream cannot seek in bytes");
-            return false;
-        }
-        let target = start.unwrap_or(gst::ClockTime::ZERO);
-        let mut segment = gst::FormattedSegment::<gst::ClockTime>::new();
-        if segment
-            .do_seek(rate, flags, start_type, Some(target), stop_type, stop)
-            .is_none()
-        {
-            return false;
-        }
-        let seqnum = event.seqnum();
-        let target_ms = target.mseconds();
-        let offset = {
-            let st = self.state();
-            let i = st.index.partition_point(|&(t, _)| t <= target_ms);
-            if i == 0 { 0 } else { st.index[i - 1].1 }
-        };
-        self.state().pending_seek = Some(PendingSeek {
-            segment,
-            seqnum,
-            target_ms,
-            offset,
-        });
-        gst::debug!(
-            CAT,
-            imp = self,
-            "seek to {target}: reading from byte {offset}"
-        );
-        let bytes = gst::event::Seek::builder(
-            1.0,
-            gst::SeekFlags::FLUSH,
-            gst::SeekType::Set,
-            gst::format::Bytes::from_u64(offset),
-            gst::SeekType::None,
-            gst::format::Bytes::NONE,
-        )
-        .seqnum(seqnum)
-        .build();
-        if self.sinkpad.push_event(bytes) {
-            true
-        } else {
-            self.state().pending_seek = None;
-            false
-        }
-    }
-
     fn check_no_more_pads(&self, st: &mut State, actions: &mut Vec<Action>) {
         if st.no_more_pads || st.tracks.values().all(|t| t.pad.is_none()) {
             return;
@@ -692,204 +591,12 @@ impl RsFlvDemux {
         pad
     }
 
-    fn src_query(&self, pad: &gst::Pad, query: &mut gst::QueryRef) -> bool {
-        if let gst::QueryViewMut::Seeking(q) = query.view_mut()
-            && q.format() == gst::Format::Time
-        {
-            let mut bytes = gst::query::Seeking::new(gst::Format::Bytes);
-            let seekable = self.sinkpad.peer_query(&mut bytes) && bytes.result().0;
-            let duration = self.state().duration;
-            q.set(seekable, gst::ClockTime::ZERO, duration);
-            return true;
-        }
-        if let gst::QueryViewMut::Duration(q) = query.view_mut()
-            && q.format() == gst::Format::Time
-        {
-            if self.sinkpad.peer_query(q.query_mut()) {
-                return true;
-            }
-            if let Some(d) = self.state().duration {
-                q.set(d);
-                return true;
-            }
-            return false;
-        }
-        gst::Pad::query_default(pad, Some(&*self.obj()), query)
-    }
-
-    fn src_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
-        match event.view() {
-            // Push mode only: seeks go to upstream as they are (a TIME seek a source can
-            // honour), never handled here.
-            gst::EventView::Seek(s) => {
-                {
-                    // The same seek arrives once per sink (one per pad): do it once.
-                    let mut st = self.state();
-                    if st.last_seek == Some(event.seqnum()) {
-                        return true;
-                    }
-                    st.last_seek = Some(event.seqnum());
-                }
-                // A source that seeks in time itself goes first; then a byte seek.
-                self.sinkpad.push_event(event.clone()) || self.seek(s)
-            }
-            _ => gst::Pad::event_default(pad, Some(&*self.obj()), event),
-        }
-    }
-
-    /// Carries out the actions in order; returns the combined flow of the buffers pushed.
-    fn run(&self, actions: Vec<Action>) -> Result<gst::FlowSuccess, gst::FlowError> {
-        let mut flow = Ok(gst::FlowSuccess::Ok);
-        for action in actions {
-            match action {
-                Action::AddPad(pad) => {
-                    pad.set_active(true).ok();
-                    // Sticky events stored before the pad is exposed, so linking sees caps.
-                    if let Err(err) = self.obj().add_pad(&pad) {
-                        gst::error!(CAT, imp = self, "adding pad {}: {}", pad.name(), err);
-                        continue;
-                    }
-                    self.flow
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .add_pad(&pad);
-                }
-                Action::Event(pad, event) => {
-                    if !pad.is_active() {
-                        pad.set_active(true).ok();
-                    }
-                    if pad.parent().is_some() {
-                        pad.push_event(event);
-                    } else {
-                        // Not exposed yet: store the sticky event for when it is.
-                        let _ = pad.store_sticky_event(&event);
-                    }
-                }
-                Action::Buffer(pad, buffer) => {
-                    let res = pad.push(buffer);
-                    flow = self
-                        .flow
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .update_pad_flow(&pad, res);
-                }
-                Action::NoMorePads => self.obj().no_more_pads(),
-                Action::Warning(msg) => {
-                    gst::element_imp_warning!(self, gst::StreamError::Demux, ("{}", msg));
-                }
-            }
-        }
-        flow
-    }
-
     fn src_pads(&self) -> Vec<gst::Pad> {
         self.state()
             .tracks
             .values()
             .filter_map(|t| t.pad.clone())
             .collect()
-    }
-
-    fn sink_event(&self, pad: &gst::Pad, event: gst::Event) -> bool {
-        match event.view() {
-            gst::EventView::Caps(c) => {
-                let mut st = self.state();
-                st.streamheader = c
-                    .caps()
-                    .structure(0)
-                    .and_then(|s| s.get::<gst::ArrayRef>("streamheader").ok())
-                    .map(|a| {
-                        a.iter()
-                            .filter_map(|v| v.get::<gst::Buffer>().ok())
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                true
-            }
-            gst::EventView::StreamStart(s) => {
-                self.state().upstream_stream_id = Some(s.stream_id().to_string());
-                true
-            }
-            gst::EventView::Segment(_) => true,
-            gst::EventView::Eos(_) => {
-                let (empty, finish_error, more) = {
-                    let mut st = self.state();
-                    let empty = st.tracks.values().all(|t| t.pad.is_none());
-                    let finish_error = st.parser.finish().err();
-                    let more = !std::mem::replace(&mut st.no_more_pads, true);
-                    (empty, finish_error, more)
-                };
-                if let Some(err) = finish_error {
-                    gst::warning!(CAT, imp = self, "stream ends early: {}", err);
-                }
-                if empty {
-                    gst::element_imp_error!(
-                        self,
-                        gst::StreamError::Demux,
-                        ("The FLV stream ended without any track this element can output")
-                    );
-                    return false;
-                }
-                if more {
-                    self.obj().no_more_pads();
-                }
-                // A pad that got nothing since a seek still gets its segment before EOS.
-                let mut actions = Vec::new();
-                {
-                    let mut st = self.state();
-                    st.held.clear();
-                    let (segment, seqnum) = (st.segment.clone(), st.seqnum);
-                    for t in st.tracks.values_mut() {
-                        if let Some(pad) = &t.pad
-                            && std::mem::take(&mut t.need_segment)
-                        {
-                            let mut e = gst::event::Segment::builder(&segment);
-                            if let Some(seqnum) = seqnum {
-                                e = e.seqnum(seqnum);
-                            }
-                            actions.push(Action::Event(pad.clone(), e.build()));
-                        }
-                    }
-                }
-                let _ = self.run(actions);
-                for p in self.src_pads() {
-                    p.push_event(event.clone());
-                }
-                true
-            }
-            gst::EventView::FlushStop(_) => {
-                {
-                    let mut st = self.state();
-                    st.parser = FlvParser::new();
-                    st.extender.reset();
-                    st.held.clear();
-                    if let Some(seek) = st.pending_seek.take() {
-                        // The file's own timestamps from the seek offset on.
-                        st.pushed = seek.offset;
-                        st.restart = false;
-                        st.offset = 0;
-                        st.last_out = None;
-                        st.segment = seek.segment;
-                        st.seqnum = Some(seek.seqnum);
-                        st.skip_until = Some(seek.target_ms);
-                        for t in st.tracks.values_mut() {
-                            t.need_segment = true;
-                        }
-                    } else {
-                        st.restart = st.last_out.is_some();
-                    }
-                    for t in st.tracks.values_mut() {
-                        t.discont = true;
-                    }
-                }
-                self.flow.lock().unwrap_or_else(|e| e.into_inner()).reset();
-                for p in self.src_pads() {
-                    p.push_event(event.clone());
-                }
-                true
-            }
-            _ => gst::Pad::event_default(pad, Some(&*self.obj()), event),
-        }
     }
 
     fn reset(&self) {
