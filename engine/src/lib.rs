@@ -15,6 +15,7 @@
 //! - [`session`]: client and server connection state machines.
 //! - [`flv`]: FLV header and tag codec and a streaming FLV parser.
 //! - [`eflv`]: Enhanced FLV packets: every track of a tag body, parsed and written.
+//! - [`legacy`]: what a legacy FLV reader can take of an Enhanced RTMP stream.
 //! - [`codecs`]: codec configuration records ↔ stream parameters (hvcC, av1C, vpcC,
 //!   OpusHead, FLAC STREAMINFO, AudioSpecificConfig, AC-3/MP3 headers, colorInfo).
 //! - [`url`]: RTMP URL parsing for all six schemes.
@@ -28,6 +29,7 @@ pub mod command;
 pub mod eflv;
 pub mod flv;
 pub mod handshake;
+pub mod legacy;
 pub mod message;
 pub mod session;
 pub mod url;

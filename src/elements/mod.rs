@@ -3,6 +3,7 @@
 pub mod clientcommon;
 pub mod clientsink;
 pub mod clientsrc;
+pub mod enhanced;
 pub mod flvdemux;
 pub mod flvmux;
 pub mod pacing;

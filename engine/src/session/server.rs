@@ -391,6 +391,24 @@ impl ServerSession {
         Ok(())
     }
 
+    /// Ends a publish from the server's side, because what takes the stream failed:
+    /// onStatus `NetStream.Failed` (level error) with `description`, which makes FFmpeg and
+    /// librtmp stop publishing and report it. Media that still arrives on the stream is
+    /// ignored.
+    pub fn fail_publish(&mut self, stream_id: u32, description: &str) -> Result<(), SessionError> {
+        self.check_open()?;
+        let Some(StreamState::Publishing(name)) = self.stream(stream_id).cloned() else {
+            return Err(SessionError::InvalidState(format!(
+                "fail_publish on stream {stream_id}, which is not publishing"
+            )));
+        };
+        let st =
+            Status::new(StatusCode::StreamFailed, description).with("details", Value::String(name));
+        self.send_cmd(stream_id, &command::on_status(&st));
+        self.set_stream(stream_id, StreamState::Created);
+        Ok(())
+    }
+
     /// Accepts a play: StreamBegin, `NetStream.Play.Reset` (when the client asked or did not
     /// say), `NetStream.Play.Start`, `|RtmpSampleAccess`, and optionally Data.Start. The
     /// stream can then take media, from `send_media` or as shared bytes.

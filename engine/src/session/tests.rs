@@ -458,6 +458,41 @@ fn publish_bad_name_and_play_not_found() {
 }
 
 #[test]
+fn a_failed_publish_tells_the_publisher_and_drops_its_later_media() {
+    let mut p = Pair::new(
+        ClientRole::Publish,
+        ClientMode::Plain,
+        Feed::Whole,
+        ServerConfig::default(),
+    );
+    p.client.publish("cam").unwrap();
+    p.run();
+    assert!(p.server.fail_publish(1, "downstream stopped").is_ok());
+    assert!(
+        p.server.fail_publish(1, "again").is_err(),
+        "the stream no longer publishes"
+    );
+    p.client
+        .send_media(MediaKind::Audio, 0, Bytes::from_static(&[0xAF, 1, 5]))
+        .unwrap();
+    p.sev.clear();
+    p.run();
+    let status = p.cev.iter().find_map(|e| match e {
+        ClientEvent::Status { status, .. } => Some(status.clone()),
+        _ => None,
+    });
+    let status = status.expect("an onStatus reached the publisher");
+    assert_eq!(status.status_code(), Some(StatusCode::StreamFailed));
+    assert!(status.is_error());
+    assert_eq!(status.description, "downstream stopped");
+    assert!(
+        !p.sev.iter().any(|e| matches!(e, ServerEvent::Media { .. })),
+        "media after the failure is ignored: {:?}",
+        p.sev
+    );
+}
+
+#[test]
 fn acknowledgements_sent_when_due() {
     let cfg = ServerConfig {
         window_ack_size: 20_000,

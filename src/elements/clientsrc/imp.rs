@@ -23,8 +23,10 @@ use gst_base::subclass::base_src::CreateSuccess;
 use gst_base::subclass::prelude::*;
 
 use crate::elements::clientcommon::{self, CommonSettings, Flushing};
+use crate::elements::enhanced::{self, Enhanced, Gate, Pass};
 use crate::net::client::media::{self, HeaderSlot, MediaFrame, MediaKind};
 use crate::net::client::{ClientConfig, PlayConfig, PlayItem, Player, Stats};
+use rsrtmp_engine::eflv::MediaKind as EflvKind;
 
 const DEFAULT_IDLE_TIMEOUT: u32 = 0;
 const DEFAULT_NO_EOF_IS_ERROR: bool = false;
@@ -36,6 +38,7 @@ struct Settings {
     /// Seconds; 0 = off.
     idle_timeout: u32,
     no_eof_is_error: bool,
+    enhanced: Enhanced,
 }
 
 impl Default for Settings {
@@ -44,6 +47,7 @@ impl Default for Settings {
             common: CommonSettings::new(DEFAULT_RECONNECT),
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             no_eof_is_error: DEFAULT_NO_EOF_IS_ERROR,
+            enhanced: Enhanced::default(),
         }
     }
 }
@@ -89,6 +93,10 @@ struct Output {
     caps_headers: Vec<Vec<u8>>,
     /// The task reported the end; nothing more will come.
     eos: bool,
+    /// What of an Enhanced RTMP stream goes downstream (`enhanced`).
+    gate: Gate,
+    /// The gate decided for the current connection.
+    gate_begun: bool,
 }
 
 impl Output {
@@ -107,8 +115,17 @@ impl Output {
             .as_ref()
             .and_then(|m| media::metadata_info(&m.payload));
         let held = |kind| self.held.iter().any(|f| f.kind == kind && f.needs_config);
-        let want_video = info.is_some_and(|i| i.video_config) || held(MediaKind::Video);
-        let want_audio = info.is_some_and(|i| i.audio_config) || held(MediaKind::Audio);
+        // A track left out for a legacy reader sends no header either.
+        let dropped = |kind| {
+            self.gate.drops_track0(match kind {
+                MediaKind::Video => EflvKind::Video,
+                _ => EflvKind::Audio,
+            })
+        };
+        let want_video = !dropped(MediaKind::Video)
+            && (info.is_some_and(|i| i.video_config) || held(MediaKind::Video));
+        let want_audio = !dropped(MediaKind::Audio)
+            && (info.is_some_and(|i| i.audio_config) || held(MediaKind::Audio));
         let have_all = (!want_video || self.video_header.is_some())
             && (!want_audio || self.audio_header.is_some());
         // Without metadata the first media frames tell what to wait for.
@@ -134,8 +151,10 @@ impl Output {
                     .flat_map(|h| h.iter())
                     .any(|f| f.kind == kind)
         };
-        let audio = info.is_some_and(|i| i.has_audio) || seen(MediaKind::Audio);
-        let video = info.is_some_and(|i| i.has_video) || seen(MediaKind::Video);
+        let audio = (info.is_some_and(|i| i.has_audio) && !self.gate.drops_track0(EflvKind::Audio))
+            || seen(MediaKind::Audio);
+        let video = (info.is_some_and(|i| i.has_video) && !self.gate.drops_track0(EflvKind::Video))
+            || seen(MediaKind::Video);
         // Without any hint, announce both: flvdemux then takes whichever comes.
         if audio || video {
             (audio, video)
@@ -284,6 +303,32 @@ impl RtmpClientSrc {
         Ok(())
     }
 
+    /// Applies `enhanced`: the frame as it goes downstream, if it does.
+    fn gate(
+        &self,
+        out: &mut Output,
+        frame: MediaFrame,
+    ) -> Result<Option<MediaFrame>, gst::FlowError> {
+        let element = self.obj();
+        let element = element.upcast_ref::<gst::Element>();
+        if !out.gate_begun {
+            out.gate_begun = true;
+            out.gate
+                .begin(&element.static_pad("src").expect("always pad"));
+        }
+        if !out.gate.filtering() {
+            return Ok(Some(frame));
+        }
+        let pass = out
+            .gate
+            .pass(element, frame.tag_type(), frame.timestamp, &frame.payload)?;
+        Ok(match pass {
+            Pass::Keep => Some(frame),
+            Pass::Replace(body) => Some(MediaFrame::new(frame.kind, frame.timestamp, body)),
+            Pass::Skip => None,
+        })
+    }
+
     fn accept(&self, out: &mut Output, frame: MediaFrame) -> Result<(), gst::FlowError> {
         if out.headers_done {
             let buffer = tag_buffer(&frame).map_err(|e| {
@@ -329,6 +374,7 @@ impl ObjectImpl for RtmpClientSrc {
                     .default_value(DEFAULT_IDLE_TIMEOUT)
                     .mutable_ready()
                     .build(),
+                enhanced::property(),
                 glib::ParamSpecBoolean::builder("no-eof-is-error")
                     .nick("No EOF is error")
                     .blurb(
@@ -349,6 +395,7 @@ impl ObjectImpl for RtmpClientSrc {
         match pspec.name() {
             "idle-timeout" => settings.idle_timeout = value.get().expect("type checked"),
             "no-eof-is-error" => settings.no_eof_is_error = value.get().expect("type checked"),
+            "enhanced" => settings.enhanced = value.get().expect("type checked"),
             name => match clientcommon::set_property(&mut settings.common, name, value) {
                 Ok(true) => {}
                 Ok(false) => unimplemented!("property {name}"),
@@ -365,6 +412,7 @@ impl ObjectImpl for RtmpClientSrc {
         match pspec.name() {
             "idle-timeout" => settings.idle_timeout.to_value(),
             "no-eof-is-error" => settings.no_eof_is_error.to_value(),
+            "enhanced" => settings.enhanced.to_value(),
             name => clientcommon::property(&settings.common, name)
                 .unwrap_or_else(|| unimplemented!("property {name}")),
         }
@@ -432,7 +480,10 @@ impl BaseSrcImpl for RtmpClientSrc {
         if settings.common.async_connect {
             started.player = Some(Arc::new(self.start_player(&started)));
         }
-        *self.output.lock().unwrap() = Output::default();
+        *self.output.lock().unwrap() = Output {
+            gate: Gate::new(settings.enhanced),
+            ..Output::default()
+        };
         *self.state.lock().unwrap() = State::Started(started);
         Ok(())
     }
@@ -494,7 +545,12 @@ impl PushSrcImpl for RtmpClientSrc {
                 return Err(gst::FlowError::Flushing);
             };
             match item {
-                PlayItem::Frame(frame) => self.accept(&mut out, frame)?,
+                PlayItem::Frame(frame) => {
+                    let Some(frame) = self.gate(&mut out, frame)? else {
+                        continue;
+                    };
+                    self.accept(&mut out, frame)?
+                }
                 PlayItem::Discont => {
                     gst::info!(CAT, imp = self, "reconnected: discontinuity");
                     // Whatever was held belongs to the old connection: out before the new
@@ -502,8 +558,10 @@ impl PushSrcImpl for RtmpClientSrc {
                     self.finish_headers(&mut out)?;
                     out.discont = true;
                     out.headers_done = false;
+                    out.gate_begun = false;
                 }
                 PlayItem::Eos => {
+                    out.gate.finish(self.obj().upcast_ref())?;
                     // Headers still being collected go out before the end.
                     self.finish_headers(&mut out)?;
                     out.eos = true;

@@ -18,6 +18,7 @@ use gst_base::subclass::prelude::*;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::elements::enhanced::{self, Enhanced, Gate, Pass};
 use crate::elements::serverprops::{self, ElementHooks, ListenSettings};
 use crate::net::runtime::runtime;
 use crate::net::server::ingest::{FlvOutput, Ingest, IngestEvent, OutBuffer};
@@ -29,6 +30,7 @@ const DEFAULT_EOS_ON_UNPUBLISH: bool = false;
 struct Settings {
     listen: ListenSettings,
     eos_on_unpublish: bool,
+    enhanced: Enhanced,
 }
 
 impl Default for Settings {
@@ -36,6 +38,7 @@ impl Default for Settings {
         Settings {
             listen: ListenSettings::default(),
             eos_on_unpublish: DEFAULT_EOS_ON_UNPUBLISH,
+            enhanced: Enhanced::default(),
         }
     }
 }
@@ -58,6 +61,8 @@ struct Stream {
     output: FlvOutput,
     /// EOS is due once the pending buffers are out (publisher left, eos-on-unpublish set).
     eos: bool,
+    /// What of an Enhanced RTMP stream goes downstream (`enhanced`).
+    gate: Gate,
 }
 
 #[derive(Default)]
@@ -118,6 +123,13 @@ impl RtmpServerSrc {
             .build()
     }
 
+    /// Why this element stops taking the stream, for its publisher (see `Ingest::set_failure`).
+    fn tell_publisher(&self, why: String) {
+        if let State::Started { ingest, .. } = &*lock(&self.state) {
+            ingest.set_failure(why);
+        }
+    }
+
     fn stats(&self) -> gst::Structure {
         let publisher = match &*lock(&self.state) {
             State::Started { ingest, .. } => ingest.publisher(),
@@ -158,6 +170,7 @@ impl ObjectImpl for RtmpServerSrc {
                     .mutable_ready()
                     .build(),
             );
+            props.push(enhanced::property());
             props.push(
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
@@ -182,6 +195,7 @@ impl ObjectImpl for RtmpServerSrc {
         }
         match pspec.name() {
             "eos-on-unpublish" => settings.eos_on_unpublish = value.get().expect("type checked"),
+            "enhanced" => settings.enhanced = value.get().expect("type checked"),
             other => unimplemented!("property {other}"),
         }
     }
@@ -200,6 +214,7 @@ impl ObjectImpl for RtmpServerSrc {
         }
         match pspec.name() {
             "eos-on-unpublish" => settings.eos_on_unpublish.to_value(),
+            "enhanced" => settings.enhanced.to_value(),
             other => unimplemented!("property {other}"),
         }
     }
@@ -262,6 +277,7 @@ impl BaseSrcImpl for RtmpServerSrc {
         );
         *lock(&self.stream) = Stream {
             rx: Some(rx),
+            gate: Gate::new(settings.enhanced),
             ..Stream::default()
         };
         self.bytes.store(0, Ordering::Relaxed);
@@ -271,12 +287,24 @@ impl BaseSrcImpl for RtmpServerSrc {
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         let state = std::mem::take(&mut *lock(&self.state));
-        if let State::Started { route, .. } = &state {
+        if let State::Started { route, ingest } = &state {
+            // Nobody reads the publisher's messages any more: its connection must not wait
+            // for room in the channel.
+            lock(&self.stream).rx = None;
+            // A publisher still publishing is told that the stream is over (NetStream.Failed,
+            // with the reason when the element gave one) rather than cut off: FFmpeg then
+            // reports the server's reason, not a broken pipe.
+            if ingest.publisher().is_some() {
+                route.end_connections();
+            }
             // A publisher that just unpublished (what made an `eos-on-unpublish` pipeline
-            // stop) is still collecting the answers to its last commands — over a tunnel at
-            // its next poll — and hangs up after: the port stays for it, `linger` at most.
+            // stop), or was just told, is still collecting the answers to its last commands —
+            // over a tunnel at its next poll — and hangs up after: the port stays for it,
+            // `linger` at most.
             let deadline = std::time::Instant::now() + route.linger();
-            while route.finishing() > 0 && std::time::Instant::now() < deadline {
+            while (ingest.publisher().is_some() || route.finishing() > 0)
+                && std::time::Instant::now() < deadline
+            {
                 std::thread::sleep(std::time::Duration::from_millis(10));
             }
         }
@@ -340,19 +368,41 @@ impl PushSrcImpl for RtmpServerSrc {
                     _ = flushing.cancelled() => None,
                 }
             });
-            let ev = match next {
+            let mut ev = match next {
                 None => return Err(gst::FlowError::Flushing),
                 Some(None) => return Err(gst::FlowError::Flushing),
                 Some(Some(ev)) => ev,
             };
-            match &ev {
+            let element = self.obj();
+            let element = element.upcast_ref::<gst::Element>();
+            match &mut ev {
                 IngestEvent::Started { peer, name } => {
                     gst::info!(CAT, imp = self, "publisher {peer} started stream {name:?}");
+                    let src = element.static_pad("src").expect("always pad");
+                    stream.gate.begin(&src);
                 }
                 IngestEvent::Stopped { peer, reason } => {
                     gst::info!(CAT, imp = self, "publisher {peer} stopped: {reason}");
                     if eos_on_unpublish {
                         stream.eos = true;
+                    }
+                    stream.gate.finish(element)?;
+                }
+                IngestEvent::Message(msg) if stream.gate.filtering() => {
+                    let pass = stream.gate.pass(
+                        element,
+                        msg.type_id,
+                        u64::from(msg.timestamp),
+                        &msg.payload,
+                    );
+                    match pass {
+                        Ok(Pass::Keep) => {}
+                        Ok(Pass::Replace(body)) => msg.payload = body,
+                        Ok(Pass::Skip) => continue,
+                        Err(e) => {
+                            self.tell_publisher(stream.gate.nothing_left_text());
+                            return Err(e);
+                        }
                     }
                 }
                 IngestEvent::Message(_) => {}

@@ -97,7 +97,8 @@ impl MediaFrame {
         })
     }
 
-    fn tag_type(&self) -> u8 {
+    /// The FLV tag type (8, 9 or 18).
+    pub fn tag_type(&self) -> u8 {
         match self.kind {
             MediaKind::Audio => flv::TAG_TYPE_AUDIO,
             MediaKind::Video => flv::TAG_TYPE_VIDEO,

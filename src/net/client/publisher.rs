@@ -222,8 +222,11 @@ async fn publish_live(
         while let Some(event) = link.session.poll_event() {
             match event {
                 ClientEvent::Closed(reason) => return LiveEnd::Lost(reason.to_string()),
+                // An error while publishing (NetStream.Failed when the server's pipeline
+                // stopped taking the stream): the server took the stream away. As FFmpeg does,
+                // the publish ends; reconnecting (when on) publishes again.
                 ClientEvent::Status { status, .. } if status.level == "error" => {
-                    ctx.warn(format!(
+                    return LiveEnd::Lost(format!(
                         "server reports {}: {}",
                         status.code, status.description
                     ));

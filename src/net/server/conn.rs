@@ -103,6 +103,8 @@ struct Conn {
     ended: bool,
     /// The client ended its publish or play itself: it is tearing the connection down.
     stopped_by_client: bool,
+    /// The element stopped (or stopped taking media) while this connection was routed to it.
+    element_gone: bool,
     last_input: Instant,
     routed_at: Option<Instant>,
     accepted_at: Instant,
@@ -190,6 +192,7 @@ impl Conn {
                 if let Role::Publisher { claim, .. } = &mut self.role
                     && !claim.send(IngestEvent::Message(message)).await
                 {
+                    self.element_gone = true;
                     self.closing = Some("the element stopped".into());
                 }
             }
@@ -411,6 +414,33 @@ impl Conn {
         Self::run_hook(&route, move |h| h.client_disconnected(peer)).await;
     }
 
+    /// The element this publisher fed stopped: tells the publisher with `NetStream.Failed`
+    /// (and the element's reason, when it gave one) instead of cutting the connection, so that
+    /// it stops sending and reports why. True when the publisher was told.
+    async fn fail_publisher(&mut self, stream: &mut Box<dyn ByteStream>) -> bool {
+        if !self.element_gone {
+            return false;
+        }
+        let Role::Publisher {
+            stream_id, route, ..
+        } = &self.role
+        else {
+            return false;
+        };
+        let why = match &route.endpoint {
+            Endpoint::Ingest(ingest) => ingest.failure(),
+            _ => None,
+        }
+        .unwrap_or_else(|| "the server's pipeline stopped taking this stream".into());
+        if self.session.fail_publish(*stream_id, &why).is_err() {
+            return false;
+        }
+        gst::info!(CAT, "{}: publish failed: {why}", self.peer);
+        self.drain_transmit();
+        let _ = tokio::time::timeout(LINGER, write_all_vectored(stream, &mut self.outq)).await;
+        true
+    }
+
     /// The queue of a direct player.
     fn direct_queue(&self) -> Option<Arc<PlayerQueue>> {
         match &self.role {
@@ -573,6 +603,7 @@ pub(crate) async fn serve(
         end_pending: false,
         ended: false,
         stopped_by_client: false,
+        element_gone: false,
         last_input: now,
         routed_at: None,
         accepted_at,
@@ -592,13 +623,14 @@ pub(crate) async fn serve(
     } else {
         gst::debug!(CAT, "{peer}: connection ends: {reason}");
     }
+    let failed = c.fail_publisher(&mut stream).await;
     c.finish_role(&format!("disconnected: {reason}")).await;
-    if c.ended || c.stopped_by_client {
+    if c.ended || c.stopped_by_client || failed {
         // Let the peer hang up first. A player must read the end of the stream: closing a
         // socket with unread input resets it and can throw away what it has not read yet. A
         // publisher that stopped is closing anyway, and some (rtmp2sink) report an error when
         // the server hangs up in the middle of their teardown.
-        if c.ended {
+        if c.ended || failed {
             let _ = stream.shutdown().await;
         }
         // On the heap: an array here would make every connection's task 4 KiB larger.
@@ -750,6 +782,7 @@ async fn run(c: &mut Conn, stream: &mut Box<dyn ByteStream>) -> String {
                 }
             }
             () = async { route_cancel.as_mut().expect("guarded").1.as_mut().await }, if route_cancel.is_some() => {
+                c.element_gone = true;
                 return "the element stopped".into();
             }
             () = &mut evicted => return "evicted to make room for a new connection".into(),

@@ -34,6 +34,8 @@ pub enum IngestEvent {
 pub struct Ingest {
     tx: mpsc::Sender<IngestEvent>,
     busy: Mutex<Option<SocketAddr>>,
+    /// Why the element stopped taking the stream, for the publisher.
+    failure: Mutex<Option<String>>,
 }
 
 impl Ingest {
@@ -44,6 +46,7 @@ impl Ingest {
             Arc::new(Ingest {
                 tx,
                 busy: Mutex::new(None),
+                failure: Mutex::new(None),
             }),
             rx,
         )
@@ -52,6 +55,20 @@ impl Ingest {
     /// The current publisher, if any.
     pub fn publisher(&self) -> Option<SocketAddr> {
         *self.busy.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records why the element stops taking the stream: the publisher is told this when its
+    /// connection is let go (see the connection's `fail_publisher`).
+    pub fn set_failure(&self, why: String) {
+        *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = Some(why);
+    }
+
+    /// The reason given by [`Ingest::set_failure`], if any.
+    pub fn failure(&self) -> Option<String> {
+        self.failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// Takes the slot for `peer`; `None` when another publisher holds it.

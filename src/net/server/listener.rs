@@ -103,6 +103,13 @@ impl RouteGuard {
     pub fn linger(&self) -> Duration {
         self.route.linger
     }
+
+    /// Ends the route's connections now, as dropping the guard does, but keeps the route (and
+    /// the port) until the guard goes: a publisher is told why (`NetStream.Failed`) and the
+    /// element can wait for it to hang up (see [`RouteGuard::finishing`]).
+    pub fn end_connections(&self) {
+        self.route.cancel.cancel();
+    }
 }
 
 impl Drop for RouteGuard {
