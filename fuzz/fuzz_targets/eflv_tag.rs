@@ -1,7 +1,8 @@
 //! Enhanced FLV tag bodies on arbitrary bytes: every track of an audio or video body
 //! ([`eflv::parse_tag`]) and the codec record parsers on each packet's payload. Each packet
 //! written back alone ([`eflv::write_packet`]) must read back as the same packet, and the
-//! records that can be written (OpusHead, vpcC) must survive their own round trip.
+//! records that can be written (OpusHead, vpcC) must survive their own round trip. What a
+//! legacy reader is given of the body ([`legacy::legacy_body`]) must be legacy FLV.
 //!
 //! Input: `[tag type selector] bytes...` (even: video, odd: audio).
 
@@ -11,6 +12,7 @@ use bytes::BytesMut;
 use libfuzzer_sys::fuzz_target;
 use rsrtmp_engine::codecs::{self, ColorInfo, OpusHead, VpcC};
 use rsrtmp_engine::eflv::{self, PacketKind};
+use rsrtmp_engine::legacy::{self, LegacyBody};
 use rsrtmp_engine::{amf0, flv};
 
 fuzz_target!(|data: &[u8]| {
@@ -22,6 +24,16 @@ fuzz_target!(|data: &[u8]| {
     } else {
         flv::TAG_TYPE_AUDIO
     };
+    let mut dropped = Vec::new();
+    if let LegacyBody::Rewritten(b) = legacy::legacy_body(tag_type, body, &mut dropped) {
+        // Legacy signalling: no Enhanced RTMP header, and it parses as one track-0 packet.
+        let first = b[0];
+        assert!(if tag_type == flv::TAG_TYPE_VIDEO { first & 0x80 == 0 } else { first >> 4 != 9 });
+        let again = eflv::parse_tag(tag_type, &b).expect("a rewritten body parses");
+        assert_eq!(again.packets.len(), 1);
+        assert_eq!(again.packets[0].track, 0);
+        assert!(again.packets[0].codec.fourcc().is_none());
+    }
     let parsed = match eflv::parse_tag(tag_type, body) {
         Ok(p) => p,
         Err(e) => {

@@ -133,6 +133,8 @@ pub struct CommonSettings {
     /// PEM file of certificates trusted in addition to the system's: CAs, or a server's own
     /// certificate (pinned).
     pub tls_ca_file: Option<String>,
+    /// FourCCs announced in `connect`, comma-separated; empty: a legacy connect.
+    pub enhanced_codecs: String,
 }
 
 impl CommonSettings {
@@ -157,6 +159,7 @@ impl CommonSettings {
             reconnect_max_delay: DEFAULT_RECONNECT_MAX_DELAY,
             tls_validation_flags: DEFAULT_TLS_VALIDATION_FLAGS,
             tls_ca_file: None,
+            enhanced_codecs: client::DEFAULT_ENHANCED_CODECS.into(),
         }
     }
 
@@ -240,8 +243,10 @@ impl CommonSettings {
         } else {
             None
         };
+        let enhanced_codecs = client::parse_enhanced_codecs(&self.enhanced_codecs)?;
         Ok(ClientConfig {
             tls,
+            enhanced_codecs,
             url: self.url(true),
             authmod: self.authmod.into(),
             timeout: Duration::from_secs(self.timeout.into()),
@@ -345,6 +350,18 @@ pub fn properties(reconnect_default: bool, reconnect_blurb: &str) -> Vec<glib::P
                  the first buffer (sink) or the first request for data (source)",
             )
             .default_value(DEFAULT_ASYNC_CONNECT)
+            .mutable_ready()
+            .build(),
+        glib::ParamSpecString::builder("enhanced-codecs")
+            .nick("Enhanced RTMP codecs")
+            .blurb(
+                "FourCCs announced in connect (fourCcList, videoFourCcInfoMap, \
+                 audioFourCcInfoMap, with capsEx), comma-separated as FFmpeg's \
+                 -rtmp_enhanced_codecs; servers such as MediaMTX give a player only the codecs \
+                 it lists. Empty: a legacy connect. A server that refuses the fields is asked \
+                 again without them",
+            )
+            .default_value(Some(client::DEFAULT_ENHANCED_CODECS))
             .mutable_ready()
             .build(),
         glib::ParamSpecString::builder("extra-connect-args")
@@ -451,6 +468,12 @@ pub fn set_property(
         "flash-version" => settings.flash_version = value.get().expect("type checked"),
         "async-connect" => settings.async_connect = value.get().expect("type checked"),
         "extra-connect-args" => settings.extra_connect_args = value.get().expect("type checked"),
+        "enhanced-codecs" => {
+            settings.enhanced_codecs = value
+                .get::<Option<String>>()
+                .expect("type checked")
+                .unwrap_or_default()
+        }
         "reconnect" => settings.reconnect = value.get().expect("type checked"),
         "reconnect-attempts" => settings.reconnect_attempts = value.get().expect("type checked"),
         "reconnect-delay" => settings.reconnect_delay = value.get().expect("type checked"),
@@ -480,6 +503,7 @@ pub fn property(settings: &CommonSettings, name: &str) -> Option<glib::Value> {
         "flash-version" => settings.flash_version.to_value(),
         "async-connect" => settings.async_connect.to_value(),
         "extra-connect-args" => settings.extra_connect_args.to_value(),
+        "enhanced-codecs" => settings.enhanced_codecs.to_value(),
         "reconnect" => settings.reconnect.to_value(),
         "reconnect-attempts" => settings.reconnect_attempts.to_value(),
         "reconnect-delay" => settings.reconnect_delay.to_value(),

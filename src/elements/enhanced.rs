@@ -49,20 +49,23 @@ pub fn property() -> glib::ParamSpec {
         .build()
 }
 
-/// Elements that hand FLV on untouched: the walk goes through them.
+/// Elements that hand FLV on untouched, by type name: the walk goes through them.
 const PASS_THROUGH: &[&str] = &[
-    "queue",
-    "queue2",
-    "multiqueue",
-    "tee",
-    "capsfilter",
-    "identity",
-    "valve",
-    "typefind",
-    "funnel",
-    "input-selector",
-    "output-selector",
+    "GstQueue",
+    "GstQueue2",
+    "GstMultiQueue",
+    "GstTee",
+    "GstCapsFilter",
+    "GstIdentity",
+    "GstValve",
+    "GstTypeFindElement",
+    "GstFunnel",
+    "GstInputSelector",
+    "GstOutputSelector",
 ];
+
+/// The type name of GStreamer's own flvdemux.
+const FLVDEMUX_TYPE: &str = "GstFlvDemux";
 
 /// The first GStreamer release whose flvdemux reads Enhanced FLV.
 const FLVDEMUX_ENHANCED_SINCE: (u32, u32) = (1, 28);
@@ -70,9 +73,14 @@ const FLVDEMUX_ENHANCED_SINCE: (u32, u32) = (1, 28);
 /// How deep the walk goes before it gives up (and assumes an enhanced reader).
 const MAX_HOPS: usize = 32;
 
-fn version_of(element: &gst::Element) -> Option<(u32, u32)> {
-    let plugin = element.factory()?.plugin()?;
-    let version = plugin.version();
+/// The version of the plugin flvdemux comes from ("1.22.0"). Asked of the registry: the
+/// class of an element does not always lead back to its factory.
+fn flvdemux_version() -> Option<String> {
+    let factory = gst::ElementFactory::find("flvdemux")?;
+    Some(factory.plugin()?.version().to_string())
+}
+
+fn major_minor(version: &str) -> Option<(u32, u32)> {
     let mut parts = version.split('.').map(|p| p.parse::<u32>().ok());
     Some((parts.next()??, parts.next()??))
 }
@@ -111,17 +119,14 @@ pub fn legacy_reader_downstream(src: &gst::Pad) -> Option<gst::Element> {
         let Some(element) = resolve(pad).and_then(|p| p.parent_element()) else {
             continue;
         };
-        let Some(factory) = element.factory() else {
-            continue;
-        };
-        let name = factory.name();
-        if name == "flvdemux" {
-            match version_of(&element) {
+        let name = element.type_().name();
+        if name == FLVDEMUX_TYPE {
+            match flvdemux_version().as_deref().and_then(major_minor) {
                 Some(v) if v >= FLVDEMUX_ENHANCED_SINCE => continue,
                 _ => return Some(element),
             }
         }
-        if PASS_THROUGH.contains(&name.as_str()) {
+        if PASS_THROUGH.contains(&name) {
             todo.extend(element.src_pads().iter().filter_map(|p| p.peer()));
         }
     }
@@ -173,11 +178,7 @@ impl Gate {
             Enhanced::All => None,
             Enhanced::Legacy => Some(Reason::Asked),
             Enhanced::Auto => legacy_reader_downstream(src).map(|e| {
-                let version = e
-                    .factory()
-                    .and_then(|f| f.plugin())
-                    .map(|p| p.version().to_string())
-                    .unwrap_or_else(|| "unknown".into());
+                let version = flvdemux_version().unwrap_or_else(|| "unknown".into());
                 Reason::Reader(e.name().to_string(), version)
             }),
         };

@@ -12,6 +12,13 @@ use gst::prelude::*;
 
 use crate::net::server::{AuthRequest, Endpoint, RouteConfig, RouteHooks, Transport, Transports};
 use crate::net::transport::tls::TlsServerConfig;
+use crate::rtmp::session::EnhancedCaps;
+
+/// The `enhanced-codecs` stats field: what a client's connect announced, comma-separated
+/// (empty for a legacy client).
+pub fn announced_codecs(caps: Option<&EnhancedCaps>) -> String {
+    caps.map(|c| c.codecs().join(",")).unwrap_or_default()
+}
 
 pub const DEFAULT_ADDRESS: &str = "0.0.0.0";
 pub const DEFAULT_PORT: u32 = 1935;

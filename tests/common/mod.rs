@@ -558,6 +558,8 @@ pub type ConnectScript = Box<dyn FnMut(&str, Option<&str>) -> Result<(), String>
 pub struct ServerLog {
     /// (app, query) of every connect, in order.
     pub connects: Vec<(String, Option<String>)>,
+    /// Per connect: whether it carried Enhanced RTMP fields (fourCcList, maps, capsEx).
+    pub enhanced: Vec<bool>,
     /// Media messages received from publishers.
     pub media: Vec<gstrsrtmp::rtmp::message::Message>,
     pub unpublished: bool,
@@ -598,12 +600,28 @@ impl ScriptedServer {
         Self::start_with(connect, play, None)
     }
 
+    /// A server that predates Enhanced RTMP and chokes on its connect fields: a connect that
+    /// carries them is rejected (`drop` false) or answered by closing the connection (`drop`
+    /// true); other connects are accepted.
+    pub fn start_legacy_only(play: PlayScript, drop: bool) -> ScriptedServer {
+        Self::start_full(Box::new(|_, _| Ok(())), play, None, Some(drop))
+    }
+
     /// `reject_publish`: answer publish requests with `NetStream.Publish.BadName` and this
     /// description.
     pub fn start_with(
+        connect: ConnectScript,
+        play: PlayScript,
+        reject_publish: Option<String>,
+    ) -> ScriptedServer {
+        Self::start_full(connect, play, reject_publish, None)
+    }
+
+    fn start_full(
         mut connect: ConnectScript,
         play: PlayScript,
         reject_publish: Option<String>,
+        refuse_enhanced: Option<bool>,
     ) -> ScriptedServer {
         use std::sync::atomic::Ordering;
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -621,6 +639,7 @@ impl ScriptedServer {
                             &mut connect,
                             &play,
                             reject_publish.as_deref(),
+                            refuse_enhanced,
                             &log2,
                             &stop2,
                         );
@@ -656,6 +675,7 @@ fn serve_one(
     connect: &mut ConnectScript,
     play: &PlayScript,
     reject_publish: Option<&str>,
+    refuse_enhanced: Option<bool>,
     log: &Mutex<ServerLog>,
     stop: &std::sync::atomic::AtomicBool,
 ) {
@@ -679,10 +699,22 @@ fn serve_one(
         while let Some(event) = session.poll_event() {
             match event {
                 ServerEvent::ConnectRequest { app, query, .. } => {
-                    log.lock()
-                        .unwrap()
-                        .connects
-                        .push((app.clone(), query.clone()));
+                    let enhanced = session.client_caps().is_some();
+                    {
+                        let mut log = log.lock().unwrap();
+                        log.connects.push((app.clone(), query.clone()));
+                        log.enhanced.push(enhanced);
+                    }
+                    match refuse_enhanced {
+                        Some(true) if enhanced => return,
+                        Some(false) if enhanced => {
+                            session
+                                .reject_connect("unknown connect properties")
+                                .unwrap();
+                            continue;
+                        }
+                        _ => {}
+                    }
                     match connect(&app, query.as_deref()) {
                         Ok(()) => session.accept_connect().unwrap(),
                         Err(description) => session.reject_connect(&description).unwrap(),

@@ -72,6 +72,9 @@ pub struct ClientConfig {
     pub handshake_timeout_ms: Option<u64>,
     /// Send `FCSubscribe(name)` on the play path (FFmpeg does for live streams).
     pub fc_subscribe: bool,
+    /// Enhanced RTMP capabilities announced in `connect` (`fourCcList`, the FourCcInfoMaps,
+    /// `capsEx`); `None` sends a legacy connect.
+    pub enhanced: Option<super::EnhancedCaps>,
 }
 
 impl ClientConfig {
@@ -94,6 +97,7 @@ impl ClientConfig {
             c1_time: None,
             handshake_timeout_ms: Some(10_000),
             fc_subscribe: false,
+            enhanced: None,
         }
     }
 }
@@ -209,9 +213,17 @@ pub struct ClientSession {
     events: VecDeque<ClientEvent>,
     closed: Option<Arc<SessionError>>,
     handshake_deadline: Option<Millis>,
+    /// What the server's connect `_result` announced (Enhanced RTMP).
+    server_caps: Option<super::EnhancedCaps>,
 }
 
 impl ClientSession {
+    /// The Enhanced RTMP capabilities the server announced in its connect `_result`, once
+    /// connected; `None` for a legacy server.
+    pub fn server_caps(&self) -> Option<&super::EnhancedCaps> {
+        self.server_caps.as_ref()
+    }
+
     /// Starts a session; C0+C1 are ready in `poll_transmit` at once.
     pub fn new(config: ClientConfig, now: Millis, rng: &mut dyn rand::RngCore) -> Self {
         let time = config.c1_time.unwrap_or(now as u32);
@@ -232,6 +244,7 @@ impl ClientSession {
             next_txn: 1.0,
             events: VecDeque::new(),
             closed: None,
+            server_caps: None,
         }
     }
 
@@ -479,6 +492,9 @@ impl ClientSession {
                 o.push(("pageUrl".into(), Value::String(p.clone())));
             }
         }
+        if let Some(caps) = &c.enhanced {
+            o.extend(caps.to_properties());
+        }
         if let Some(e) = c.object_encoding {
             o.push(("objectEncoding".into(), Value::Number(e)));
         }
@@ -590,6 +606,7 @@ impl ClientSession {
                 Some(Txn::Connect) => {
                     self.phase = Phase::Connected;
                     let properties = command::object_properties(&command_object).to_vec();
+                    self.server_caps = super::EnhancedCaps::from_properties(&properties);
                     let info = args.first().and_then(Status::from_value);
                     self.events
                         .push_back(ClientEvent::Connected { properties, info });

@@ -16,6 +16,7 @@
 //! `Closed` once with the reason, ignores further input, and keeps only the bytes already
 //! queued (so a final `deleteStream` or `_error` can still be flushed).
 
+pub mod caps;
 pub mod client;
 mod conn;
 pub mod server;
@@ -25,6 +26,7 @@ mod tests;
 
 use std::sync::Arc;
 
+pub use caps::EnhancedCaps;
 pub use client::{ClientConfig, ClientEvent, ClientRole, ClientSession, MediaKind, StopCommands};
 pub use server::{MediaCsids, ServerConfig, ServerEvent, ServerSession};
 

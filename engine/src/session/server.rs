@@ -75,6 +75,9 @@ pub struct ServerConfig {
     /// Send the data message `onStatus{NetStream.Data.Start}` on accept_play (default off:
     /// FFmpeg shows an empty data stream for it).
     pub send_data_start: bool,
+    /// Enhanced RTMP capabilities put into the connect `_result` for clients that announced
+    /// theirs (default `None`: a legacy answer).
+    pub enhanced: Option<super::EnhancedCaps>,
 }
 
 impl Default for ServerConfig {
@@ -91,6 +94,7 @@ impl Default for ServerConfig {
             ping_interval_ms: Some(60_000),
             idle_timeout_ms: Some(90_000),
             send_data_start: false,
+            enhanced: None,
         }
     }
 }
@@ -175,9 +179,17 @@ pub struct ServerSession {
     handshake_deadline: Option<Millis>,
     last_input: Millis,
     next_ping: Option<Millis>,
+    /// What the client's `connect` announced (Enhanced RTMP).
+    client_caps: Option<super::EnhancedCaps>,
 }
 
 impl ServerSession {
+    /// The Enhanced RTMP capabilities the client announced in `connect`; `None` for a legacy
+    /// client (or before its connect).
+    pub fn client_caps(&self) -> Option<&super::EnhancedCaps> {
+        self.client_caps.as_ref()
+    }
+
     /// Waits for C0+C1.
     pub fn new(config: ServerConfig, now: Millis, rng: &mut dyn rand::RngCore) -> Self {
         let hs = ServerHandshake::new(config.handshake.clone(), now as u32, rng);
@@ -193,6 +205,7 @@ impl ServerSession {
             events: VecDeque::new(),
             closed: None,
             last_input: now,
+            client_caps: None,
         }
     }
 
@@ -328,14 +341,20 @@ impl ServerSession {
         self.conn
             .send_control(Control::UserControl(UserControl::StreamBegin(0)));
         self.conn.set_out_chunk_size(self.config.chunk_size);
-        let props = Value::Object(vec![
+        let mut props = vec![
             ("fmsVer".into(), Value::String(self.config.fms_ver.clone())),
             (
                 "capabilities".into(),
                 Value::Number(self.config.capabilities),
             ),
             ("mode".into(), Value::Number(1.0)),
-        ]);
+        ];
+        // Answered only to a client that announced its own: a legacy client gets the answer
+        // it always got.
+        if let (Some(ours), Some(_)) = (&self.config.enhanced, &self.client_caps) {
+            props.extend(ours.to_properties());
+        }
+        let props = Value::Object(props);
         let info = Status::new(StatusCode::ConnectSuccess, "Connection succeeded.")
             .with("objectEncoding", Value::Number(object_encoding));
         self.send_cmd(0, &command::result(txn, props, vec![info.to_value()]));
@@ -647,6 +666,7 @@ impl ServerSession {
                 txn: c.transaction_id,
                 object_encoding: c.object_encoding.unwrap_or(0.0),
             };
+            self.client_caps = super::EnhancedCaps::from_properties(&c.properties);
             let (app, query) = c.app_and_query();
             self.events.push_back(ServerEvent::ConnectRequest {
                 app: app.to_owned(),

@@ -493,6 +493,52 @@ fn a_failed_publish_tells_the_publisher_and_drops_its_later_media() {
 }
 
 #[test]
+fn enhanced_capabilities_go_both_ways_and_legacy_clients_get_a_legacy_answer() {
+    use crate::flv::FourCc;
+    use crate::session::caps::{self, EnhancedCaps};
+    let ours = EnhancedCaps::announcing(
+        &[FourCc::HVC1],
+        &[FourCc::OPUS],
+        caps::CAN_FORWARD,
+        caps::CAPS_MULTITRACK,
+    );
+    let server_cfg = ServerConfig {
+        enhanced: Some(ours.clone()),
+        ..ServerConfig::default()
+    };
+    let mut p = Pair::new(
+        ClientRole::Play,
+        ClientMode::Plain,
+        Feed::Whole,
+        server_cfg.clone(),
+    );
+    let mut cfg = ClientConfig::new("live", "rtmp://127.0.0.1/live", ClientRole::Play);
+    cfg.c1_time = Some(0);
+    let theirs = EnhancedCaps::announcing(&[FourCc::AV01], &[], caps::CAN_DECODE, 0);
+    cfg.enhanced = Some(theirs.clone());
+    p.client = ClientSession::new(cfg, 0, &mut p.rng);
+    p.client.play("cam", -2000.0).unwrap();
+    p.run();
+    assert_eq!(p.server.client_caps(), Some(&theirs));
+    assert_eq!(p.client.server_caps(), Some(&ours));
+
+    // A legacy client: nothing announced, nothing answered.
+    let mut p = Pair::new(ClientRole::Play, ClientMode::Plain, Feed::Whole, server_cfg);
+    p.client.play("cam", -2000.0).unwrap();
+    p.run();
+    assert_eq!(p.server.client_caps(), None);
+    assert_eq!(p.client.server_caps(), None);
+    let props = p.cev.iter().find_map(|e| match e {
+        ClientEvent::Connected { properties, .. } => Some(properties.clone()),
+        _ => None,
+    });
+    assert!(
+        !props.unwrap().iter().any(|(k, _)| k == "capsEx"),
+        "a legacy client's _result is unchanged"
+    );
+}
+
+#[test]
 fn acknowledgements_sent_when_due() {
     let cfg = ServerConfig {
         window_ack_size: 20_000,

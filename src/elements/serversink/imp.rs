@@ -26,7 +26,7 @@ use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
 use crate::elements::pacing::{self, Input, Pacer};
-use crate::elements::serverprops::{self, ElementHooks, ListenSettings};
+use crate::elements::serverprops::{self, ElementHooks, ListenSettings, announced_codecs};
 use crate::net::server::hub::{DEFAULT_QUEUE_LIMIT, Hub, HubConfig};
 use crate::net::server::playout::{FlvPlayout, publish_message};
 use crate::net::server::{self, Endpoint, RouteGuard};
@@ -122,6 +122,8 @@ impl RtmpServerSink {
                 .field("drops", p.drops)
                 .field("transport", p.transport)
                 .field("shared-bytes", p.shared_bytes)
+                .field("enhanced-codecs", announced_codecs(p.announced.as_deref()))
+                .field("caps-ex", p.announced.as_ref().map_or(0, |c| c.caps_ex))
                 .build()
                 .to_send_value()
         }));
@@ -163,7 +165,7 @@ impl ObjectImpl for RtmpServerSink {
             props.push(
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("clients, and per client: address, bytes, drops, transport, shared-bytes (zero-copy)")
+                    .blurb("clients, and per client: address, bytes, drops, transport, shared-bytes (zero-copy), enhanced-codecs and caps-ex (what its connect announced)")
                     .read_only()
                     .build(),
             );

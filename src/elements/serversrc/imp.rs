@@ -19,7 +19,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::elements::enhanced::{self, Enhanced, Gate, Pass};
-use crate::elements::serverprops::{self, ElementHooks, ListenSettings};
+use crate::elements::serverprops::{self, ElementHooks, ListenSettings, announced_codecs};
 use crate::net::runtime::runtime;
 use crate::net::server::ingest::{FlvOutput, Ingest, IngestEvent, OutBuffer};
 use crate::net::server::{self, Endpoint, RouteGuard};
@@ -131,9 +131,9 @@ impl RtmpServerSrc {
     }
 
     fn stats(&self) -> gst::Structure {
-        let publisher = match &*lock(&self.state) {
-            State::Started { ingest, .. } => ingest.publisher(),
-            State::Stopped => None,
+        let (publisher, announced) = match &*lock(&self.state) {
+            State::Started { ingest, .. } => (ingest.publisher(), ingest.announced()),
+            State::Stopped => (None, None),
         };
         let bytes = self.bytes.load(Ordering::Relaxed);
         let clients = gst::Array::new(publisher.map(|p| {
@@ -141,6 +141,8 @@ impl RtmpServerSrc {
                 .field("address", p.to_string())
                 .field("bytes", bytes)
                 .field("drops", 0u64)
+                .field("enhanced-codecs", announced_codecs(announced.as_deref()))
+                .field("caps-ex", announced.as_ref().map_or(0, |c| c.caps_ex))
                 .build()
                 .to_send_value()
         }));
@@ -174,7 +176,7 @@ impl ObjectImpl for RtmpServerSrc {
             props.push(
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("clients, and per client: address, bytes, drops")
+                    .blurb("clients, and per client: address, bytes, drops, enhanced-codecs and caps-ex (what its connect announced)")
                     .read_only()
                     .build(),
             );

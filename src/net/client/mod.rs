@@ -45,7 +45,9 @@ use std::time::Duration;
 use crate::net::transport::TransportError;
 use crate::net::transport::tls::TlsConnector;
 use crate::rtmp::amf0;
+use crate::rtmp::flv::FourCc;
 pub use crate::rtmp::session::StopCommands;
+use crate::rtmp::session::{ClientRole, EnhancedCaps, caps};
 use crate::rtmp::url::RtmpUrl;
 
 mod direct;
@@ -140,6 +142,16 @@ impl ClientError {
         }
     }
 
+    /// The server took the handshake but closed, or went silent, after our `connect`: what a
+    /// server that chokes on unknown connect fields does.
+    pub(crate) fn failed_at_connect(&self) -> bool {
+        matches!(
+            self,
+            ClientError::Failed { stage, .. } | ClientError::TimedOut { stage, .. }
+                if *stage == open::STAGE_CONNECT_RESULT
+        )
+    }
+
     /// Failures that another attempt cannot fix: the server decided, not the network.
     fn is_final(&self) -> bool {
         matches!(
@@ -230,6 +242,54 @@ pub struct ClientConfig {
     /// TLS for rtmps and rtmpts, built once per element start (loading the roots is slow);
     /// `None` means the defaults (verification on, system roots).
     pub tls: Option<TlsConnector>,
+    /// The Enhanced RTMP codecs announced in `connect` (empty: a legacy connect).
+    pub enhanced_codecs: Vec<FourCc>,
+}
+
+/// Every FourCC the elements carry, as `enhanced-codecs` takes them by default.
+pub const DEFAULT_ENHANCED_CODECS: &str = "hvc1,av01,vp09,vp08,avc1,Opus,fLaC,ac-3,ec-3,mp4a,.mp3";
+
+/// Parses `enhanced-codecs`: FourCCs separated by commas (FFmpeg's `-rtmp_enhanced_codecs`
+/// spelling, `hvc1,av01,Opus`), each one we know; empty means none.
+pub fn parse_enhanced_codecs(text: &str) -> Result<Vec<FourCc>, String> {
+    let mut out = Vec::new();
+    for code in text.split(',').map(str::trim).filter(|c| !c.is_empty()) {
+        let known = caps::VIDEO_FOURCCS
+            .iter()
+            .chain(caps::AUDIO_FOURCCS)
+            .find(|f| f.to_string() == code);
+        match known {
+            Some(f) if !out.contains(f) => out.push(*f),
+            Some(_) => {}
+            None => {
+                return Err(format!(
+                    "enhanced-codecs: {code:?} is not a FourCC we carry (known: {})",
+                    caps::VIDEO_FOURCCS
+                        .iter()
+                        .chain(caps::AUDIO_FOURCCS)
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// What a client announces in `connect` for `codecs`: a player can take (decode or forward)
+/// them, a publisher can send (encode or forward) them; multitrack, ModEx and the nanosecond
+/// offset are read on both sides. Reconnect requests are not handled yet, so not announced.
+pub fn enhanced_caps(codecs: &[FourCc], role: ClientRole) -> EnhancedCaps {
+    let mask = match role {
+        ClientRole::Play => caps::CAN_DECODE | caps::CAN_FORWARD,
+        ClientRole::Publish => caps::CAN_ENCODE | caps::CAN_FORWARD,
+    };
+    EnhancedCaps::for_codecs(
+        codecs,
+        mask,
+        caps::CAPS_MULTITRACK | caps::CAPS_MODEX | caps::CAPS_TIMESTAMP_NANO_OFFSET,
+    )
 }
 
 /// Connection statistics, as the `stats` property shows them. The first eight fields are

@@ -353,8 +353,9 @@ enum Attempt {
     Failed(ClientError),
 }
 
-/// One connection: transport, handshake, `connect`, then publish or play, within the timeout.
-async fn attempt(ctx: &Ctx, query: Option<&str>) -> Result<Link, Attempt> {
+/// One connection: transport, handshake, `connect` (with the Enhanced RTMP fields when
+/// `enhanced`), then publish or play, within the timeout.
+async fn attempt(ctx: &Ctx, query: Option<&str>, enhanced: bool) -> Result<Link, Attempt> {
     let cfg = &ctx.cfg;
     let url = &cfg.url;
     let target = ctx.target();
@@ -380,6 +381,9 @@ async fn attempt(ctx: &Ctx, query: Option<&str>) -> Result<Link, Attempt> {
         sc.handshake = ClientMode::Rtmpe { kind: 6 };
     }
     sc.extra_connect_args = cfg.extra_connect_args.clone();
+    if enhanced && !cfg.enhanced_codecs.is_empty() {
+        sc.enhanced = Some(super::enhanced_caps(&cfg.enhanced_codecs, ctx.role));
+    }
     // The whole attempt is bounded below; one deadline is enough.
     sc.handshake_timeout_ms = None;
     if let Some(size) = ctx.chunk_size {
@@ -480,6 +484,9 @@ async fn attempt(ctx: &Ctx, query: Option<&str>) -> Result<Link, Attempt> {
     }
 }
 
+/// The stage after the handshake, before the connect `_result`.
+pub(super) const STAGE_CONNECT_RESULT: &str = "waiting for the connect result";
+
 /// What a connection that has not started its stream yet was waiting for.
 fn stage(link: &Link, connected: bool, role: ClientRole) -> &'static str {
     let received = link.received;
@@ -493,7 +500,7 @@ fn stage(link: &Link, connected: bool, role: ClientRole) -> &'static str {
     } else if received < 1 + 2 * 1536 {
         "in the handshake"
     } else {
-        "waiting for the connect result"
+        STAGE_CONNECT_RESULT
     }
 }
 
@@ -506,10 +513,30 @@ pub(super) async fn open(ctx: &Ctx) -> Result<Link, ClientError> {
         _ => None,
     };
     let mut last = String::new();
+    // Servers that predate Enhanced RTMP may refuse, or drop, a connect with its fields: the
+    // first such failure is retried once without them.
+    let mut enhanced = !ctx.cfg.enhanced_codecs.is_empty();
     for _ in 0..MAX_AUTH_ROUNDS {
-        match attempt(ctx, query.as_deref()).await {
+        match attempt(ctx, query.as_deref(), enhanced).await {
             Ok(link) => return Ok(link),
+            Err(Attempt::Failed(e)) if enhanced && e.failed_at_connect() => {
+                ctx.warn(format!(
+                    "{e}; connecting again without the Enhanced RTMP connect fields"
+                ));
+                enhanced = false;
+            }
             Err(Attempt::Failed(e)) => return Err(e),
+            Err(Attempt::Rejected { code, description })
+                if enhanced && auth::parse_rejection(&description).method.is_none() =>
+            {
+                // Not an authentication request: perhaps the fields.
+                ctx.warn(format!(
+                    "{} rejected the connect ({code}: {description}); connecting again \
+                     without the Enhanced RTMP connect fields",
+                    ctx.target()
+                ));
+                enhanced = false;
+            }
             Err(Attempt::Rejected { code, description }) => {
                 query = Some(ctx.auth_answer(&code, &description)?);
                 last = format!("{code}: {description}");

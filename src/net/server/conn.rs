@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
-use rsrtmp_engine::session::{ServerConfig, ServerEvent, ServerSession};
+use rsrtmp_engine::session::{EnhancedCaps, ServerConfig, ServerEvent, ServerSession};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::Instant;
 
@@ -34,6 +34,7 @@ use super::port::{
 use crate::net::server::hub::{DirectSocket, Flushed, Hub, Item, PlayerQueue};
 use crate::net::server::ingest::{IngestClaim, IngestEvent};
 use crate::net::server::playout::{CHUNK_SIZE, MEDIA_CSIDS, PLAY_STREAM_ID};
+use crate::net::server::queue::PlayerLabel;
 use crate::net::transport::tcp::Tcp;
 
 /// Read buffer of a connection until it publishes: a player reads little more than the
@@ -169,6 +170,15 @@ impl Conn {
             ServerEvent::ConnectRequest { app, .. } => {
                 if self.slot.shared.has_app(&app) {
                     gst::debug!(CAT, "{}: connect to application {app:?}", self.peer);
+                    if let Some(caps) = self.session.client_caps() {
+                        gst::debug!(
+                            CAT,
+                            "{}: announces Enhanced RTMP codecs {:?}, capsEx {:#x}",
+                            self.peer,
+                            caps.codecs(),
+                            caps.caps_ex
+                        );
+                    }
                     let _ = self.session.accept_connect();
                     self.app = app;
                 } else {
@@ -284,6 +294,7 @@ impl Conn {
         self.routed_at = Some(Instant::now());
         let peer = self.peer;
         Self::run_hook(&route, move |h| h.client_connected(peer)).await;
+        claim.set_announced(self.session.client_caps().cloned());
         claim
             .send(IngestEvent::Started {
                 peer,
@@ -346,7 +357,11 @@ impl Conn {
             }
             None => hub.add_player(peer),
         };
-        queue.set_label(self.transport.name(), shared);
+        queue.set_label(PlayerLabel {
+            transport: self.transport.name(),
+            shared_bytes: shared,
+            announced: self.session.client_caps().cloned().map(Arc::new),
+        });
         let direct = queue.is_direct();
         self.role = Role::Player {
             stream_id,
@@ -562,6 +577,22 @@ async fn write_all_vectored(
     Ok(total)
 }
 
+/// What the server answers a client announcing Enhanced RTMP: it forwards every FourCC and
+/// multitrack, ModEx and nanosecond offsets as they come. (It sends no ReconnectRequest yet.)
+fn server_caps() -> EnhancedCaps {
+    use rsrtmp_engine::session::caps;
+    let all: Vec<_> = caps::VIDEO_FOURCCS
+        .iter()
+        .chain(caps::AUDIO_FOURCCS)
+        .copied()
+        .collect();
+    EnhancedCaps::for_codecs(
+        &all,
+        caps::CAN_FORWARD,
+        caps::CAPS_MULTITRACK | caps::CAPS_MODEX | caps::CAPS_TIMESTAMP_NANO_OFFSET,
+    )
+}
+
 /// Serves one accepted connection until it ends.
 ///
 /// `accepted_at` is when the transport accepted it: the handshake timeout counts from there,
@@ -581,6 +612,8 @@ pub(crate) async fn serve(
         handshake_timeout_ms: Some(handshake_timeout.as_millis() as u64),
         // Idle deadlines are the route's, kept here.
         idle_timeout_ms: None,
+        // To clients that announce Enhanced RTMP: every codec and packet form is forwarded.
+        enhanced: Some(server_caps()),
         ..ServerConfig::default()
     };
     let session = {

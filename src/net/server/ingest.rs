@@ -14,6 +14,7 @@ use rsrtmp_engine::flv::{
     self, FlvHeader, HeaderKey, MediaClass, Tag, TimestampExtender, classify,
 };
 use rsrtmp_engine::message::{Message, msg_type};
+use rsrtmp_engine::session::EnhancedCaps;
 use tokio::sync::mpsc;
 
 /// Messages in flight between a publisher's connection and the element.
@@ -36,6 +37,8 @@ pub struct Ingest {
     busy: Mutex<Option<SocketAddr>>,
     /// Why the element stopped taking the stream, for the publisher.
     failure: Mutex<Option<String>>,
+    /// What the current publisher's connect announced (Enhanced RTMP).
+    announced: Mutex<Option<Arc<EnhancedCaps>>>,
 }
 
 impl Ingest {
@@ -47,9 +50,18 @@ impl Ingest {
                 tx,
                 busy: Mutex::new(None),
                 failure: Mutex::new(None),
+                announced: Mutex::new(None),
             }),
             rx,
         )
+    }
+
+    /// The Enhanced RTMP capabilities the current publisher announced.
+    pub fn announced(&self) -> Option<Arc<EnhancedCaps>> {
+        self.announced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// The current publisher, if any.
@@ -94,6 +106,15 @@ pub(crate) struct IngestClaim {
 }
 
 impl IngestClaim {
+    /// Records what the publisher's connect announced, for the element's stats.
+    pub(crate) fn set_announced(&self, caps: Option<EnhancedCaps>) {
+        *self
+            .ingest
+            .announced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = caps.map(Arc::new);
+    }
+
     /// Sends an event; false when the element is gone.
     pub(crate) async fn send(&mut self, ev: IngestEvent) -> bool {
         if matches!(ev, IngestEvent::Started { .. }) {
@@ -129,6 +150,11 @@ impl Drop for IngestClaim {
             });
         }
         *self.ingest.busy.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        *self
+            .ingest
+            .announced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
     }
 }
 

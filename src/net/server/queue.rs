@@ -16,6 +16,7 @@ use bytes::Bytes;
 
 use rsrtmp_engine::chunk::decode_message_full;
 use rsrtmp_engine::message::Message;
+use rsrtmp_engine::session::EnhancedCaps;
 
 /// What kind of media a message carries; decides where a sync point is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,6 +65,8 @@ pub struct PlayerStats {
     pub transport: &'static str,
     /// The player is written the hub's shared bytes (not its own encoding).
     pub shared_bytes: bool,
+    /// The Enhanced RTMP capabilities its `connect` announced.
+    pub announced: Option<Arc<EnhancedCaps>>,
 }
 
 /// One entry of a player's queue.
@@ -184,8 +187,19 @@ pub struct PlayerQueue {
     pub(super) inner: Mutex<QueueInner>,
     pub(super) notify: tokio::sync::Notify,
     pub(super) bytes_sent: AtomicU64,
-    /// Transport name and whether it takes shared bytes, for the stats.
-    pub(super) label: Mutex<(&'static str, bool)>,
+    /// How the player is connected and what it announced, for the stats.
+    pub(super) label: Mutex<PlayerLabel>,
+}
+
+/// What a player's connection tells about it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PlayerLabel {
+    /// `rtmp`, `rtmps`, `rtmpt`...
+    pub transport: &'static str,
+    /// The player takes the hub's shared bytes.
+    pub shared_bytes: bool,
+    /// The Enhanced RTMP capabilities its `connect` announced.
+    pub announced: Option<Arc<EnhancedCaps>>,
 }
 
 impl PlayerQueue {
@@ -204,7 +218,7 @@ impl PlayerQueue {
             }),
             notify: tokio::sync::Notify::new(),
             bytes_sent: AtomicU64::new(0),
-            label: Mutex::new(("", false)),
+            label: Mutex::new(PlayerLabel::default()),
         }
     }
 
@@ -387,19 +401,20 @@ impl PlayerQueue {
     }
 
     pub fn stats(&self) -> PlayerStats {
-        let (transport, shared_bytes) = *self.label.lock().unwrap_or_else(|e| e.into_inner());
+        let label = self.label.lock().unwrap_or_else(|e| e.into_inner()).clone();
         PlayerStats {
             peer: self.peer,
             bytes: self.bytes_sent.load(Ordering::Relaxed),
             drops: self.lock().drops,
-            transport,
-            shared_bytes,
+            transport: label.transport,
+            shared_bytes: label.shared_bytes,
+            announced: label.announced,
         }
     }
 
     /// Records how the player is connected, for [`stats`](Self::stats).
-    pub fn set_label(&self, transport: &'static str, shared_bytes: bool) {
-        *self.label.lock().unwrap_or_else(|e| e.into_inner()) = (transport, shared_bytes);
+    pub fn set_label(&self, label: PlayerLabel) {
+        *self.label.lock().unwrap_or_else(|e| e.into_inner()) = label;
     }
 
     /// The hub let the player go and everything queued was taken or written.
