@@ -7,14 +7,18 @@
 //! one tag body whether it passes as it is, passes rewritten (track 0 of H.264, AAC or MP3
 //! sent with FourCC signalling becomes the legacy tag it is equivalent to), or is dropped; a
 //! [`LegacyFilter`] applies that to a stream, reports each dropped track once, and tells when
-//! nothing legacy is left to forward.
+//! nothing legacy is left to forward. [`needs`] and [`Accept`] are the same question for a
+//! player that announced some of Enhanced RTMP: what a message needs, what the player takes.
 
 use std::fmt;
 
 use bytes::{Bytes, BytesMut};
 
 use crate::eflv::{self, Codec, LegacyAudio, MediaKind, Packet, PacketKind};
-use crate::flv::{AudioCodec, FourCc, TAG_TYPE_AUDIO, TAG_TYPE_VIDEO, VideoCodec};
+use crate::flv::{
+    AudioCodec, AudioInfo, FourCc, TAG_TYPE_AUDIO, TAG_TYPE_VIDEO, VideoCodec, VideoInfo,
+};
+use crate::session::caps::{self, EnhancedCaps};
 
 /// Legacy video codec ids a legacy reader knows: H.263 (2) to AVC (7).
 const LEGACY_VIDEO_IDS: std::ops::RangeInclusive<u8> = 2..=7;
@@ -22,6 +26,8 @@ const LEGACY_VIDEO_IDS: std::ops::RangeInclusive<u8> = 2..=7;
 const AUDIO_EX_HEADER: u8 = 9;
 /// Legacy SoundFormat of MP3.
 const LEGACY_MP3: u8 = 2;
+/// The packet type of a ModEx prefix (video and audio alike).
+const MODEX: u8 = 7;
 /// How long a stream may go on with every media tag dropped before it counts as having
 /// nothing legacy in it (its first tags may be the dropped kind while the legacy one follows).
 pub const NOTHING_LEFT_AFTER_MS: u64 = 2000;
@@ -293,6 +299,96 @@ fn is_command_frame(tag_type: u8, body: &[u8]) -> bool {
     tag_type == TAG_TYPE_VIDEO && body.first().is_some_and(|b| b >> 4 == 5)
 }
 
+/// What a reader must understand to take one message: its FourCC (none for legacy
+/// signalling), a multitrack wrapper, a ModEx prefix. The strict fan-out policy gives a player
+/// only the messages its `connect` announced it understands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Needs {
+    /// The codec's FourCC, when the message uses FourCC signalling.
+    pub fourcc: Option<FourCc>,
+    /// A multitrack wrapper (any track other than 0 comes in one).
+    pub multitrack: bool,
+    /// A ModEx prefix (the nanosecond timestamp offset).
+    pub modex: bool,
+}
+
+impl Needs {
+    /// Nothing beyond legacy FLV.
+    pub fn is_legacy(&self) -> bool {
+        *self == Needs::default()
+    }
+}
+
+/// What an audio or video message needs of its reader; others need nothing.
+pub fn needs(tag_type: u8, body: &[u8]) -> Needs {
+    match tag_type {
+        TAG_TYPE_VIDEO => match VideoInfo::parse(body) {
+            Ok(v) if v.is_ex_header => Needs {
+                fourcc: match v.codec {
+                    Some(VideoCodec::FourCc(f)) => Some(f),
+                    _ => None,
+                },
+                multitrack: v.multitrack.is_some(),
+                modex: body.first().is_some_and(|b| b & 0x0f == MODEX),
+            },
+            _ => Needs::default(),
+        },
+        TAG_TYPE_AUDIO => match AudioInfo::parse(body) {
+            Ok(a) if a.sound_format == AUDIO_EX_HEADER => Needs {
+                fourcc: match a.codec {
+                    AudioCodec::FourCc(f) => Some(f),
+                    AudioCodec::Legacy(_) => None,
+                },
+                multitrack: a.multitrack.is_some(),
+                modex: body.first().is_some_and(|b| b & 0x0f == MODEX),
+            },
+            _ => Needs::default(),
+        },
+        _ => Needs::default(),
+    }
+}
+
+/// What one reader takes under the strict policy, from what its `connect` announced:
+/// precomputed, so that checking a message is a few comparisons.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Accept {
+    /// Every FourCC (`*`).
+    any_fourcc: bool,
+    fourccs: Vec<FourCc>,
+    multitrack: bool,
+    modex: bool,
+}
+
+impl Accept {
+    /// From a reader's announcement; `None` (a legacy reader) takes legacy FLV only.
+    pub fn from_caps(caps: Option<&EnhancedCaps>) -> Accept {
+        let Some(caps) = caps else {
+            return Accept::default();
+        };
+        let codecs = caps.codecs();
+        Accept {
+            any_fourcc: codecs.contains(&"*"),
+            fourccs: caps::VIDEO_FOURCCS
+                .iter()
+                .chain(caps::AUDIO_FOURCCS)
+                .copied()
+                .filter(|f| caps.supports(*f))
+                .collect(),
+            multitrack: caps.has(caps::CAPS_MULTITRACK),
+            modex: caps.has(caps::CAPS_MODEX),
+        }
+    }
+
+    /// Whether the reader takes a message that needs `n`.
+    pub fn takes(&self, n: &Needs) -> bool {
+        let codec = match n.fourcc {
+            None => true,
+            Some(f) => self.any_fourcc || self.fourccs.contains(&f),
+        };
+        codec && (!n.multitrack || self.multitrack) && (!n.modex || self.modex)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -421,5 +517,55 @@ mod tests {
         }
         assert!(!f.finish());
         assert_eq!(f.dropped().len(), 1);
+    }
+    #[test]
+    fn needs_name_the_fourcc_the_wrapper_and_modex() {
+        assert!(needs(9, &[0x17, 1, 0, 0, 0, 9]).is_legacy());
+        assert!(needs(8, &[0xAF, 1, 5]).is_legacy());
+        assert!(needs(18, b"\x02\x00\x0aonMetaData").is_legacy());
+        let hevc = needs(9, b"\x93hvc1\x00\x00\x00\x01");
+        assert_eq!(hevc.fourcc, Some(FourCc::HVC1));
+        assert!(!hevc.multitrack && !hevc.modex);
+        let second_aac = needs(8, b"\x95\x01mp4a\x01\x21\x22");
+        assert_eq!(second_aac.fourcc, Some(FourCc::MP4A));
+        assert!(second_aac.multitrack);
+        // ModEx: size byte 2 (three bytes follow), the nanoseconds, then ModExType 0 with the
+        // next packet type, CodedFramesX.
+        let modex = needs(9, b"\x97\x02\x00\x00\x10\x03hvc1\x00\x00\x00\x01");
+        assert!(modex.modex, "{modex:?}");
+    }
+
+    #[test]
+    fn accept_follows_the_announcement() {
+        let hevc = Needs {
+            fourcc: Some(FourCc::HVC1),
+            ..Needs::default()
+        };
+        let track1 = Needs {
+            fourcc: Some(FourCc::MP4A),
+            multitrack: true,
+            modex: false,
+        };
+        let legacy = Accept::from_caps(None);
+        assert!(legacy.takes(&Needs::default()));
+        assert!(!legacy.takes(&hevc) && !legacy.takes(&track1));
+        let ffmpeg = EnhancedCaps {
+            fourcc_list: vec!["hvc1".into(), "mp4a".into()],
+            ..EnhancedCaps::default()
+        };
+        let a = Accept::from_caps(Some(&ffmpeg));
+        assert!(a.takes(&hevc));
+        assert!(!a.takes(&track1), "no capsEx Multitrack");
+        let ours = EnhancedCaps::for_codecs(
+            &[FourCc::HVC1, FourCc::MP4A],
+            caps::CAN_DECODE,
+            caps::CAPS_MULTITRACK,
+        );
+        assert!(Accept::from_caps(Some(&ours)).takes(&track1));
+        let any = EnhancedCaps {
+            video: vec![("*".into(), caps::CAN_FORWARD)],
+            ..EnhancedCaps::default()
+        };
+        assert!(Accept::from_caps(Some(&any)).takes(&hevc));
     }
 }

@@ -36,6 +36,37 @@ pub enum Enhanced {
     Legacy = 2,
 }
 
+/// `rtmpserversink`'s `enhanced-policy`: what each player gets of an Enhanced RTMP stream.
+#[derive(Debug, Eq, PartialEq, Hash, Clone, Copy, Default, glib::Enum)]
+#[repr(u32)]
+#[enum_type(name = "GstRsRtmpEnhancedPolicy")]
+pub enum Policy {
+    /// Everything the publisher sent, to every player (SRS's behaviour; FFmpeg players never
+    /// announce what they read).
+    #[default]
+    #[enum_value(name = "Every player gets what the publisher sent", nick = "forward")]
+    Forward = 0,
+    /// Only what the player's connect announced (MediaMTX's behaviour).
+    #[enum_value(
+        name = "A player gets only the codecs, multitrack and ModEx its connect announced",
+        nick = "strict"
+    )]
+    Strict = 1,
+}
+
+/// The sink's `enhanced-policy` property spec.
+pub fn policy_property() -> glib::ParamSpec {
+    glib::ParamSpecEnum::builder_with_default("enhanced-policy", Policy::default())
+        .nick("Enhanced RTMP policy")
+        .blurb(
+            "forward: every player gets every track as published; strict: a player gets only \
+             the FourCCs its connect listed (none: legacy FLV only), multitrack and ModEx only \
+             when its capsEx announced them",
+        )
+        .mutable_ready()
+        .build()
+}
+
 /// The property spec both sources install.
 pub fn property() -> glib::ParamSpec {
     glib::ParamSpecEnum::builder_with_default("enhanced", Enhanced::default())

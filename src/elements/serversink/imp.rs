@@ -25,6 +25,7 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
+use crate::elements::enhanced::{self, Policy};
 use crate::elements::pacing::{self, Input, Pacer};
 use crate::elements::serverprops::{self, ElementHooks, ListenSettings, announced_codecs};
 use crate::net::server::hub::{DEFAULT_QUEUE_LIMIT, Hub, HubConfig};
@@ -39,6 +40,7 @@ struct Settings {
     listen: ListenSettings,
     gop_cache: bool,
     queue_size: u32,
+    policy: Policy,
 }
 
 impl Default for Settings {
@@ -47,6 +49,7 @@ impl Default for Settings {
             listen: ListenSettings::default(),
             gop_cache: DEFAULT_GOP_CACHE,
             queue_size: DEFAULT_QUEUE_SIZE,
+            policy: Policy::default(),
         }
     }
 }
@@ -162,6 +165,7 @@ impl ObjectImpl for RtmpServerSink {
                     .mutable_ready()
                     .build(),
             );
+            props.push(enhanced::policy_property());
             props.push(
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
@@ -187,6 +191,7 @@ impl ObjectImpl for RtmpServerSink {
         match pspec.name() {
             "gop-cache" => settings.gop_cache = value.get().expect("type checked"),
             "queue-size" => settings.queue_size = value.get().expect("type checked"),
+            "enhanced-policy" => settings.policy = value.get().expect("type checked"),
             other => unimplemented!("property {other}"),
         }
     }
@@ -206,6 +211,7 @@ impl ObjectImpl for RtmpServerSink {
         match pspec.name() {
             "gop-cache" => settings.gop_cache.to_value(),
             "queue-size" => settings.queue_size.to_value(),
+            "enhanced-policy" => settings.policy.to_value(),
             other => unimplemented!("property {other}"),
         }
     }
@@ -252,6 +258,7 @@ impl BaseSinkImpl for RtmpServerSink {
         let hub = Arc::new(Hub::new(HubConfig {
             gop_cache: settings.gop_cache,
             queue_limit: settings.queue_size as usize,
+            strict: settings.policy == Policy::Strict,
         }));
         let hooks = Arc::new(ElementHooks {
             element: self.obj().downgrade(),

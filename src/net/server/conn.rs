@@ -353,9 +353,10 @@ impl Conn {
                     peer,
                     Some(Arc::new(sock) as Arc<dyn DirectSocket>),
                     preamble,
+                    self.session.client_caps(),
                 )
             }
-            None => hub.add_player(peer),
+            None => hub.add_player_with(peer, None, Vec::new(), self.session.client_caps()),
         };
         queue.set_label(PlayerLabel {
             transport: self.transport.name(),

@@ -26,6 +26,8 @@ use bytes::Bytes;
 
 pub use super::queue::{DirectSocket, Flushed, Frame, Item, Kind, PlayerQueue, PlayerStats};
 pub use rsrtmp_engine::flv::HeaderKey;
+use rsrtmp_engine::legacy::{Accept, Needs};
+use rsrtmp_engine::session::EnhancedCaps;
 
 /// Default byte bound of one player's queue.
 pub const DEFAULT_QUEUE_LIMIT: usize = 8 * 1024 * 1024;
@@ -49,6 +51,10 @@ pub struct HubConfig {
     pub gop_cache: bool,
     /// Byte bound of each player's queue, and of the cached group of pictures.
     pub queue_limit: usize,
+    /// The strict Enhanced RTMP policy: a player gets only the messages its `connect`
+    /// announced it understands (FourCCs, multitrack, ModEx); one that announced nothing gets
+    /// legacy FLV only. Off: every player gets everything, as the publisher sent it.
+    pub strict: bool,
 }
 
 impl Default for HubConfig {
@@ -56,6 +62,7 @@ impl Default for HubConfig {
         HubConfig {
             gop_cache: true,
             queue_limit: DEFAULT_QUEUE_LIMIT,
+            strict: false,
         }
     }
 }
@@ -66,6 +73,9 @@ struct StreamCache {
     /// Every track's headers, in the order their slots first appeared.
     headers: Vec<(HeaderKey, Arc<Frame>)>,
     has_video: bool,
+    /// What the stream's track-0 video needs of a reader (strict policy: a player that cannot
+    /// take it starts at any audio frame).
+    video_needs: Needs,
     /// A media frame went out: a player joining now has missed the stream's start.
     started: bool,
     /// Frames since the last sync point; empty when caching is off or the GOP outgrew the bound.
@@ -111,14 +121,37 @@ enum Delivery {
         frame: Arc<Frame>,
         sync: bool,
         limit: usize,
+        /// What the stream's video needs (see `StreamCache::video_needs`).
+        video: Needs,
     },
 }
 
 impl Delivery {
     fn to(&self, p: &PlayerQueue) {
         match self {
-            Delivery::Always(f) => p.push_always(f),
-            Delivery::Media { frame, sync, limit } => p.push_media(frame, *sync, *limit),
+            Delivery::Always(f) => {
+                if p.accept.as_ref().is_none_or(|a| a.takes(&f.needs)) {
+                    p.push_always(f)
+                }
+            }
+            Delivery::Media {
+                frame,
+                sync,
+                limit,
+                video,
+            } => {
+                let mut sync = *sync;
+                if let Some(a) = &p.accept {
+                    if !a.takes(&frame.needs) {
+                        return;
+                    }
+                    // A player that gets none of the stream's video starts at any audio.
+                    if frame.kind == Kind::Audio && !a.takes(video) {
+                        sync = true;
+                    }
+                }
+                p.push_media(frame, sync, *limit)
+            }
         }
     }
 }
@@ -236,6 +269,9 @@ impl Hub {
                 let cache = &mut st.cache;
                 if b.kind == Kind::Video {
                     cache.has_video = true;
+                    if key.track == 0 {
+                        cache.video_needs = b.needs;
+                    }
                 }
                 match cache.headers.iter_mut().find(|(k, _)| *k == key) {
                     Some(slot) => slot.1 = b.clone(),
@@ -246,6 +282,9 @@ impl Hub {
             Input::Frame(enc) => {
                 if enc.kind == Kind::Video {
                     st.cache.has_video = true;
+                    if !enc.needs.multitrack {
+                        st.cache.video_needs = enc.needs;
+                    }
                 }
                 st.cache.started = true;
                 let sync = is_sync(&enc, st.cache.has_video);
@@ -272,6 +311,7 @@ impl Hub {
                     frame: enc,
                     sync,
                     limit,
+                    video: st.cache.video_needs,
                 };
                 self.deliver(&st.players, delivery);
             }
@@ -304,20 +344,24 @@ impl Hub {
     /// went out yet, when it gets the stream from its first frame (audio that comes before
     /// the first keyframe included).
     pub fn add_player(&self, peer: SocketAddr) -> Arc<PlayerQueue> {
-        self.add_player_with(peer, None, Vec::new())
+        self.add_player_with(peer, None, Vec::new(), None)
     }
 
     /// Adds a player, direct when `direct` is given (see the module docs): `preamble` (the
     /// session's output so far) goes out first, then the cache, and the hub writes to `direct`
-    /// from then on.
+    /// from then on. `announced` is what the player's `connect` said (the strict policy
+    /// filters by it).
     pub fn add_player_with(
         &self,
         peer: SocketAddr,
         direct: Option<Arc<dyn DirectSocket>>,
         preamble: Vec<Bytes>,
+        announced: Option<&EnhancedCaps>,
     ) -> Arc<PlayerQueue> {
         let mut st = self.lock();
-        let player = Arc::new(PlayerQueue::new(peer, direct));
+        let accept = self.config.strict.then(|| Accept::from_caps(announced));
+        let takes = |f: &Frame| accept.as_ref().is_none_or(|a| a.takes(&f.needs));
+        let player = Arc::new(PlayerQueue::new(peer, direct, accept.clone()));
         {
             let mut q = player.lock();
             for b in preamble {
@@ -329,11 +373,12 @@ impl Hub {
                 .metadata
                 .iter()
                 .chain(cache.headers.iter().map(|(_, b)| b))
+                .filter(|b| takes(b))
             {
                 q.push(Item::Frame(b.clone()), b.len());
             }
             if self.config.gop_cache && cache.gop_valid && !cache.gop.is_empty() {
-                for b in &cache.gop {
+                for b in cache.gop.iter().filter(|b| takes(b)) {
                     q.push(Item::Frame(b.clone()), b.len());
                 }
             } else {
@@ -389,6 +434,7 @@ fn is_sync(enc: &Frame, has_video: bool) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rsrtmp_engine::flv::FourCc;
     use std::io::{self, IoSlice};
     use std::sync::atomic::Ordering;
 
@@ -403,6 +449,7 @@ mod tests {
             chunk_size: 4096,
             kind,
             keyframe: key,
+            needs: Needs::default(),
         })
     }
 
@@ -545,6 +592,7 @@ mod tests {
         let hub = Hub::new(HubConfig {
             gop_cache: true,
             queue_limit: 10,
+            strict: false,
         });
         let slow = hub.add_player(peer());
         let fast = hub.add_player(peer());
@@ -573,6 +621,7 @@ mod tests {
         let hub = Hub::new(HubConfig {
             gop_cache: true,
             queue_limit: 4,
+            strict: false,
         });
         let p = hub.add_player(peer());
         hub.push(frame(Kind::Video, true, 10, 4));
@@ -586,6 +635,7 @@ mod tests {
         let hub = Hub::new(HubConfig {
             gop_cache: true,
             queue_limit: 6,
+            strict: false,
         });
         hub.push(frame(Kind::Video, true, 10, 4));
         hub.push(frame(Kind::Video, false, 11, 4));
@@ -628,6 +678,50 @@ mod tests {
     }
 
     /// A socket stand-in that takes at most `room` bytes (then `WouldBlock`) and keeps them.
+    fn enhanced(kind: Kind, key: bool, tag: u8, fourcc: FourCc) -> Arc<Frame> {
+        Arc::new(Frame {
+            bytes: Bytes::from(vec![tag; 4]),
+            chunk_size: 4096,
+            kind,
+            keyframe: key,
+            needs: Needs {
+                fourcc: Some(fourcc),
+                ..Needs::default()
+            },
+        })
+    }
+
+    #[test]
+    fn the_strict_policy_gives_each_player_what_it_announced() {
+        let hub = Hub::new(HubConfig {
+            strict: true,
+            ..HubConfig::default()
+        });
+        let hevc_header = enhanced(Kind::Video, false, 1, FourCc::HVC1);
+        let key = HeaderKey {
+            type_id: 9,
+            track: 0,
+            packet: 0,
+        };
+        hub.push(Input::Header(key, hevc_header));
+        hub.push(aheader(2));
+        hub.push(Input::Frame(enhanced(Kind::Video, true, 3, FourCc::HVC1)));
+        hub.push(frame(Kind::Audio, false, 4, 4));
+        // Joining mid-stream: a legacy player, one that announced hvc1.
+        let legacy = hub.add_player(peer());
+        let caps = EnhancedCaps::for_codecs(&[FourCc::HVC1], 1, 0);
+        let modern = hub.add_player_with(peer(), None, Vec::new(), Some(&caps));
+        hub.push(frame(Kind::Audio, false, 5, 4));
+        hub.push(Input::Frame(enhanced(Kind::Video, false, 6, FourCc::HVC1)));
+        hub.push(frame(Kind::Audio, false, 7, 4));
+        assert_eq!(
+            drain(&legacy),
+            vec![2, 4, 5, 7],
+            "audio only, from its header on"
+        );
+        assert_eq!(drain(&modern), vec![1, 2, 3, 4, 5, 6, 7]);
+    }
+
     #[derive(Default)]
     struct Sock {
         room: Mutex<usize>,
@@ -659,7 +753,12 @@ mod tests {
         let sock = Arc::new(Sock::default());
         *sock.room.lock().unwrap() = room;
         let pre = vec![Bytes::copy_from_slice(preamble)];
-        let p = hub.add_player_with(peer(), Some(sock.clone() as Arc<dyn DirectSocket>), pre);
+        let p = hub.add_player_with(
+            peer(),
+            Some(sock.clone() as Arc<dyn DirectSocket>),
+            pre,
+            None,
+        );
         (p, sock)
     }
 

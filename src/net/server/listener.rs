@@ -104,10 +104,13 @@ impl RouteGuard {
         self.route.linger
     }
 
-    /// Ends the route's connections now, as dropping the guard does, but keeps the route (and
-    /// the port) until the guard goes: a publisher is told why (`NetStream.Failed`) and the
-    /// element can wait for it to hang up (see [`RouteGuard::finishing`]).
+    /// Takes the route off the port and ends its connections now, as dropping the guard does,
+    /// but keeps the port until the guard goes: a publisher is told why (`NetStream.Failed`)
+    /// and the element can wait for it to hang up (see [`RouteGuard::finishing`]). New
+    /// connections find no route meanwhile (a publisher reconnecting at once is refused, not
+    /// taken and cut again).
     pub fn end_connections(&self) {
+        lock(&self.listener.shared.routes).retain(|r| r.id != self.route.id);
         self.route.cancel.cancel();
     }
 }

@@ -15,6 +15,7 @@ use rsrtmp_engine::session::MediaCsids;
 
 use crate::net::server::hub::{Frame, Hub, Input, Kind};
 use rsrtmp_engine::flv::{MediaClass, classify};
+use rsrtmp_engine::legacy;
 
 /// Outgoing chunk size of every server session, and so of the shared bytes.
 pub const CHUNK_SIZE: u32 = 4096;
@@ -42,8 +43,10 @@ pub fn shared_frame(message: Message, kind: Kind, keyframe: bool) -> Arc<Frame> 
     let mut out =
         BytesMut::with_capacity(message.payload.len() + message.payload.len() / 4096 * 5 + 32);
     encode_message_full(csid, &message, CHUNK_SIZE, &mut out);
+    let needs = legacy::needs(message.type_id, &message.payload);
     // Only the encoded bytes are kept (see `Frame::message`): the original payload goes.
     Arc::new(Frame {
+        needs,
         bytes: out.freeze(),
         chunk_size: CHUNK_SIZE,
         kind,

@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use bytes::Bytes;
 
 use rsrtmp_engine::chunk::decode_message_full;
+use rsrtmp_engine::legacy::{Accept, Needs};
 use rsrtmp_engine::message::Message;
 use rsrtmp_engine::session::EnhancedCaps;
 
@@ -36,6 +37,8 @@ pub struct Frame {
     pub kind: Kind,
     /// A video keyframe. Audio frames are sync points only in streams without video.
     pub keyframe: bool,
+    /// What a player must understand to take it (the strict policy's filter).
+    pub needs: Needs,
 }
 
 impl Frame {
@@ -189,6 +192,8 @@ pub struct PlayerQueue {
     pub(super) bytes_sent: AtomicU64,
     /// How the player is connected and what it announced, for the stats.
     pub(super) label: Mutex<PlayerLabel>,
+    /// Under the strict policy, what the player takes; `None`: everything.
+    pub(super) accept: Option<Accept>,
 }
 
 /// What a player's connection tells about it.
@@ -203,9 +208,14 @@ pub struct PlayerLabel {
 }
 
 impl PlayerQueue {
-    pub(super) fn new(peer: SocketAddr, direct: Option<Arc<dyn DirectSocket>>) -> PlayerQueue {
+    pub(super) fn new(
+        peer: SocketAddr,
+        direct: Option<Arc<dyn DirectSocket>>,
+        accept: Option<Accept>,
+    ) -> PlayerQueue {
         PlayerQueue {
             peer,
+            accept,
             inner: Mutex::new(QueueInner {
                 items: VecDeque::new(),
                 bytes: 0,

@@ -1,0 +1,255 @@
+//! `rtmpserversink enhanced-policy=strict`: each player gets what its `connect` announced.
+//! FFmpeg 9 publishes HEVC + AAC, and H.264 + two AAC tracks (the second a multitrack
+//! packet), into `rtmpserversrc ! rtmpserversink enhanced-policy=strict`; FFmpeg 9 players
+//! there before the publisher get, byte-exact against FFmpeg's framecrc of the file:
+//! without `-rtmp_enhanced_codecs`, only the legacy tracks; with the FourCCs listed, those
+//! too — but FFmpeg announces no capsEx, so never the multitrack packets; our rtmpclientsrc
+//! (which announces multitrack) gets every track, read back by rsflvdemux. With the default
+//! policy (forward) the legacy FFmpeg player gets everything.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gst::prelude::*;
+
+use common::server_peers::*;
+use common::{ChildGuard, FrameCrc, TempDir, ffmpeg9, ffmpeg9_framecrc, ffmpeg9_media};
+
+/// Ends a hung test; never a measure of speed.
+const DEADLINE: Duration = Duration::from_secs(120);
+
+fn hevc_aac() -> PathBuf {
+    ffmpeg9_media(
+        "e-hevc-aac-4s.flv",
+        4,
+        &[
+            "-c:v",
+            "libx265",
+            "-pix_fmt",
+            "yuv420p",
+            "-preset",
+            "ultrafast",
+            "-c:a",
+            "aac",
+        ],
+    )
+}
+
+fn h264_two_aac() -> PathBuf {
+    ffmpeg9_media(
+        "e-h264-2aac-4s.flv",
+        4,
+        &[
+            "-map", "0:v", "-map", "1:a", "-map", "1:a", "-c:v", "libx264", "-pix_fmt", "yuv420p",
+            "-preset", "veryfast", "-c:a", "aac",
+        ],
+    )
+}
+
+/// An FFmpeg 9 player writing framecrc to `out`, announcing `codecs` when given.
+fn ffmpeg_player(port: u16, out: &Path, codecs: Option<&str>) -> ChildGuard {
+    let mut cmd = Command::new(ffmpeg9());
+    cmd.args(["-nostdin", "-loglevel", "error", "-y"]);
+    if let Some(c) = codecs {
+        cmd.args(["-rtmp_enhanced_codecs", c]);
+    }
+    cmd.arg("-i")
+        .arg(format!("rtmp://127.0.0.1:{port}/live/out"))
+        .args(["-map", "0", "-c", "copy", "-f", "framecrc"])
+        .arg(out)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    ChildGuard::spawn(&format!("FFmpeg 9 player ({codecs:?})"), &mut cmd)
+}
+
+/// FFmpeg's framecrc checksum: Adler-32 started from 0.
+fn adler32(data: &[u8]) -> u32 {
+    let (mut a, mut b) = (0u32, 0u32);
+    for &x in data {
+        a = (a + u32::from(x)) % 65521;
+        b = (b + a) % 65521;
+    }
+    b << 16 | a
+}
+
+type Pads = Arc<Mutex<BTreeMap<String, Vec<(u64, String)>>>>;
+
+/// Our player: `rtmpclientsrc ! rsflvdemux`, (size, checksum) of every buffer per pad.
+fn our_player(port: u16) -> (Pipeline, Pads) {
+    let p = Pipeline::parse(&format!(
+        "rtmpclientsrc location=rtmp://127.0.0.1:{port}/live/out ! rsflvdemux name=d"
+    ));
+    let pads: Pads = Arc::default();
+    let bin = p.0.clone();
+    let got = pads.clone();
+    p.by_name("d").connect_pad_added(move |_, pad| {
+        let name = pad.name().to_string();
+        let queue = gst::ElementFactory::make("queue").build().unwrap();
+        let sink = gst_app::AppSink::builder().sync(false).build();
+        bin.add_many([&queue, sink.upcast_ref()]).unwrap();
+        queue.link(&sink).unwrap();
+        sink.sync_state_with_parent().unwrap();
+        queue.sync_state_with_parent().unwrap();
+        let got = got.clone();
+        sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |s| {
+                    let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    let map = sample.buffer().unwrap().map_readable().unwrap();
+                    got.lock()
+                        .unwrap()
+                        .entry(name.clone())
+                        .or_default()
+                        .push((map.len() as u64, format!("0x{:08x}", adler32(&map))));
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+        pad.link(&queue.static_pad("sink").unwrap()).unwrap();
+    });
+    (p, pads)
+}
+
+fn packets(crc: &FrameCrc, index: u32) -> Vec<(u64, String)> {
+    crc.packets
+        .get(&index)
+        .map(|v| v.iter().map(|(s, c, _)| (*s, c.clone())).collect())
+        .unwrap_or_default()
+}
+
+/// The packet lists of every stream that has packets, in stream order.
+fn streams_with_packets(crc: &FrameCrc) -> Vec<Vec<(u64, String)>> {
+    crc.packets
+        .keys()
+        .map(|i| packets(crc, *i))
+        .filter(|p| !p.is_empty())
+        .collect()
+}
+
+/// Relays `media` through `rtmpserversink SINK_PROPS` to the FFmpeg players (one per entry of
+/// `codecs`) and, with `ours`, our player; returns each FFmpeg player's framecrc and what
+/// ours got.
+fn relay(
+    media: &Path,
+    sink_props: &str,
+    codecs: &[Option<&str>],
+    ours: bool,
+) -> (Vec<FrameCrc>, Option<Pads>) {
+    let holder = Pipeline::parse(
+        "rtmpserversrc name=hold address=127.0.0.1 port=0 application=placeholder ! fakesink",
+    );
+    holder.play();
+    let port = holder.port("hold");
+    let p = Pipeline::parse(&format!(
+        "rtmpserversrc address=127.0.0.1 port={port} stream=in eos-on-unpublish=true ! \
+         rtmpserversink name=sink address=127.0.0.1 port={port} stream=out {sink_props}"
+    ));
+    let (connected, _) = count_clients(&p.by_name("sink"));
+    p.play();
+    let dir = TempDir::new("enhanced-fanout");
+    let mut players = Vec::new();
+    for (i, c) in codecs.iter().enumerate() {
+        let out = dir.path().join(format!("p{i}.crc"));
+        players.push((ffmpeg_player(port, &out, *c), out));
+    }
+    let mine = ours.then(|| {
+        let (pipeline, pads) = our_player(port);
+        pipeline.play();
+        (pipeline, pads)
+    });
+    let expected = codecs.len() + usize::from(ours);
+    wait_until("every player", DEADLINE, || {
+        connected.load(Ordering::SeqCst) == expected
+    });
+    let mut publisher = ChildGuard::spawn(
+        "FFmpeg 9 publisher",
+        Command::new(ffmpeg9())
+            .args(["-nostdin", "-loglevel", "error", "-re", "-i"])
+            .arg(media)
+            .args(["-map", "0", "-c", "copy", "-f", "flv"])
+            .arg(format!("rtmp://127.0.0.1:{port}/live/in"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
+    assert!(
+        publisher.wait_timeout(DEADLINE).success(),
+        "publisher: {}",
+        publisher.stderr_text()
+    );
+    p.wait_eos(DEADLINE);
+    let mut crcs = Vec::new();
+    for (mut child, out) in players {
+        let status = child.wait_timeout(DEADLINE);
+        assert!(
+            status.success(),
+            "{}: {}",
+            child.name.clone(),
+            child.stderr_text()
+        );
+        crcs.push(FrameCrc::parse(&std::fs::read_to_string(out).unwrap()));
+    }
+    let pads = mine.map(|(pipeline, pads)| {
+        pipeline.wait_eos(DEADLINE);
+        pads
+    });
+    (crcs, pads)
+}
+
+#[test]
+fn strict_gives_hevc_only_to_players_that_list_it() {
+    let media = hevc_aac();
+    let want = ffmpeg9_framecrc(&media);
+    let (got, _) = relay(
+        &media,
+        "enhanced-policy=strict",
+        &[None, Some("hvc1,mp4a")],
+        false,
+    );
+    assert_eq!(
+        streams_with_packets(&got[0]),
+        vec![packets(&want, 1)],
+        "the legacy player: the AAC only"
+    );
+    assert_eq!(got[1], want, "the player that listed hvc1: everything");
+}
+
+#[test]
+fn strict_gives_multitrack_only_to_players_announcing_it() {
+    let media = h264_two_aac();
+    let want = ffmpeg9_framecrc(&media);
+    let (got, pads) = relay(&media, "enhanced-policy=strict", &[Some("avc1,mp4a")], true);
+    assert_eq!(
+        streams_with_packets(&got[0]),
+        vec![packets(&want, 0), packets(&want, 1)],
+        "FFmpeg (no capsEx): track 0 of each kind"
+    );
+    let pads = pads.unwrap();
+    let pads = pads.lock().unwrap();
+    assert_eq!(
+        pads.get("video").cloned().unwrap_or_default(),
+        packets(&want, 0)
+    );
+    assert_eq!(
+        pads.get("audio").cloned().unwrap_or_default(),
+        packets(&want, 1)
+    );
+    assert_eq!(
+        pads.get("audio_1").cloned().unwrap_or_default(),
+        packets(&want, 2),
+        "ours announces multitrack: the second AAC track too"
+    );
+}
+
+#[test]
+fn forward_gives_everything_to_a_legacy_player() {
+    let media = hevc_aac();
+    let want = ffmpeg9_framecrc(&media);
+    let (got, _) = relay(&media, "", &[None], false);
+    assert_eq!(got[0], want);
+}
