@@ -253,3 +253,86 @@ fn forward_gives_everything_to_a_legacy_player() {
     let (got, _) = relay(&media, "", &[None], false);
     assert_eq!(got[0], want);
 }
+
+/// The `streamheader` in the caps of `element`'s src pad: how many buffers.
+fn streamheader_len(element: &gst::Element) -> usize {
+    let caps = element.static_pad("src").unwrap().current_caps().unwrap();
+    caps.structure(0)
+        .unwrap()
+        .get::<gst::Array>("streamheader")
+        .map(|a| a.len())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_late_rtmpclientsrc_carries_every_tracks_header() {
+    let media = ffmpeg9_media(
+        "e-hevc-2opus-4s.flv",
+        4,
+        &[
+            "-map",
+            "0:v",
+            "-map",
+            "1:a",
+            "-map",
+            "1:a",
+            "-c:v",
+            "libx265",
+            "-pix_fmt",
+            "yuv420p",
+            "-preset",
+            "ultrafast",
+            "-c:a",
+            "libopus",
+        ],
+    );
+    let holder = Pipeline::parse(
+        "rtmpserversrc name=hold address=127.0.0.1 port=0 application=placeholder ! fakesink",
+    );
+    holder.play();
+    let port = holder.port("hold");
+    let p = Pipeline::parse(&format!(
+        "rtmpserversrc name=src address=127.0.0.1 port={port} stream=in eos-on-unpublish=true ! \
+         rtmpserversink name=sink address=127.0.0.1 port={port} stream=out"
+    ));
+    p.play();
+    let mut publisher = ChildGuard::spawn(
+        "FFmpeg 9 publisher",
+        Command::new(ffmpeg9())
+            .args(["-nostdin", "-loglevel", "error", "-re", "-i"])
+            .arg(&media)
+            .args(["-map", "0", "-c", "copy", "-f", "flv"])
+            .arg(format!("rtmp://127.0.0.1:{port}/live/in"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
+    // Joins once the stream runs: every header it gets comes from the server's cache.
+    let src = p.by_name("src");
+    wait_until("the publisher's first second", DEADLINE, || {
+        src.static_pad("src")
+            .and_then(|pad| pad.current_caps())
+            .is_some()
+    });
+    std::thread::sleep(Duration::from_millis(1000));
+    let (player, pads) = our_player(port);
+    let client = player
+        .by_name("d")
+        .static_pad("sink")
+        .unwrap()
+        .peer()
+        .unwrap();
+    player.play();
+    assert!(publisher.wait_timeout(DEADLINE).success());
+    player.wait_eos(DEADLINE);
+    let client = client.parent_element().unwrap();
+    // The FLV header, onMetaData, and the configurations of HEVC and both Opus tracks.
+    assert_eq!(streamheader_len(&client), 5);
+    let pads = pads.lock().unwrap();
+    for pad in ["video", "audio", "audio_1"] {
+        assert!(
+            pads.get(pad).is_some_and(|f| f.len() > 10),
+            "{pad}: {:?}",
+            pads.keys().collect::<Vec<_>>()
+        );
+    }
+}

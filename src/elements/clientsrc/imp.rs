@@ -24,7 +24,7 @@ use gst_base::subclass::prelude::*;
 
 use crate::elements::clientcommon::{self, CommonSettings, Flushing};
 use crate::elements::enhanced::{self, Enhanced, Gate, Pass};
-use crate::net::client::media::{self, HeaderSlot, MediaFrame, MediaKind};
+use crate::net::client::media::{self, HeaderSet, MediaFrame, MediaKind};
 use crate::net::client::{ClientConfig, PlayConfig, PlayItem, Player, Stats};
 use rsrtmp_engine::eflv::MediaKind as EflvKind;
 
@@ -78,15 +78,14 @@ struct Output {
     pending: VecDeque<gst::Buffer>,
     /// The stream header is complete and the caps are set.
     headers_done: bool,
-    /// Latest metadata and sequence headers while collecting.
-    metadata: Option<MediaFrame>,
-    video_header: Option<MediaFrame>,
-    audio_header: Option<MediaFrame>,
+    /// Latest metadata and every track's sequence header while collecting.
+    headers: HeaderSet,
     /// Media that came before the headers were complete (servers often send the audio
     /// sequence header after the first video frame).
     held: Vec<MediaFrame>,
-    /// The FLV file header went out (it is not repeated after a reconnect).
-    file_header_sent: bool,
+    /// The FLV file header, once it went out (it is not repeated after a reconnect, and leads
+    /// every `streamheader`).
+    file_header: Option<gst::Buffer>,
     /// Mark the next buffer DISCONT.
     discont: bool,
     /// The last streamheader put in caps, to avoid setting equal caps again.
@@ -110,10 +109,7 @@ impl Output {
 
     /// Whether every header the stream needs is here, or waiting longer makes no sense.
     fn headers_complete(&self) -> bool {
-        let info = self
-            .metadata
-            .as_ref()
-            .and_then(|m| media::metadata_info(&m.payload));
+        let info = self.metadata_info();
         let held = |kind| self.held.iter().any(|f| f.kind == kind && f.needs_config);
         // A track left out for a legacy reader sends no header either.
         let dropped = |kind| {
@@ -126,8 +122,8 @@ impl Output {
             && (info.is_some_and(|i| i.video_config) || held(MediaKind::Video));
         let want_audio = !dropped(MediaKind::Audio)
             && (info.is_some_and(|i| i.audio_config) || held(MediaKind::Audio));
-        let have_all = (!want_video || self.video_header.is_some())
-            && (!want_audio || self.audio_header.is_some());
+        let have_all = (!want_video || self.headers.has(MediaKind::Video))
+            && (!want_audio || self.headers.has(MediaKind::Audio));
         // Without metadata the first media frames tell what to wait for.
         let known = info.is_some() || !self.held.is_empty();
         let span = match (self.held.first(), self.held.last()) {
@@ -137,20 +133,18 @@ impl Output {
         (known && have_all) || span > COLLECT_MAX_SPAN_MS || self.held.len() >= COLLECT_MAX_FRAMES
     }
 
+    /// What the latest metadata says, if there is some.
+    fn metadata_info(&self) -> Option<media::StreamInfo> {
+        self.headers
+            .iter()
+            .find(|f| f.kind == MediaKind::Data)
+            .and_then(|m| media::metadata_info(&m.payload))
+    }
+
     /// The FLV header's audio and video flags.
     fn announced(&self) -> (bool, bool) {
-        let info = self
-            .metadata
-            .as_ref()
-            .and_then(|m| media::metadata_info(&m.payload));
-        let headers = [&self.video_header, &self.audio_header];
-        let seen = |kind| {
-            self.held.iter().any(|f| f.kind == kind)
-                || headers
-                    .iter()
-                    .flat_map(|h| h.iter())
-                    .any(|f| f.kind == kind)
-        };
+        let info = self.metadata_info();
+        let seen = |kind| self.held.iter().any(|f| f.kind == kind) || self.headers.has(kind);
         let audio = (info.is_some_and(|i| i.has_audio) && !self.gate.drops_track0(EflvKind::Audio))
             || seen(MediaKind::Audio);
         let video = (info.is_some_and(|i| i.has_video) && !self.gate.drops_track0(EflvKind::Video))
@@ -171,6 +165,8 @@ pub struct RtmpClientSrc {
     output: Mutex<Output>,
     flushing: Flushing,
     last_stats: Mutex<Stats>,
+    /// The caps last set, with their `streamheader` (see `negotiate`).
+    caps: Mutex<Option<gst::Caps>>,
 }
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -247,36 +243,46 @@ impl RtmpClientSrc {
             return Ok(());
         }
         out.headers_done = true;
-        let format_error = |e: String| {
-            gst::element_imp_error!(self, gst::StreamError::Format, ("{e}"));
-            gst::FlowError::Error
-        };
-        let mut buffers = Vec::new();
-        if !out.file_header_sent {
+        let first = out.file_header.is_none();
+        if first {
             let (audio, video) = out.announced();
             let mut header = gst::Buffer::from_slice(media::flv_header(audio, video));
             header
                 .get_mut()
                 .expect("new buffer is writable")
                 .set_flags(gst::BufferFlags::HEADER);
-            buffers.push(header);
-            out.file_header_sent = true;
+            out.file_header = Some(header);
         }
-        for frame in [
-            out.metadata.take(),
-            out.video_header.take(),
-            out.audio_header.take(),
-        ]
-        .into_iter()
-        .flatten()
-        {
-            buffers.push(tag_buffer(&frame).map_err(format_error)?);
+        let buffers = self.update_caps(out)?;
+        // The FLV header goes out once per output stream; a reconnect continues it.
+        for buffer in buffers.into_iter().skip(usize::from(!first)) {
+            out.push(buffer);
+        }
+        for frame in std::mem::take(&mut out.held) {
+            out.push(self.tag_buffer(&frame)?);
+        }
+        Ok(())
+    }
+
+    fn tag_buffer(&self, frame: &MediaFrame) -> Result<gst::Buffer, gst::FlowError> {
+        tag_buffer(frame).map_err(|e| {
+            gst::element_imp_error!(self, gst::StreamError::Format, ("{e}"));
+            gst::FlowError::Error
+        })
+    }
+
+    /// Sets caps whose `streamheader` is the FLV header, the metadata and every track's
+    /// configuration (when that changed); returns those buffers.
+    fn update_caps(&self, out: &mut Output) -> Result<Vec<gst::Buffer>, gst::FlowError> {
+        let mut buffers: Vec<gst::Buffer> = out.file_header.iter().cloned().collect();
+        for frame in out.headers.iter() {
+            buffers.push(self.tag_buffer(frame)?);
         }
         let bytes: Vec<Vec<u8>> = buffers
             .iter()
             .map(|b| b.map_readable().map(|m| m.to_vec()).unwrap_or_default())
             .collect();
-        if !buffers.is_empty() && bytes != out.caps_headers {
+        if bytes != out.caps_headers {
             let array = gst::Array::new(buffers.iter().cloned());
             let caps = gst::Caps::builder("video/x-flv")
                 .field("streamheader", array)
@@ -288,19 +294,14 @@ impl RtmpClientSrc {
                 buffers.len()
             );
             // Caps go downstream before the buffers they describe.
+            *self.caps.lock().unwrap() = Some(caps.clone());
             self.obj().set_caps(&caps).map_err(|_| {
                 gst::element_imp_error!(self, gst::CoreError::Negotiation, ("cannot set caps"));
                 gst::FlowError::NotNegotiated
             })?;
             out.caps_headers = bytes;
         }
-        for buffer in buffers {
-            out.push(buffer);
-        }
-        for frame in std::mem::take(&mut out.held) {
-            out.push(tag_buffer(&frame).map_err(format_error)?);
-        }
-        Ok(())
+        Ok(buffers)
     }
 
     /// Applies `enhanced`: the frame as it goes downstream, if it does.
@@ -331,21 +332,20 @@ impl RtmpClientSrc {
 
     fn accept(&self, out: &mut Output, frame: MediaFrame) -> Result<(), gst::FlowError> {
         if out.headers_done {
-            let buffer = tag_buffer(&frame).map_err(|e| {
-                gst::element_imp_error!(self, gst::StreamError::Format, ("{e}"));
-                gst::FlowError::Error
-            })?;
+            let buffer = self.tag_buffer(&frame)?;
+            if out.headers.remember(&frame) {
+                // A new or changed configuration (a track that starts late): into the caps.
+                self.update_caps(out)?;
+            }
             out.push(buffer);
             return Ok(());
         }
-        match frame.header_slot() {
-            Some(HeaderSlot::Metadata) => out.metadata = Some(frame),
-            Some(HeaderSlot::Video) => out.video_header = Some(frame),
-            Some(HeaderSlot::Audio) => out.audio_header = Some(frame),
-            None => out.held.push(frame),
-        }
-        if out.headers_complete() {
-            self.finish_headers(out)?;
+        // Headers are collected until media comes: every track's, however many there are.
+        if !out.headers.remember(&frame) {
+            out.held.push(frame);
+            if out.headers_complete() {
+                self.finish_headers(out)?;
+            }
         }
         Ok(())
     }
@@ -496,8 +496,23 @@ impl BaseSrcImpl for RtmpClientSrc {
             *self.last_stats.lock().unwrap() = player.stats();
         }
         *self.output.lock().unwrap() = Output::default();
+        *self.caps.lock().unwrap() = None;
         gst::debug!(CAT, imp = self, "stopped");
         Ok(())
+    }
+
+    fn negotiate(&self) -> Result<(), gst::LoggableError> {
+        // BaseSrc negotiates again on every RECONFIGURE (a pad linked downstream, as a
+        // demuxer does when it adds one) and would fall back to the template caps, dropping
+        // the `streamheader`: once there are caps of ours, they are the answer.
+        let caps = self.caps.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match caps {
+            Some(caps) => self
+                .obj()
+                .set_caps(&caps)
+                .map_err(|_| gst::loggable_error!(CAT, "downstream refused {caps}")),
+            None => self.parent_negotiate(),
+        }
     }
 
     fn is_seekable(&self) -> bool {
@@ -559,6 +574,8 @@ impl PushSrcImpl for RtmpClientSrc {
                     out.discont = true;
                     out.headers_done = false;
                     out.gate_begun = false;
+                    // The new connection sends its own.
+                    out.headers = HeaderSet::default();
                 }
                 PlayItem::Eos => {
                     out.gate.finish(self.obj().upcast_ref())?;

@@ -74,6 +74,8 @@ pub struct RtmpServerSrc {
     flushing: Mutex<CancellationToken>,
     /// Bytes output since start; outside `stream`, which `create()` holds while it waits.
     bytes: AtomicU64,
+    /// The caps last set, with their `streamheader` (see `negotiate`).
+    caps: Mutex<Option<gst::Caps>>,
 }
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -313,7 +315,22 @@ impl BaseSrcImpl for RtmpServerSrc {
         // Dropping the route ends its connections; the listener closes with its last route.
         drop(state);
         *lock(&self.stream) = Stream::default();
+        *lock(&self.caps) = None;
         Ok(())
+    }
+
+    fn negotiate(&self) -> Result<(), gst::LoggableError> {
+        // BaseSrc negotiates again on every RECONFIGURE (a pad linked downstream, as a
+        // demuxer does when it adds one) and would fall back to the template caps, dropping
+        // the `streamheader`: once there are caps of ours, they are the answer.
+        let caps = self.caps.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        match caps {
+            Some(caps) => self
+                .obj()
+                .set_caps(&caps)
+                .map_err(|_| gst::loggable_error!(CAT, "downstream refused {caps}")),
+            None => self.parent_negotiate(),
+        }
     }
 
     fn is_seekable(&self) -> bool {
@@ -343,6 +360,7 @@ impl PushSrcImpl for RtmpServerSrc {
             if let Some(headers) = stream.output.take_new_streamheader() {
                 let caps = Self::caps_with_streamheader(&headers);
                 gst::debug!(CAT, imp = self, "new caps {caps}");
+                *lock(&self.caps) = Some(caps.clone());
                 if self.obj().set_caps(&caps).is_err() {
                     gst::element_imp_error!(
                         self,

@@ -11,7 +11,7 @@
 
 use std::collections::VecDeque;
 
-use super::media::{HeaderSlot, MediaFrame, MediaKind};
+use super::media::{HeaderSet, MediaFrame, MediaKind};
 
 /// Counters the book reports into the element's stats.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -25,9 +25,8 @@ pub struct HoldCounters {
 #[derive(Debug)]
 pub struct HoldBook {
     max_hold_ms: u64,
-    metadata: Option<MediaFrame>,
-    video_header: Option<MediaFrame>,
-    audio_header: Option<MediaFrame>,
+    /// Metadata and every track's decoder configuration.
+    headers: HeaderSet,
     /// Frames handed to a connection since the last video key frame, starting with it. Empty
     /// while no key frame has been seen or the group outgrew the bound.
     gop: Vec<MediaFrame>,
@@ -46,9 +45,7 @@ impl HoldBook {
     pub fn new(max_hold_ms: u64) -> Self {
         HoldBook {
             max_hold_ms,
-            metadata: None,
-            video_header: None,
-            audio_header: None,
+            headers: HeaderSet::default(),
             gop: Vec::new(),
             held: VecDeque::new(),
             has_video: false,
@@ -64,12 +61,7 @@ impl HoldBook {
     }
 
     fn remember_header(&mut self, frame: &MediaFrame) {
-        match frame.header_slot() {
-            Some(HeaderSlot::Metadata) => self.metadata = Some(frame.clone()),
-            Some(HeaderSlot::Video) => self.video_header = Some(frame.clone()),
-            Some(HeaderSlot::Audio) => self.audio_header = Some(frame.clone()),
-            None => {}
-        }
+        self.headers.remember(frame);
     }
 
     /// Called for each frame while connected. Returns whether to send it: video after a
@@ -171,10 +163,7 @@ impl HoldBook {
         let held: Vec<MediaFrame> = self.held.drain(..).collect();
         let first_ts = gop.first().or(held.first()).map(|f| f.timestamp);
         let mut out = Vec::new();
-        for header in [&self.metadata, &self.video_header, &self.audio_header]
-            .into_iter()
-            .flatten()
-        {
+        for header in self.headers.iter() {
             let mut h = header.clone();
             // Keep timestamps moving forward on the new connection.
             if let Some(ts) = first_ts {
@@ -236,6 +225,42 @@ mod tests {
 
     fn ts(frames: &[MediaFrame]) -> Vec<(u64, bool)> {
         frames.iter().map(|f| (f.timestamp, f.keyframe)).collect()
+    }
+
+    #[test]
+    fn every_tracks_header_is_resent() {
+        // AAC on track 0 (legacy), Opus on track 1 (a OneTrack multitrack packet), the video
+        // header; a new track-0 AAC header replaces the first one, track 1's stays.
+        let aac = |cfg: u8| MediaFrame::new(MediaKind::Audio, 0, Bytes::from(vec![0xaf, 0, cfg]));
+        let opus1 = MediaFrame::new(
+            MediaKind::Audio,
+            0,
+            Bytes::from_static(b"\x95\x00Opus\x01OpusHead"),
+        );
+        let mut book = HoldBook::new(10_000);
+        for f in [
+            vheader(),
+            aac(0x11),
+            opus1.clone(),
+            aac(0x12),
+            video(0, true),
+        ] {
+            assert!(book.on_live(&f));
+        }
+        let out = book.resume();
+        let headers: Vec<&[u8]> = out
+            .iter()
+            .filter(|f| f.header)
+            .map(|f| &f.payload[..])
+            .collect();
+        assert_eq!(
+            headers,
+            vec![
+                &vheader().payload[..],
+                &[0xaf, 0, 0x12][..],
+                &opus1.payload[..]
+            ]
+        );
     }
 
     #[test]

@@ -11,8 +11,8 @@ use bytes::{Bytes, BytesMut};
 
 use crate::rtmp::amf0;
 use crate::rtmp::flv::{
-    self, AudioCodec, AudioInfo, FlvError, FlvHeader, FlvItem, FlvParser, MediaClass, Tag,
-    TimelineJoiner, TimestampExtender, VideoCodec, VideoInfo,
+    self, AudioCodec, AudioInfo, FlvError, FlvHeader, FlvItem, FlvParser, HeaderKey, MediaClass,
+    Tag, TimelineJoiner, TimestampExtender, VideoCodec, VideoInfo,
 };
 use crate::rtmp::message::{Message, msg_type};
 pub use crate::rtmp::session::MediaKind;
@@ -35,6 +35,8 @@ pub struct MediaFrame {
     /// The codec needs a decoder configuration (sequence header) before its frames: AVC,
     /// HEVC, AAC, and every Enhanced RTMP codec.
     pub needs_config: bool,
+    /// For a decoder configuration: its slot (kind, track, packet type), one per track.
+    pub header_key: Option<HeaderKey>,
 }
 
 impl MediaFrame {
@@ -48,6 +50,7 @@ impl MediaFrame {
         };
         // The classifier the server side uses too. Only a sequence start fills the client's
         // header slots (one per kind); other configuration packets travel as frames.
+        let mut header_key = None;
         let (keyframe, header, composition_time) = match flv::classify(type_id, &payload) {
             MediaClass::Metadata => (true, true, 0),
             MediaClass::Data | MediaClass::Audio => (true, false, 0),
@@ -55,8 +58,14 @@ impl MediaFrame {
                 keyframe,
                 composition_time,
             } => (keyframe, false, composition_time),
-            MediaClass::VideoHeader(k) => (false, k.is_sequence_start(), 0),
-            MediaClass::AudioHeader(k) => (!k.is_sequence_start(), k.is_sequence_start(), 0),
+            MediaClass::VideoHeader(k) => {
+                header_key = k.is_sequence_start().then_some(k);
+                (false, k.is_sequence_start(), 0)
+            }
+            MediaClass::AudioHeader(k) => {
+                header_key = k.is_sequence_start().then_some(k);
+                (!k.is_sequence_start(), k.is_sequence_start(), 0)
+            }
         };
         let needs_config = match kind {
             MediaKind::Video => VideoInfo::parse(&payload).is_ok_and(|info| {
@@ -77,6 +86,7 @@ impl MediaFrame {
             header,
             composition_time,
             needs_config,
+            header_key,
         }
     }
 
@@ -90,11 +100,10 @@ impl MediaFrame {
         if !self.header {
             return None;
         }
-        Some(match self.kind {
-            MediaKind::Data => HeaderSlot::Metadata,
-            MediaKind::Video => HeaderSlot::Video,
-            MediaKind::Audio => HeaderSlot::Audio,
-        })
+        match self.kind {
+            MediaKind::Data => Some(HeaderSlot::Metadata),
+            _ => self.header_key.map(HeaderSlot::Config),
+        }
     }
 
     /// The FLV tag type (8, 9 or 18).
@@ -107,12 +116,56 @@ impl MediaFrame {
     }
 }
 
-/// The three headers a stream can have; the latest of each is re-sent after a reconnect.
+/// The headers a stream can have: metadata, and each track's decoder configuration. The
+/// latest of each is re-sent after a reconnect and put into a source's `streamheader`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HeaderSlot {
     Metadata,
-    Video,
-    Audio,
+    /// A sequence start of one track (audio or video, track id, packet type).
+    Config(HeaderKey),
+}
+
+/// The latest header of each slot, in the order the slots first appeared.
+#[derive(Debug, Clone, Default)]
+pub struct HeaderSet {
+    metadata: Option<MediaFrame>,
+    configs: Vec<(HeaderKey, MediaFrame)>,
+}
+
+impl HeaderSet {
+    /// Keeps `frame` when it is a header (replacing the one of its slot); false otherwise.
+    pub fn remember(&mut self, frame: &MediaFrame) -> bool {
+        match frame.header_slot() {
+            Some(HeaderSlot::Metadata) => self.metadata = Some(frame.clone()),
+            Some(HeaderSlot::Config(key)) => {
+                match self.configs.iter_mut().find(|(k, _)| *k == key) {
+                    Some(slot) => slot.1 = frame.clone(),
+                    None => self.configs.push((key, frame.clone())),
+                }
+            }
+            None => return false,
+        }
+        true
+    }
+
+    /// Whether a configuration of `kind` is here.
+    pub fn has(&self, kind: MediaKind) -> bool {
+        self.configs.iter().any(|(_, f)| f.kind == kind)
+    }
+
+    /// Metadata first, then every track's configuration.
+    pub fn iter(&self) -> impl Iterator<Item = &MediaFrame> {
+        self.metadata
+            .iter()
+            .chain(self.configs.iter().map(|(_, f)| f))
+    }
+
+    /// Takes them all, in [`HeaderSet::iter`]'s order.
+    pub fn take(&mut self) -> Vec<MediaFrame> {
+        let out = self.iter().cloned().collect();
+        *self = HeaderSet::default();
+        out
+    }
 }
 
 pub use crate::rtmp::flv::{is_metadata, strip_set_data_frame};
@@ -311,7 +364,9 @@ mod tests {
     fn frames_are_classified() {
         let seq = frame(MediaKind::Video, 0, AVC_SEQ);
         assert!(seq.header && !seq.keyframe);
-        assert_eq!(seq.header_slot(), Some(HeaderSlot::Video));
+        assert!(
+            matches!(seq.header_slot(), Some(HeaderSlot::Config(k)) if k.type_id == 9 && k.track == 0)
+        );
         let key = frame(MediaKind::Video, 0, AVC_KEY);
         assert!(key.keyframe && !key.header);
         assert_eq!(key.composition_time, 0x21);
@@ -324,7 +379,7 @@ mod tests {
         assert_eq!(inter.composition_time, 0x42);
         let aseq = frame(MediaKind::Audio, 0, AAC_SEQ);
         assert!(aseq.header && aseq.needs_config);
-        assert_eq!(aseq.header_slot(), Some(HeaderSlot::Audio));
+        assert!(matches!(aseq.header_slot(), Some(HeaderSlot::Config(k)) if k.type_id == 8));
         assert!(frame(MediaKind::Audio, 0, AAC_RAW).keyframe);
         let meta = MediaFrame::new(MediaKind::Data, 0, metadata(false));
         assert_eq!(meta.header_slot(), Some(HeaderSlot::Metadata));
