@@ -378,6 +378,42 @@ fn cases() -> Vec<Case> {
             reason: "not found",
         },
         Case {
+            name: "E-RTMP: connect announcing 20 000 FourCCs and absurd capability maps",
+            stage: Stage::Handshaken,
+            only: None,
+            input: |_| {
+                let list = Value::StrictArray(
+                    (0..20_000)
+                        .map(|i| Value::String(format!("{i:04}")))
+                        .collect(),
+                );
+                let map =
+                    Value::object((0..5_000).map(|i| (format!("k{i}"), Value::Number(-1e308))));
+                let v = command_msg(
+                    &[
+                        Value::String("connect".into()),
+                        Value::Number(1.0),
+                        Value::object([
+                            ("app", Value::String("live".into())),
+                            ("fourCcList", list),
+                            ("videoFourCcInfoMap", map),
+                            ("audioFourCcInfoMap", Value::String("x".repeat(10_000))),
+                            ("capsEx", Value::Number(f64::NAN)),
+                        ]),
+                    ],
+                    0,
+                );
+                // The probe after the answer, as a client waits for its _result.
+                let (p, reply) = probe_payload("ecaps", 0);
+                Input {
+                    pieces: vec![v, message(3, msg_type::COMMAND_AMF0, 0, 0, &p, 128)],
+                    pause: Duration::from_millis(500),
+                    reply: Some(reply),
+                }
+            },
+            reason: NO_ROUTE,
+        },
+        Case {
             name: "command named by a number",
             stage: Stage::Handshaken,
             only: None,
@@ -1177,6 +1213,62 @@ fn cases() -> Vec<Case> {
             },
             reason: IDLE,
         },
+        // ---- Enhanced RTMP: capability bombs, multitrack bombs, ModEx chains ----------------
+        Case {
+            name: "E-RTMP: publish with 300 multitrack entries of track 255",
+            stage: Stage::Publishing,
+            only: None,
+            input: |_| {
+                // Keyframe, Multitrack; ManyTracks of CodedFrames, one FourCC for all.
+                let mut body = vec![0x96, 0x11];
+                body.extend_from_slice(b"hvc1");
+                for _ in 0..300 {
+                    body.extend_from_slice(&[255, 0, 0, 0]);
+                }
+                send(video(0, &body))
+            },
+            reason: IDLE,
+        },
+        Case {
+            name: "E-RTMP: multitrack audio whose track sizes run past the body",
+            stage: Stage::Publishing,
+            only: None,
+            input: |_| {
+                let mut v = message(
+                    7,
+                    msg_type::AUDIO,
+                    0,
+                    1,
+                    b"\x95\x11mp4a\x01\xff\xff\xff\x01\x02",
+                    128,
+                );
+                v.extend(message(
+                    7,
+                    msg_type::AUDIO,
+                    1,
+                    1,
+                    b"\x95\x21\x00mp4a\x00\x00\x10",
+                    128,
+                ));
+                send(v)
+            },
+            reason: IDLE,
+        },
+        Case {
+            name: "E-RTMP: a chain of 2000 ModEx prefixes",
+            stage: Stage::Publishing,
+            only: None,
+            input: |_| {
+                let mut body = vec![0x97];
+                for _ in 0..2000 {
+                    // Size 1, one byte of data, then ModEx again.
+                    body.extend_from_slice(&[0x00, 0xAB, 0x07]);
+                }
+                body.extend_from_slice(b"\x00\xab\x03hvc1\x00\x00\x00\x01");
+                send(video(0, &body))
+            },
+            reason: IDLE,
+        },
         Case {
             name: "publish again while publishing",
             stage: Stage::Publishing,
@@ -1269,9 +1361,10 @@ async fn run_case(tx: Tx, port: u16, case: &Case, key: String) -> Result<String,
         let got = String::from_utf8_lossy(&w.inbound[before..]).to_string();
         if !got.contains(reply.as_str()) {
             return Err(format!(
-                "{tag} no answer containing {reply:?}; the server sent {} bytes: {:?}",
+                "{tag} no answer containing {reply:?}; the server sent {} bytes: {:?}; its log: {:?}",
                 got.len(),
-                &got[..got.len().min(600)]
+                &got[..got.len().min(600)],
+                lines_with(&tag)
             ));
         }
     }

@@ -178,6 +178,32 @@ impl RtmpUrl {
         out
     }
 
+    /// Where an Enhanced RTMP `ReconnectRequest` sends this stream: `tc_url` absolute
+    /// (`rtmp://host:1935/app`), scheme-relative (`//host/app`) or path-only (`/app`), resolved
+    /// against this URL; the stream name, credentials and options stay.
+    pub fn resolve_tc_url(&self, tc_url: &str) -> Result<RtmpUrl, UrlError> {
+        let tc_url = tc_url.trim().trim_end_matches('/');
+        let base = if tc_url.contains("://") {
+            tc_url.to_string()
+        } else if let Some(rest) = tc_url.strip_prefix("//") {
+            format!("{}://{rest}", self.scheme)
+        } else {
+            let mut out = format!("{}://", self.scheme);
+            self.write_host_port(&mut out);
+            out.push('/');
+            out.push_str(tc_url.trim_start_matches('/'));
+            out
+        };
+        let mut url: RtmpUrl = format!("{base}/{}", self.stream).parse()?;
+        url.stream = self.stream.clone();
+        if url.username.is_none() {
+            url.username = self.username.clone();
+            url.password = self.password.clone();
+        }
+        url.options = self.options.clone();
+        Ok(url)
+    }
+
     /// The value of the first librtmp option named `key` (case-sensitive, as librtmp is).
     pub fn option(&self, key: &str) -> Option<&str> {
         self.options
@@ -854,5 +880,38 @@ mod tests {
             let parsed = RtmpUrl::parse(&text).map_err(|e| proptest::test_runner::TestCaseError::fail(format!("{text}: {e}")))?;
             proptest::prop_assert_eq!(parsed, built, "{}", text);
         }
+    }
+
+    #[test]
+    fn reconnect_tc_urls_resolve_against_the_current_url() {
+        let url: RtmpUrl = "rtmp://u:p@origin:1935/live/key?x=1".parse().unwrap();
+        let abs = url.resolve_tc_url("rtmps://edge.example:443/app2").unwrap();
+        assert_eq!(
+            (
+                abs.scheme,
+                abs.host.as_str(),
+                abs.port,
+                abs.app.as_str(),
+                abs.stream.as_str()
+            ),
+            (Scheme::Rtmps, "edge.example", Some(443), "app2", "key?x=1")
+        );
+        assert_eq!(abs.username.as_deref(), Some("u"));
+        let rel = url.resolve_tc_url("//192.0.2.7/live").unwrap();
+        assert_eq!(
+            (rel.scheme, rel.host.as_str(), rel.port),
+            (Scheme::Rtmp, "192.0.2.7", None)
+        );
+        let path = url.resolve_tc_url("/other/").unwrap();
+        assert_eq!(
+            (
+                path.host.as_str(),
+                path.port,
+                path.app.as_str(),
+                path.stream.as_str()
+            ),
+            ("origin", Some(1935), "other", "key?x=1")
+        );
+        assert!(url.resolve_tc_url("gopher://x/y").is_err());
     }
 }

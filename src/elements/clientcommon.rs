@@ -529,6 +529,7 @@ pub fn stats_structure(stats: &Stats) -> gst::Structure {
         .field("frames", stats.frames)
         .field("drops", stats.drops)
         .field("reconnects", stats.reconnects)
+        .field("reconnect-requests", stats.reconnect_requests)
         .field("held", stats.held)
         .field("resent", stats.resent)
         .build()

@@ -338,3 +338,40 @@ pub fn wait_for_log(needles: &[&str], timeout: Duration) -> String {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// (dts ms, keyframe) of the video and audio tags an appsink gets.
+pub type Tags = Arc<Mutex<Vec<(u64, bool)>>>;
+
+/// (dts ms, keyframe) of every video and every audio FLV tag reaching the appsink `name`
+/// (one tag per buffer, as rtmpserversrc outputs them; the header buffers are skipped).
+/// No demuxer: its dynamic pads would not link again after the pipeline's restart.
+pub fn collect_tags(p: &Pipeline, name: &str) -> (Tags, Tags) {
+    let video = Arc::new(Mutex::new(Vec::new()));
+    let audio = Arc::new(Mutex::new(Vec::new()));
+    let (v, a) = (video.clone(), audio.clone());
+    p.by_name(name)
+        .downcast::<gst_app::AppSink>()
+        .unwrap()
+        .set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |sink| {
+                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    let b = sample.buffer().ok_or(gst::FlowError::Error)?;
+                    if b.flags().contains(gst::BufferFlags::HEADER) {
+                        return Ok(gst::FlowSuccess::Ok);
+                    }
+                    let map = b.map_readable().map_err(|_| gst::FlowError::Error)?;
+                    let ts = b.dts().or(b.pts()).map_or(0, |t| t.mseconds());
+                    // Tag header (11 bytes), then the body: video's first byte has the frame
+                    // type, AVC packet type 1 / AAC packet type 1 mark coded frames.
+                    match (map.first(), map.get(12)) {
+                        (Some(9), Some(1)) => v.lock().unwrap().push((ts, map[11] >> 4 == 1)),
+                        (Some(8), Some(1)) => a.lock().unwrap().push((ts, true)),
+                        _ => {}
+                    }
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+    (video, audio)
+}

@@ -428,6 +428,29 @@ impl ServerSession {
         Ok(())
     }
 
+    /// Asks the client to reconnect (Enhanced RTMP v2): onStatus
+    /// `NetConnection.Connect.ReconnectRequest` on the connection (stream 0, transaction 0),
+    /// with `tcUrl` when the stream moves elsewhere (absent: the same place). A client that
+    /// announced capsEx Reconnect connects there, then leaves this connection.
+    pub fn request_reconnect(
+        &mut self,
+        tc_url: Option<&str>,
+        description: &str,
+    ) -> Result<(), SessionError> {
+        self.check_open()?;
+        if self.phase != Phase::Connected {
+            return Err(SessionError::InvalidState(
+                "request_reconnect before the connect was accepted".into(),
+            ));
+        }
+        let mut st = Status::new(StatusCode::ConnectReconnectRequest, description);
+        if let Some(url) = tc_url {
+            st = st.with("tcUrl", Value::String(url.to_owned()));
+        }
+        self.send_cmd(0, &command::on_status(&st));
+        Ok(())
+    }
+
     /// Accepts a play: StreamBegin, `NetStream.Play.Reset` (when the client asked or did not
     /// say), `NetStream.Play.Start`, `|RtmpSampleAccess`, and optionally Data.Start. The
     /// stream can then take media, from `send_media` or as shared bytes.

@@ -539,6 +539,42 @@ fn enhanced_capabilities_go_both_ways_and_legacy_clients_get_a_legacy_answer() {
 }
 
 #[test]
+fn a_reconnect_request_reaches_the_client_with_its_tc_url() {
+    let mut p = Pair::new(
+        ClientRole::Publish,
+        ClientMode::Plain,
+        Feed::Whole,
+        ServerConfig::default(),
+    );
+    p.client.publish("cam").unwrap();
+    p.run();
+    p.server
+        .request_reconnect(Some("rtmp://edge/live"), "moving")
+        .unwrap();
+    p.run();
+    let status = p.cev.iter().find_map(|e| match e {
+        ClientEvent::Status {
+            stream_id: 0,
+            status,
+        } => Some(status.clone()),
+        _ => None,
+    });
+    let status = status.expect("the request reached the client");
+    assert_eq!(
+        status.status_code(),
+        Some(StatusCode::ConnectReconnectRequest)
+    );
+    assert_eq!(status.description, "moving");
+    assert!(
+        status
+            .extra
+            .iter()
+            .any(|(k, v)| k == "tcUrl" && *v == Value::String("rtmp://edge/live".into()))
+    );
+    assert!(p.client.close_reason().is_none(), "the connection stays");
+}
+
+#[test]
 fn acknowledgements_sent_when_due() {
     let cfg = ServerConfig {
         window_ack_size: 20_000,

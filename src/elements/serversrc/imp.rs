@@ -125,6 +125,25 @@ impl RtmpServerSrc {
             .build()
     }
 
+    fn request_reconnect(&self, tc_url: String, description: String) -> bool {
+        let State::Started { ingest, .. } = &*lock(&self.state) else {
+            return false;
+        };
+        let tc_url = (!tc_url.is_empty()).then_some(tc_url);
+        let asked = ingest.request_reconnect(tc_url.clone(), description);
+        gst::info!(
+            CAT,
+            imp = self,
+            "reconnect request to {tc_url:?}: {}",
+            if asked {
+                "sent"
+            } else {
+                "no publisher that takes one"
+            }
+        );
+        asked
+    }
+
     /// Why this element stops taking the stream, for its publisher (see `Ingest::set_failure`).
     fn tell_publisher(&self, why: String) {
         if let State::Started { ingest, .. } = &*lock(&self.state) {
@@ -188,7 +207,27 @@ impl ObjectImpl for RtmpServerSrc {
     }
 
     fn signals() -> &'static [glib::subclass::Signal] {
-        static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(serverprops::signals);
+        static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(|| {
+            let mut signals = serverprops::signals();
+            // request-reconnect(tc-url, description) -> asked: an Enhanced RTMP
+            // ReconnectRequest to the publisher ("" = the same place), when it announced it
+            // handles them.
+            signals.push(
+                glib::subclass::Signal::builder("request-reconnect")
+                    .param_types([String::static_type(), String::static_type()])
+                    .return_type::<bool>()
+                    .action()
+                    .class_handler(|args| {
+                        let element = args[0].get::<super::RtmpServerSrc>().expect("the element");
+                        let tc_url = args[1].get::<String>().unwrap_or_default();
+                        let description = args[2].get::<String>().unwrap_or_default();
+                        let asked = element.imp().request_reconnect(tc_url, description);
+                        Some(asked.to_value())
+                    })
+                    .build(),
+            );
+            signals
+        });
         SIGNALS.as_ref()
     }
 

@@ -155,6 +155,26 @@ impl HoldBook {
         std::mem::take(&mut self.outage_dropped)
     }
 
+    /// The latest headers, stamped `ts`: what a connection that takes over at a key frame
+    /// sends first (see the publisher's ReconnectRequest handling). Counted as resent.
+    pub fn headers_at(&mut self, ts: u64) -> Vec<MediaFrame> {
+        let out: Vec<MediaFrame> = self
+            .headers
+            .iter()
+            .map(|h| MediaFrame {
+                timestamp: h.timestamp.max(ts),
+                ..h.clone()
+            })
+            .collect();
+        self.counters.resent += out.len() as u64;
+        out
+    }
+
+    /// Whether the stream has video (a switch waits for a key frame then).
+    pub fn has_video(&self) -> bool {
+        self.has_video
+    }
+
     /// What a new connection gets first: headers, the kept group of pictures, the held frames.
     /// Video frames before the first key frame are dropped and counted. Afterwards the book
     /// is in its connected state again.

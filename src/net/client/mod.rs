@@ -279,17 +279,18 @@ pub fn parse_enhanced_codecs(text: &str) -> Result<Vec<FourCc>, String> {
 
 /// What a client announces in `connect` for `codecs`: a player can take (decode or forward)
 /// them, a publisher can send (encode or forward) them; multitrack, ModEx and the nanosecond
-/// offset are read on both sides. Reconnect requests are not handled yet, so not announced.
+/// offset are read on both sides; a publisher also handles ReconnectRequest.
 pub fn enhanced_caps(codecs: &[FourCc], role: ClientRole) -> EnhancedCaps {
-    let mask = match role {
-        ClientRole::Play => caps::CAN_DECODE | caps::CAN_FORWARD,
-        ClientRole::Publish => caps::CAN_ENCODE | caps::CAN_FORWARD,
+    let read = caps::CAPS_MULTITRACK | caps::CAPS_MODEX | caps::CAPS_TIMESTAMP_NANO_OFFSET;
+    // The publisher follows ReconnectRequests (make-before-break); the player does not yet.
+    let (mask, caps_ex) = match role {
+        ClientRole::Play => (caps::CAN_DECODE | caps::CAN_FORWARD, read),
+        ClientRole::Publish => (
+            caps::CAN_ENCODE | caps::CAN_FORWARD,
+            read | caps::CAPS_RECONNECT,
+        ),
     };
-    EnhancedCaps::for_codecs(
-        codecs,
-        mask,
-        caps::CAPS_MULTITRACK | caps::CAPS_MODEX | caps::CAPS_TIMESTAMP_NANO_OFFSET,
-    )
+    EnhancedCaps::for_codecs(codecs, mask, caps_ex)
 }
 
 /// Connection statistics, as the `stats` property shows them. The first eight fields are
@@ -312,6 +313,8 @@ pub struct Stats {
     pub drops: u64,
     /// Successful reconnections.
     pub reconnects: u32,
+    /// Enhanced RTMP ReconnectRequests followed (make-before-break moves to a new tcUrl).
+    pub reconnect_requests: u32,
     /// Publisher: media messages that arrived while no connection was up and were held.
     pub held: u64,
     /// Publisher: media messages sent again after a reconnect (headers and the group of

@@ -20,7 +20,7 @@ use crate::rtmp::auth;
 use crate::rtmp::command::StatusCode;
 use crate::rtmp::handshake::ClientMode;
 use crate::rtmp::session::{self, ClientEvent, ClientRole, ClientSession, SessionError};
-use crate::rtmp::url::Scheme;
+use crate::rtmp::url::{RtmpUrl, Scheme};
 
 /// Connections one `open` may take for authentication (plain, user, response, and one spare
 /// for servers that ask for the method before the user).
@@ -39,6 +39,19 @@ pub(super) struct Ctx {
 }
 
 impl Ctx {
+    /// The same context for another server (an Enhanced RTMP ReconnectRequest's tcUrl).
+    pub(super) fn moved_to(&self, url: RtmpUrl) -> Ctx {
+        let mut cfg = self.cfg.clone();
+        cfg.url = url;
+        Ctx {
+            cfg,
+            role: self.role,
+            chunk_size: self.chunk_size,
+            notice: self.notice.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+
     pub(super) fn target(&self) -> String {
         let url = &self.cfg.url;
         if url.host.contains(':') {

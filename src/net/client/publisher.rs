@@ -9,10 +9,12 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::MissedTickBehavior;
 
 use super::hold::HoldBook;
-use super::media::MediaFrame;
+use super::media::{MediaFrame, MediaKind};
 use super::open::{Ctx, Link, Meter, Shared, failed_attempt, first_open, open, reconnect_attempt};
 use super::{ClientConfig, ClientError, Notice, NoticeFn, ProgressKind, Stats, StopCommands};
 use crate::net::runtime;
+use crate::rtmp::amf0::Value;
+use crate::rtmp::command::StatusCode;
 use crate::rtmp::session::{ClientEvent, ClientRole};
 
 /// Frames the sink may queue ahead of the connection task.
@@ -122,6 +124,20 @@ enum LiveEnd {
     Finish(oneshot::Sender<()>),
     Gone,
     Lost(String),
+    /// The server sent an Enhanced RTMP ReconnectRequest (its `tcUrl`, if any).
+    Move(Option<String>),
+}
+
+/// How following a ReconnectRequest ended.
+enum Moved {
+    /// Publishing on the new connection; the old one is closing.
+    Done,
+    /// Still publishing on the old connection (the new one could not be opened).
+    Stayed,
+    /// The old connection broke meanwhile: reconnect (to the new place).
+    Lost(String),
+    Finish(oneshot::Sender<()>),
+    Gone,
 }
 
 async fn run_publisher(
@@ -129,11 +145,14 @@ async fn run_publisher(
     publish: &PublishConfig,
     rx: &mut mpsc::Receiver<PubCmd>,
 ) -> Result<(), ClientError> {
-    let target = ctx.target();
     let mut book = HoldBook::new(publish.max_hold.as_millis() as u64);
     let mut meter = Meter::new();
     let mut link = first_open(ctx).await?;
+    // Where the stream goes after a followed ReconnectRequest.
+    let mut moved: Option<Ctx> = None;
     loop {
+        let ctx = moved.as_ref().unwrap_or(ctx);
+        let target = ctx.target();
         let end = publish_live(ctx, &mut link, rx, &mut book, &mut meter).await;
         meter.publish(&ctx.shared, Some(&link.session), Some(&book));
         match end {
@@ -149,6 +168,57 @@ async fn run_publisher(
                 link.session.close();
                 link.close().await;
                 return Ok(());
+            }
+            LiveEnd::Move(tc_url) => {
+                let Some(next) = follow_target(ctx, tc_url.as_deref()) else {
+                    continue;
+                };
+                match follow_reconnect(&next, publish, &mut link, rx, &mut book, &mut meter).await {
+                    Moved::Done => {
+                        ctx.shared.update(|s| s.reconnect_requests += 1);
+                        ctx.progress(
+                            ProgressKind::Complete,
+                            "reconnect",
+                            format!(
+                                "Publishing {:?} on {} as the server asked (was {target})",
+                                next.cfg.url.stream,
+                                next.target()
+                            ),
+                        );
+                        moved = Some(next);
+                    }
+                    Moved::Stayed => {}
+                    Moved::Lost(reason) => {
+                        // The old connection broke while the new one opened: reconnect where
+                        // the server sent us.
+                        ctx.warn(format!(
+                            "connection to {target} lost ({reason}) while moving"
+                        ));
+                        link.session.close();
+                        moved = Some(next);
+                        let ctx = moved.as_ref().expect("just set");
+                        meter.close_link(&link.session);
+                        let Some((new_link, finish)) =
+                            reconnect_publisher(ctx, rx, &mut book, &mut meter, &reason).await?
+                        else {
+                            return Ok(());
+                        };
+                        link = new_link;
+                        ctx.shared.update(|s| s.reconnects += 1);
+                        resume_on(ctx, &mut link, &mut book, &mut meter)?;
+                        if let Some(reply) = finish {
+                            return finish_on(publish, link, &book, &mut meter, reply, ctx).await;
+                        }
+                    }
+                    Moved::Finish(reply) => {
+                        return finish_on(publish, link, &book, &mut meter, reply, ctx).await;
+                    }
+                    Moved::Gone => {
+                        link.session.close();
+                        link.close().await;
+                        return Ok(());
+                    }
+                }
             }
             LiveEnd::Lost(reason) => {
                 meter.publish(&ctx.shared, Some(&link.session), Some(&book));
@@ -225,6 +295,16 @@ async fn publish_live(
                 // An error while publishing (NetStream.Failed when the server's pipeline
                 // stopped taking the stream): the server took the stream away. As FFmpeg does,
                 // the publish ends; reconnecting (when on) publishes again.
+                ClientEvent::Status {
+                    stream_id: 0,
+                    status,
+                } if status.status_code() == Some(StatusCode::ConnectReconnectRequest) => {
+                    let tc_url = status.extra.iter().find_map(|(k, v)| match v {
+                        Value::String(url) if k == "tcUrl" && !url.is_empty() => Some(url.clone()),
+                        _ => None,
+                    });
+                    return LiveEnd::Move(tc_url);
+                }
                 ClientEvent::Status { status, .. } if status.level == "error" => {
                     return LiveEnd::Lost(format!(
                         "server reports {}: {}",
@@ -309,4 +389,174 @@ async fn reconnect_publisher(
             }
         }
     }
+}
+
+/// The context a ReconnectRequest sends the stream to, or `None` (with a warning) when its
+/// `tcUrl` cannot be used.
+fn follow_target(ctx: &Ctx, tc_url: Option<&str>) -> Option<Ctx> {
+    let url = match tc_url {
+        None => ctx.cfg.url.clone(),
+        Some(t) => match ctx.cfg.url.resolve_tc_url(t) {
+            Ok(url) => url,
+            Err(e) => {
+                ctx.warn(format!(
+                    "{} asked to reconnect to {t:?}, which is not usable ({e}); staying",
+                    ctx.target()
+                ));
+                return None;
+            }
+        },
+    };
+    ctx.progress(
+        ProgressKind::Start,
+        "reconnect",
+        format!(
+            "{} asks to reconnect: connecting to {} before leaving",
+            ctx.target(),
+            url.tc_url()
+        ),
+    );
+    Some(ctx.moved_to(url))
+}
+
+/// Sends what the book keeps for a new connection (after a reconnect).
+fn resume_on(
+    ctx: &Ctx,
+    link: &mut Link,
+    book: &mut HoldBook,
+    meter: &mut Meter,
+) -> Result<(), ClientError> {
+    for frame in book.resume() {
+        link.session
+            .send_media(frame.kind, frame.wire_timestamp(), frame.payload.clone())
+            .map_err(|e| ClientError::Lost {
+                target: ctx.target(),
+                reason: e.to_string(),
+            })?;
+        meter.count(&frame);
+    }
+    Ok(())
+}
+
+/// Ends the stream on `link`: stop commands, a polite close, then the reply.
+async fn finish_on(
+    publish: &PublishConfig,
+    mut link: Link,
+    book: &HoldBook,
+    meter: &mut Meter,
+    reply: oneshot::Sender<()>,
+    ctx: &Ctx,
+) -> Result<(), ClientError> {
+    let _ = link.session.stop(publish.stop_commands);
+    link.session.close();
+    meter.publish(&ctx.shared, Some(&link.session), Some(book));
+    link.close().await;
+    let _ = reply.send(());
+    Ok(())
+}
+
+/// Follows a ReconnectRequest, make-before-break: the new connection opens while the old one
+/// keeps publishing; the switch happens at the next video key frame (any frame without video):
+/// the new connection gets the headers and that frame on, the old one everything before it,
+/// then its stop commands and a polite close. No frame is lost or sent twice.
+async fn follow_reconnect(
+    next: &Ctx,
+    publish: &PublishConfig,
+    link: &mut Link,
+    rx: &mut mpsc::Receiver<PubCmd>,
+    book: &mut HoldBook,
+    meter: &mut Meter,
+) -> Moved {
+    let opening = open(next);
+    tokio::pin!(opening);
+    // Phase 1: keep publishing on the old connection while the new one opens.
+    let mut new_link = loop {
+        let accepting = link.out_len < OUT_HIGH_WATER;
+        tokio::select! {
+            r = &mut opening => match r {
+                Ok(l) => break l,
+                Err(e) => {
+                    next.warn(format!("could not follow the reconnect request ({e}); staying"));
+                    return Moved::Stayed;
+                }
+            },
+            r = link.step() => {
+                if let Err(e) = r {
+                    return Moved::Lost(e.to_string());
+                }
+                if let Some(ClientEvent::Closed(reason)) = link.session.poll_event() {
+                    return Moved::Lost(reason.to_string());
+                }
+            }
+            cmd = rx.recv(), if accepting => match cmd {
+                None => return Moved::Gone,
+                Some(PubCmd::Finish(reply)) => return Moved::Finish(reply),
+                Some(PubCmd::Frame(frame)) => {
+                    if book.on_live(&frame) {
+                        meter.count(&frame);
+                        if let Err(e) = link.session.send_media(
+                            frame.kind,
+                            frame.wire_timestamp(),
+                            frame.payload.clone(),
+                        ) {
+                            let _ = book.hold(frame);
+                            return Moved::Lost(e.to_string());
+                        }
+                    }
+                }
+            },
+        }
+    };
+    // Phase 2: both connections up; the old one takes frames until the switch point.
+    loop {
+        let accepting = link.out_len < OUT_HIGH_WATER && new_link.out_len < OUT_HIGH_WATER;
+        tokio::select! {
+            r = link.step() => {
+                if let Err(e) = r {
+                    return Moved::Lost(e.to_string());
+                }
+            }
+            r = new_link.step() => {
+                if let Err(e) = r {
+                    next.warn(format!("the new connection failed ({e}); staying"));
+                    return Moved::Stayed;
+                }
+            }
+            cmd = rx.recv(), if accepting => match cmd {
+                None => return Moved::Gone,
+                Some(PubCmd::Finish(reply)) => return Moved::Finish(reply),
+                Some(PubCmd::Frame(frame)) => {
+                    let switch = !frame.header
+                        && (!book.has_video()
+                            || (frame.kind == MediaKind::Video && frame.keyframe));
+                    if !book.on_live(&frame) {
+                        continue;
+                    }
+                    meter.count(&frame);
+                    let to = if switch { &mut new_link } else { &mut *link };
+                    if switch {
+                        for h in book.headers_at(frame.timestamp) {
+                            let _ = to.session.send_media(h.kind, h.wire_timestamp(), h.payload.clone());
+                        }
+                    }
+                    if let Err(e) =
+                        to.session
+                            .send_media(frame.kind, frame.wire_timestamp(), frame.payload.clone())
+                    {
+                        return Moved::Lost(e.to_string());
+                    }
+                    if switch {
+                        break;
+                    }
+                }
+            },
+        }
+    }
+    let mut old = std::mem::replace(link, new_link);
+    meter.close_link(&old.session);
+    let _ = old.session.stop(publish.stop_commands);
+    old.session.close();
+    // The old server gets everything before the switch and the stop commands, on its own time.
+    runtime::runtime().spawn(async move { old.close().await });
+    Moved::Done
 }

@@ -786,6 +786,13 @@ async fn run(c: &mut Conn, stream: &mut Box<dyn ByteStream>) -> String {
             Role::Player { queue, .. } => Some(queue.clone()),
             _ => None,
         };
+        let ingest = match &c.role {
+            Role::Publisher { route, .. } => match &route.endpoint {
+                Endpoint::Ingest(ingest) => Some(ingest.clone()),
+                _ => None,
+            },
+            _ => None,
+        };
         tokio::select! {
             r = stream.read(&mut buf) => match r {
                 Ok(0) => {
@@ -818,6 +825,12 @@ async fn run(c: &mut Conn, stream: &mut Box<dyn ByteStream>) -> String {
             () = async { route_cancel.as_mut().expect("guarded").1.as_mut().await }, if route_cancel.is_some() => {
                 c.element_gone = true;
                 return "the element stopped".into();
+            }
+            () = async { ingest.as_ref().expect("guarded").reconnect_wake.notified().await }, if ingest.is_some() => {
+                if let Some((tc_url, description)) = ingest.as_ref().and_then(|i| i.take_reconnect()) {
+                    gst::info!(CAT, "{}: asking the publisher to reconnect to {tc_url:?}", c.peer);
+                    let _ = c.session.request_reconnect(tc_url.as_deref(), &description);
+                }
             }
             () = &mut evicted => return "evicted to make room for a new connection".into(),
         }

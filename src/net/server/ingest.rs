@@ -39,6 +39,10 @@ pub struct Ingest {
     failure: Mutex<Option<String>>,
     /// What the current publisher's connect announced (Enhanced RTMP).
     announced: Mutex<Option<Arc<EnhancedCaps>>>,
+    /// A ReconnectRequest for the publisher's connection to send: (tcUrl, description).
+    reconnect: Mutex<Option<(Option<String>, String)>>,
+    /// Wakes the publisher's connection for `reconnect`.
+    pub(crate) reconnect_wake: tokio::sync::Notify,
 }
 
 impl Ingest {
@@ -51,9 +55,32 @@ impl Ingest {
                 busy: Mutex::new(None),
                 failure: Mutex::new(None),
                 announced: Mutex::new(None),
+                reconnect: Mutex::new(None),
+                reconnect_wake: tokio::sync::Notify::new(),
             }),
             rx,
         )
+    }
+
+    /// Asks the current publisher to reconnect (Enhanced RTMP ReconnectRequest), to `tc_url`
+    /// or, when `None`, to the same place. False when there is no publisher or it did not
+    /// announce capsEx Reconnect (a request it would not understand is not sent).
+    pub fn request_reconnect(&self, tc_url: Option<String>, description: String) -> bool {
+        use rsrtmp_engine::session::caps::CAPS_RECONNECT;
+        if self.publisher().is_none() || !self.announced().is_some_and(|c| c.has(CAPS_RECONNECT)) {
+            return false;
+        }
+        *self.reconnect.lock().unwrap_or_else(|e| e.into_inner()) = Some((tc_url, description));
+        self.reconnect_wake.notify_one();
+        true
+    }
+
+    /// The pending ReconnectRequest, for the publisher's connection.
+    pub(crate) fn take_reconnect(&self) -> Option<(Option<String>, String)> {
+        self.reconnect
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
     }
 
     /// The Enhanced RTMP capabilities the current publisher announced.

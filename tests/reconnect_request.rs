@@ -1,0 +1,160 @@
+//! Enhanced RTMP ReconnectRequest, both sides ours: `rtmpserversrc`'s `request-reconnect`
+//! action sends one to its publisher, and `rtmpclientsink` follows it make-before-break: it
+//! connects to the new tcUrl (absolute, or path-only on the same server) while still publishing
+//! on the old connection, switches at a keyframe with the headers re-sent, and leaves. The two
+//! servers together get every video and audio frame exactly once; the second starts with a
+//! keyframe; the sink counts it in `stats` (`reconnect-requests`). A publisher that did not
+//! announce capsEx Reconnect (FFmpeg) is never sent one.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::server_peers::*;
+use common::{ChildGuard, ffmpeg9, test_media};
+use gst::prelude::*;
+
+/// Ends a hung test; never a measure of speed.
+const DEADLINE: Duration = Duration::from_secs(90);
+
+const VIDEO_FRAMES: usize = 240;
+
+fn server(app: &str) -> Pipeline {
+    Pipeline::parse(&format!(
+        "rtmpserversrc name=src address=127.0.0.1 port=0 application={app} stream=s \
+         eos-on-unpublish=true ! appsink name=out sync=false"
+    ))
+}
+
+fn publisher(port: u16, app: &str) -> Pipeline {
+    Pipeline::parse(&format!(
+        "videotestsrc is-live=true num-buffers={VIDEO_FRAMES} ! \
+         video/x-raw,width=320,height=240,framerate=30/1 ! \
+         x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 bitrate=300 ! h264parse ! \
+         flvmux name=m streamable=true ! \
+         rtmpclientsink name=sink location=rtmp://127.0.0.1:{port}/{app}/s \
+         audiotestsrc is-live=true num-buffers=375 samplesperbuffer=1024 ! \
+         audio/x-raw,rate=48000,channels=1 ! voaacenc ! aacparse ! m."
+    ))
+}
+
+/// Every value once, in order, across the two lists.
+fn exactly_once(a: &[(u64, bool)], b: &[(u64, bool)]) -> Vec<u64> {
+    let mut all: Vec<u64> = a.iter().chain(b).map(|(t, _)| *t).collect();
+    let n = all.len();
+    all.sort_unstable();
+    all.dedup();
+    assert_eq!(all.len(), n, "a frame arrived twice");
+    all
+}
+
+fn move_publisher(path_only: bool) {
+    let a = server("live");
+    let (va, aa) = collect_tags(&a, "out");
+    a.play();
+    let port_a = a.port("src");
+    // The second server: another port, or the same one under another application.
+    let b = if path_only {
+        Pipeline::parse(&format!(
+            "rtmpserversrc name=src address=127.0.0.1 port={port_a} application=moved stream=s \
+             eos-on-unpublish=true ! appsink name=out sync=false"
+        ))
+    } else {
+        server("live")
+    };
+    let (vb, ab) = collect_tags(&b, "out");
+    b.play();
+    let port_b = b.port("src");
+    let tc_url = if path_only {
+        "/moved".to_string()
+    } else {
+        format!("rtmp://127.0.0.1:{port_b}/live")
+    };
+
+    let p = publisher(port_a, "live");
+    let sink = p.by_name("sink");
+    p.play();
+    wait_until("a second of video at the first server", DEADLINE, || {
+        va.lock().unwrap().len() > 30
+    });
+    let asked: bool = a
+        .by_name("src")
+        .emit_by_name("request-reconnect", &[&tc_url, &"moving the stream"]);
+    assert!(asked, "our sink announces capsEx Reconnect");
+    a.wait_eos(DEADLINE);
+    p.wait_eos(DEADLINE);
+    b.wait_eos(DEADLINE);
+
+    let stats: gst::Structure = sink.property("stats");
+    assert_eq!(common::stat(&stats, "reconnect-requests"), 1, "{stats}");
+    assert_eq!(common::stat(&stats, "reconnects"), 0, "{stats}");
+    assert_eq!(common::stat(&stats, "drops"), 0, "{stats}");
+    let (va, vb) = (va.lock().unwrap().clone(), vb.lock().unwrap().clone());
+    let (aa, ab) = (aa.lock().unwrap().clone(), ab.lock().unwrap().clone());
+    println!(
+        "first server {} video {} audio, second {} video {} audio",
+        va.len(),
+        aa.len(),
+        vb.len(),
+        ab.len()
+    );
+    assert!(
+        !vb.is_empty() && vb[0].1,
+        "the second server starts at a keyframe"
+    );
+    assert!(
+        va.last().unwrap().0 < vb[0].0,
+        "the first server's video ends before the second's begins"
+    );
+    assert_eq!(
+        exactly_once(&va, &vb).len(),
+        VIDEO_FRAMES,
+        "every video frame"
+    );
+    assert!(!ab.is_empty());
+    // flvmux interleaves by time: audio at 21.3 ms a frame, 375 of them.
+    assert_eq!(exactly_once(&aa, &ab).len(), 375, "every audio frame");
+}
+
+#[test]
+fn the_sink_follows_a_reconnect_request_to_another_server_losing_nothing() {
+    move_publisher(false);
+}
+
+#[test]
+fn the_sink_follows_a_path_only_tc_url_on_the_same_server() {
+    move_publisher(true);
+}
+
+#[test]
+fn a_publisher_that_did_not_announce_reconnect_is_not_asked() {
+    let a = Pipeline::parse(
+        "rtmpserversrc name=src address=127.0.0.1 port=0 stream=s eos-on-unpublish=true ! fakesink",
+    );
+    a.play();
+    let port = a.port("src");
+    let mut ffmpeg = ChildGuard::spawn(
+        "FFmpeg 9 publisher",
+        Command::new(ffmpeg9())
+            .args(["-nostdin", "-loglevel", "error", "-re", "-i"])
+            .arg(test_media(4))
+            .args(["-c", "copy", "-f", "flv"])
+            .arg(format!("rtmp://127.0.0.1:{port}/live/s"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
+    let src = a.by_name("src");
+    wait_until("the publisher", DEADLINE, || {
+        let stats = src.property::<gst::Structure>("stats");
+        stats.get::<u32>("clients").unwrap_or(0) == 1
+    });
+    let asked: bool = src.emit_by_name("request-reconnect", &[&"", &"restart"]);
+    assert!(!asked);
+    assert!(
+        ffmpeg.wait_timeout(DEADLINE).success(),
+        "{}",
+        ffmpeg.stderr_text()
+    );
+    a.wait_eos(DEADLINE);
+}
