@@ -9,11 +9,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
+
 use std::time::Duration;
 
 use gst::prelude::*;
@@ -68,51 +67,14 @@ fn ffmpeg_player(port: u16, out: &Path, codecs: Option<&str>) -> ChildGuard {
     ChildGuard::spawn(&format!("FFmpeg 9 player ({codecs:?})"), &mut cmd)
 }
 
-/// FFmpeg's framecrc checksum: Adler-32 started from 0.
-fn adler32(data: &[u8]) -> u32 {
-    let (mut a, mut b) = (0u32, 0u32);
-    for &x in data {
-        a = (a + u32::from(x)) % 65521;
-        b = (b + a) % 65521;
-    }
-    b << 16 | a
-}
-
-type Pads = Arc<Mutex<BTreeMap<String, Vec<(u64, String)>>>>;
+type Pads = PadFrames;
 
 /// Our player: `rtmpclientsrc ! rsflvdemux`, (size, checksum) of every buffer per pad.
 fn our_player(port: u16) -> (Pipeline, Pads) {
     let p = Pipeline::parse(&format!(
         "rtmpclientsrc location=rtmp://127.0.0.1:{port}/live/out ! rsflvdemux name=d"
     ));
-    let pads: Pads = Arc::default();
-    let bin = p.0.clone();
-    let got = pads.clone();
-    p.by_name("d").connect_pad_added(move |_, pad| {
-        let name = pad.name().to_string();
-        let queue = gst::ElementFactory::make("queue").build().unwrap();
-        let sink = gst_app::AppSink::builder().sync(false).build();
-        bin.add_many([&queue, sink.upcast_ref()]).unwrap();
-        queue.link(&sink).unwrap();
-        sink.sync_state_with_parent().unwrap();
-        queue.sync_state_with_parent().unwrap();
-        let got = got.clone();
-        sink.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |s| {
-                    let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    let map = sample.buffer().unwrap().map_readable().unwrap();
-                    got.lock()
-                        .unwrap()
-                        .entry(name.clone())
-                        .or_default()
-                        .push((map.len() as u64, format!("0x{:08x}", adler32(&map))));
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
-        );
-        pad.link(&queue.static_pad("sink").unwrap()).unwrap();
-    });
+    let pads = record_pads(&p, "d");
     (p, pads)
 }
 

@@ -16,14 +16,10 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-use gst::prelude::*;
 
 use common::server_peers::*;
 use common::{
@@ -178,17 +174,7 @@ fn ffmpeg_publishes_and_plays_e_rtmp_over_every_scheme() {
     }
 }
 
-/// FFmpeg's framecrc checksum: Adler-32 started from 0.
-fn adler32(data: &[u8]) -> u32 {
-    let (mut a, mut b) = (0u32, 0u32);
-    for &x in data {
-        a = (a + u32::from(x)) % 65521;
-        b = (b + a) % 65521;
-    }
-    b << 16 | a
-}
-
-type Pads = Arc<Mutex<BTreeMap<String, Vec<(u64, String)>>>>;
+type Pads = PadFrames;
 
 /// `rtmpclientsrc location=URL ! rsflvdemux`, recording (size, checksum) per pad.
 fn our_player(location: &str, cert: &Path) -> (Pipeline, Pads) {
@@ -196,34 +182,7 @@ fn our_player(location: &str, cert: &Path) -> (Pipeline, Pads) {
         "rtmpclientsrc location={location} tls-ca-file={} ! rsflvdemux name=d",
         cert.display()
     ));
-    let pads: Pads = Arc::default();
-    let bin = p.0.clone();
-    let got = pads.clone();
-    p.by_name("d").connect_pad_added(move |_, pad| {
-        let name = pad.name().to_string();
-        let queue = gst::ElementFactory::make("queue").build().unwrap();
-        let sink = gst_app::AppSink::builder().sync(false).build();
-        bin.add_many([&queue, sink.upcast_ref()]).unwrap();
-        queue.link(&sink).unwrap();
-        sink.sync_state_with_parent().unwrap();
-        queue.sync_state_with_parent().unwrap();
-        let got = got.clone();
-        sink.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |s| {
-                    let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    let map = sample.buffer().unwrap().map_readable().unwrap();
-                    got.lock()
-                        .unwrap()
-                        .entry(name.clone())
-                        .or_default()
-                        .push((map.len() as u64, format!("0x{:08x}", adler32(&map))));
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
-        );
-        pad.link(&queue.static_pad("sink").unwrap()).unwrap();
-    });
+    let pads = record_pads(&p, "d");
     (p, pads)
 }
 

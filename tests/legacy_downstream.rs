@@ -11,7 +11,6 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
@@ -96,52 +95,7 @@ fn publish(media: &Path, url: &str) -> ChildGuard {
     )
 }
 
-/// FFmpeg's framecrc checksum: Adler-32 started from 0.
-fn adler32(data: &[u8]) -> u32 {
-    let (mut a, mut b) = (0u32, 0u32);
-    for &x in data {
-        a = (a + u32::from(x)) % 65521;
-        b = (b + a) % 65521;
-    }
-    b << 16 | a
-}
-
-/// (size, checksum as framecrc writes it) of every buffer, per demuxer pad name.
-type Pads = Arc<Mutex<BTreeMap<String, Vec<(u64, String)>>>>;
-
-/// Links every pad the demuxer `name` adds — again after a restart — to a queue and an
-/// appsink that records what it gets.
-fn record_pads(p: &Pipeline, name: &str) -> Pads {
-    let pads: Pads = Arc::default();
-    let bin = p.0.clone();
-    let got = pads.clone();
-    p.by_name(name).connect_pad_added(move |_, pad| {
-        let name = pad.name().to_string();
-        let queue = gst::ElementFactory::make("queue").build().unwrap();
-        let sink = gst_app::AppSink::builder().sync(false).build();
-        bin.add_many([&queue, sink.upcast_ref()]).unwrap();
-        queue.link(&sink).unwrap();
-        sink.sync_state_with_parent().unwrap();
-        queue.sync_state_with_parent().unwrap();
-        let got = got.clone();
-        sink.set_callbacks(
-            gst_app::AppSinkCallbacks::builder()
-                .new_sample(move |s| {
-                    let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    let map = sample.buffer().unwrap().map_readable().unwrap();
-                    got.lock()
-                        .unwrap()
-                        .entry(name.clone())
-                        .or_default()
-                        .push((map.len() as u64, format!("0x{:08x}", adler32(&map))));
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
-        );
-        pad.link(&queue.static_pad("sink").unwrap()).unwrap();
-    });
-    pads
-}
+type Pads = PadFrames;
 
 /// What the bus said until EOS or an error.
 #[derive(Debug, Default)]

@@ -375,3 +375,49 @@ pub fn collect_tags(p: &Pipeline, name: &str) -> (Tags, Tags) {
         );
     (video, audio)
 }
+
+/// FFmpeg's framecrc checksum: Adler-32 started from 0 (zlib's starts from 1).
+pub fn framecrc_adler32(data: &[u8]) -> u32 {
+    let (mut a, mut b) = (0u32, 0u32);
+    for &x in data {
+        a = (a + u32::from(x)) % 65521;
+        b = (b + a) % 65521;
+    }
+    b << 16 | a
+}
+
+/// (size, checksum as framecrc writes it) of every buffer, per demuxer pad name.
+pub type PadFrames = Arc<Mutex<std::collections::BTreeMap<String, Vec<(u64, String)>>>>;
+
+/// Links every pad the demuxer `name` adds (again after a restart) to a queue and an appsink
+/// recording what it gets.
+pub fn record_pads(p: &Pipeline, name: &str) -> PadFrames {
+    let pads: PadFrames = Arc::default();
+    let bin = p.0.clone();
+    let got = pads.clone();
+    p.by_name(name).connect_pad_added(move |_, pad| {
+        let name = pad.name().to_string();
+        let queue = gst::ElementFactory::make("queue").build().unwrap();
+        let sink = gst_app::AppSink::builder().sync(false).build();
+        bin.add_many([&queue, sink.upcast_ref()]).unwrap();
+        queue.link(&sink).unwrap();
+        sink.sync_state_with_parent().unwrap();
+        queue.sync_state_with_parent().unwrap();
+        let got = got.clone();
+        sink.set_callbacks(
+            gst_app::AppSinkCallbacks::builder()
+                .new_sample(move |s| {
+                    let sample = s.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+                    let map = sample.buffer().unwrap().map_readable().unwrap();
+                    got.lock().unwrap().entry(name.clone()).or_default().push((
+                        map.len() as u64,
+                        format!("0x{:08x}", framecrc_adler32(&map)),
+                    ));
+                    Ok(gst::FlowSuccess::Ok)
+                })
+                .build(),
+        );
+        pad.link(&queue.static_pad("sink").unwrap()).unwrap();
+    });
+    pads
+}
