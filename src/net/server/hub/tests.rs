@@ -1,0 +1,415 @@
+//! The hub's tests: sharing, GOP cache and late joiners, drops, direct players, strict policy.
+use super::*;
+use rsrtmp_engine::flv::FourCc;
+use std::io::{self, IoSlice};
+use std::sync::atomic::Ordering;
+
+fn peer() -> SocketAddr {
+    "127.0.0.1:5000".parse().unwrap()
+}
+
+fn shared(kind: Kind, key: bool, tag: u8, len: usize) -> Arc<Frame> {
+    // The queue tests look at the first byte only: the tag stands in for encoded bytes.
+    Arc::new(Frame {
+        bytes: Bytes::from(vec![tag; len]),
+        chunk_size: 4096,
+        kind,
+        keyframe: key,
+        needs: Needs::default(),
+    })
+}
+
+fn frame(kind: Kind, key: bool, tag: u8, len: usize) -> Input {
+    Input::Frame(shared(kind, key, tag, len))
+}
+
+fn header(tag: u8) -> Arc<Frame> {
+    shared(Kind::Data, false, tag, 1)
+}
+
+fn track_header(kind: Kind, type_id: u8, track: u8, tag: u8) -> Input {
+    let key = HeaderKey {
+        type_id,
+        track,
+        packet: 0,
+    };
+    Input::Header(key, shared(kind, false, tag, 1))
+}
+
+fn vheader(tag: u8) -> Input {
+    track_header(Kind::Video, 9, 0, tag)
+}
+
+fn aheader(tag: u8) -> Input {
+    track_header(Kind::Audio, 8, 0, tag)
+}
+
+fn drain(p: &PlayerQueue) -> Vec<u8> {
+    let mut out = Vec::new();
+    p.take(&mut out, usize::MAX);
+    out.iter()
+        .map(|i| match i {
+            Item::Frame(b) => b.bytes[0],
+            Item::Own(b) => b[0],
+            Item::End => 0xEE,
+        })
+        .collect()
+}
+
+#[test]
+fn every_player_shares_the_same_bytes() {
+    let hub = Hub::new(HubConfig::default());
+    let a = hub.add_player(peer());
+    let b = hub.add_player(peer());
+    let f = shared(Kind::Video, true, 7, 5);
+    let bytes = f.bytes.clone();
+    hub.push(Input::Frame(f));
+    let (mut qa, mut qb) = (Vec::new(), Vec::new());
+    a.take(&mut qa, 10);
+    b.take(&mut qb, 10);
+    let (Item::Frame(x), Item::Frame(y)) = (&qa[0], &qb[0]) else {
+        panic!("expected bytes, got {qa:?} {qb:?}");
+    };
+    // Same allocation: the payload was not copied per player.
+    assert_eq!(x.bytes.as_ptr(), bytes.as_ptr());
+    assert_eq!(y.bytes.as_ptr(), bytes.as_ptr());
+}
+
+#[test]
+fn late_player_gets_headers_then_gop_from_last_keyframe() {
+    let hub = Hub::new(HubConfig::default());
+    hub.push(Input::Metadata(header(1)));
+    hub.push(vheader(2));
+    hub.push(aheader(3));
+    hub.push(frame(Kind::Video, true, 10, 4));
+    hub.push(frame(Kind::Audio, false, 11, 4));
+    hub.push(frame(Kind::Video, true, 20, 4));
+    hub.push(frame(Kind::Audio, false, 21, 4));
+    hub.push(frame(Kind::Video, false, 22, 4));
+    let p = hub.add_player(peer());
+    hub.push(frame(Kind::Video, false, 23, 4));
+    assert_eq!(drain(&p), vec![1, 2, 3, 20, 21, 22, 23]);
+}
+
+#[test]
+fn a_player_there_before_the_first_frame_gets_every_frame() {
+    for gop_cache in [true, false] {
+        let hub = Hub::new(HubConfig {
+            gop_cache,
+            ..HubConfig::default()
+        });
+        let p = hub.add_player(peer());
+        hub.push(vheader(2));
+        hub.push(aheader(3));
+        // Audio ahead of the first keyframe (an encoder with a video delay).
+        hub.push(frame(Kind::Audio, false, 10, 4));
+        hub.push(frame(Kind::Video, true, 11, 4));
+        hub.push(frame(Kind::Audio, false, 12, 4));
+        assert_eq!(drain(&p), vec![2, 3, 10, 11, 12], "gop_cache {gop_cache}");
+        assert_eq!(p.stats().drops, 0);
+    }
+}
+
+#[test]
+fn a_late_player_gets_the_headers_of_every_track() {
+    let hub = Hub::new(HubConfig::default());
+    hub.push(Input::Metadata(header(1)));
+    hub.push(vheader(2));
+    hub.push(track_header(Kind::Audio, 8, 0, 3));
+    hub.push(track_header(Kind::Audio, 8, 1, 4));
+    hub.push(frame(Kind::Video, true, 10, 4));
+    // A new header of track 0 replaces that track's only.
+    hub.push(track_header(Kind::Audio, 8, 0, 5));
+    let p = hub.add_player(peer());
+    assert_eq!(drain(&p), vec![1, 2, 5, 4, 10]);
+}
+
+#[test]
+fn without_gop_cache_a_late_player_waits_for_a_keyframe() {
+    let hub = Hub::new(HubConfig {
+        gop_cache: false,
+        ..HubConfig::default()
+    });
+    hub.push(vheader(2));
+    hub.push(frame(Kind::Video, true, 10, 4));
+    let p = hub.add_player(peer());
+    hub.push(frame(Kind::Audio, false, 11, 4));
+    hub.push(frame(Kind::Video, false, 12, 4));
+    hub.push(frame(Kind::Video, true, 20, 4));
+    hub.push(frame(Kind::Audio, false, 21, 4));
+    assert_eq!(drain(&p), vec![2, 20, 21]);
+    assert_eq!(p.stats().drops, 2);
+}
+
+#[test]
+fn audio_only_streams_sync_on_any_audio_frame() {
+    let hub = Hub::new(HubConfig {
+        gop_cache: false,
+        ..HubConfig::default()
+    });
+    hub.push(aheader(3));
+    let p = hub.add_player(peer());
+    hub.push(frame(Kind::Audio, false, 11, 4));
+    assert_eq!(drain(&p), vec![3, 11]);
+}
+
+#[test]
+fn slow_player_skips_to_next_keyframe_and_counts_drops() {
+    let hub = Hub::new(HubConfig {
+        gop_cache: true,
+        queue_limit: 10,
+        strict: false,
+    });
+    let slow = hub.add_player(peer());
+    let fast = hub.add_player(peer());
+    hub.push(frame(Kind::Video, true, 10, 4));
+    drain(&fast);
+    hub.push(frame(Kind::Video, false, 11, 4));
+    drain(&fast);
+    // 8 bytes queued for the slow one: the next 4 do not fit.
+    hub.push(frame(Kind::Video, false, 12, 4));
+    drain(&fast);
+    hub.push(frame(Kind::Audio, false, 13, 1));
+    drain(&fast);
+    // The slow player catches up, but must still wait for a keyframe.
+    assert_eq!(drain(&slow), vec![10, 11]);
+    for (tag, key) in [(14, false), (20, true), (21, false)] {
+        hub.push(frame(Kind::Video, key, tag, 4));
+        drain(&fast);
+    }
+    assert_eq!(drain(&slow), vec![20, 21]);
+    assert_eq!(slow.stats().drops, 3);
+    assert_eq!(fast.stats().drops, 0);
+}
+
+#[test]
+fn headers_are_never_dropped() {
+    let hub = Hub::new(HubConfig {
+        gop_cache: true,
+        queue_limit: 4,
+        strict: false,
+    });
+    let p = hub.add_player(peer());
+    hub.push(frame(Kind::Video, true, 10, 4));
+    hub.push(frame(Kind::Video, false, 11, 4));
+    hub.push(vheader(2));
+    assert_eq!(drain(&p), vec![10, 2]);
+}
+
+#[test]
+fn oversized_gop_is_not_cached() {
+    let hub = Hub::new(HubConfig {
+        gop_cache: true,
+        queue_limit: 6,
+        strict: false,
+    });
+    hub.push(frame(Kind::Video, true, 10, 4));
+    hub.push(frame(Kind::Video, false, 11, 4));
+    let p = hub.add_player(peer());
+    hub.push(frame(Kind::Video, false, 12, 4));
+    hub.push(frame(Kind::Video, true, 20, 4));
+    assert_eq!(drain(&p), vec![20]);
+}
+
+#[test]
+fn end_stream_tells_players_and_the_next_stream_starts_fresh() {
+    let hub = Hub::new(HubConfig::default());
+    hub.push(vheader(2));
+    hub.push(frame(Kind::Video, true, 10, 4));
+    let p = hub.add_player(peer());
+    hub.end_stream();
+    assert_eq!(drain(&p), vec![2, 10, 0xEE]);
+    let mut out = Vec::new();
+    assert!(!p.take(&mut out, 10), "an ended queue reports its end");
+    assert_eq!(hub.player_count(), 0);
+    // A new stream: nothing of the old one is replayed.
+    hub.push(vheader(5));
+    let q = hub.add_player(peer());
+    hub.push(frame(Kind::Video, true, 30, 4));
+    assert_eq!(drain(&q), vec![5, 30]);
+}
+
+#[test]
+fn take_respects_the_batch_size_and_keeps_the_byte_count() {
+    let hub = Hub::new(HubConfig::default());
+    let p = hub.add_player(peer());
+    hub.push(frame(Kind::Audio, false, 1, 3));
+    for i in 0..5 {
+        hub.push(frame(Kind::Audio, false, i, 3));
+    }
+    let mut out = Vec::new();
+    assert!(p.take(&mut out, 2));
+    assert_eq!(out.len(), 2);
+    assert_eq!(p.queued_bytes(), 12);
+}
+
+/// A socket stand-in that takes at most `room` bytes (then `WouldBlock`) and keeps them.
+fn enhanced(kind: Kind, key: bool, tag: u8, fourcc: FourCc) -> Arc<Frame> {
+    Arc::new(Frame {
+        bytes: Bytes::from(vec![tag; 4]),
+        chunk_size: 4096,
+        kind,
+        keyframe: key,
+        needs: Needs {
+            fourcc: Some(fourcc),
+            ..Needs::default()
+        },
+    })
+}
+
+#[test]
+fn the_strict_policy_gives_each_player_what_it_announced() {
+    let hub = Hub::new(HubConfig {
+        strict: true,
+        ..HubConfig::default()
+    });
+    let hevc_header = enhanced(Kind::Video, false, 1, FourCc::HVC1);
+    let key = HeaderKey {
+        type_id: 9,
+        track: 0,
+        packet: 0,
+    };
+    hub.push(Input::Header(key, hevc_header));
+    hub.push(aheader(2));
+    hub.push(Input::Frame(enhanced(Kind::Video, true, 3, FourCc::HVC1)));
+    hub.push(frame(Kind::Audio, false, 4, 4));
+    // Joining mid-stream: a legacy player, one that announced hvc1.
+    let legacy = hub.add_player(peer());
+    let caps = EnhancedCaps::for_codecs(&[FourCc::HVC1], 1, 0);
+    let modern = hub.add_player_with(peer(), None, Vec::new(), Some(&caps));
+    hub.push(frame(Kind::Audio, false, 5, 4));
+    hub.push(Input::Frame(enhanced(Kind::Video, false, 6, FourCc::HVC1)));
+    hub.push(frame(Kind::Audio, false, 7, 4));
+    assert_eq!(
+        drain(&legacy),
+        vec![2, 4, 5, 7],
+        "audio only, from its header on"
+    );
+    assert_eq!(drain(&modern), vec![1, 2, 3, 4, 5, 6, 7]);
+}
+
+#[derive(Default)]
+struct Sock {
+    room: Mutex<usize>,
+    got: Mutex<Vec<u8>>,
+    broken: std::sync::atomic::AtomicBool,
+}
+
+impl DirectSocket for Sock {
+    fn try_write_vectored(&self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
+        if self.broken.load(Ordering::Relaxed) {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        let mut room = self.room.lock().unwrap();
+        if *room == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let mut n = 0;
+        for b in bufs {
+            let take = b.len().min(*room);
+            self.got.lock().unwrap().extend_from_slice(&b[..take]);
+            *room -= take;
+            n += take;
+        }
+        Ok(n)
+    }
+}
+
+fn direct_player(hub: &Hub, room: usize, preamble: &[u8]) -> (Arc<PlayerQueue>, Arc<Sock>) {
+    let sock = Arc::new(Sock::default());
+    *sock.room.lock().unwrap() = room;
+    let pre = vec![Bytes::copy_from_slice(preamble)];
+    let p = hub.add_player_with(
+        peer(),
+        Some(sock.clone() as Arc<dyn DirectSocket>),
+        pre,
+        None,
+    );
+    (p, sock)
+}
+
+#[test]
+fn a_direct_player_is_written_by_the_hub_while_its_socket_has_room() {
+    let hub = Hub::new(HubConfig::default());
+    hub.push(vheader(2));
+    let (p, sock) = direct_player(&hub, 1 << 20, b"own");
+    // The preamble and the cache wait for the task's first flush.
+    assert_eq!(p.flush_direct().unwrap(), Flushed::Empty);
+    assert_eq!(&sock.got.lock().unwrap()[..], b"own\x02");
+    hub.push(frame(Kind::Video, true, 10, 3));
+    hub.push(frame(Kind::Audio, false, 11, 2));
+    // Written through at once: nothing queued for the task.
+    assert!(p.is_empty());
+    assert_eq!(&sock.got.lock().unwrap()[4..], [10, 10, 10, 11, 11]);
+    assert_eq!(p.sent(), 9);
+}
+
+#[test]
+fn what_a_full_socket_does_not_take_is_queued_in_order() {
+    let hub = Hub::new(HubConfig::default());
+    let (p, sock) = direct_player(&hub, 2, b"x");
+    assert_eq!(p.flush_direct().unwrap(), Flushed::Empty);
+    // One byte of room left: the frame goes out in part, the rest and the next frame wait.
+    hub.push(frame(Kind::Video, true, 10, 3));
+    hub.push(frame(Kind::Video, false, 11, 2));
+    p.push_own(Bytes::from_static(&[12]));
+    assert_eq!(p.queued_bytes(), 6);
+    assert_eq!(p.flush_direct().unwrap(), Flushed::Full);
+    *sock.room.lock().unwrap() = 100;
+    assert_eq!(p.flush_direct().unwrap(), Flushed::Empty);
+    assert_eq!(&sock.got.lock().unwrap()[..], b"x\x0a\x0a\x0a\x0b\x0b\x0c");
+    assert_eq!(p.queued_bytes(), 0);
+    // Caught up: written through again.
+    hub.push(frame(Kind::Audio, false, 13, 1));
+    assert!(p.is_empty());
+    assert_eq!(sock.got.lock().unwrap().last(), Some(&13));
+}
+
+#[test]
+fn a_direct_player_ends_after_everything_before_the_end() {
+    let hub = Hub::new(HubConfig::default());
+    let (p, sock) = direct_player(&hub, 0, b"x");
+    hub.push(frame(Kind::Video, true, 10, 2));
+    hub.end_stream();
+    assert_eq!(p.flush_direct().unwrap(), Flushed::Full);
+    *sock.room.lock().unwrap() = 100;
+    assert_eq!(p.flush_direct().unwrap(), Flushed::End);
+    assert_eq!(&sock.got.lock().unwrap()[..], b"x\x0a\x0a");
+    // The end-of-stream messages still go out after the end.
+    p.push_own(Bytes::from_static(b"eos"));
+    assert_eq!(p.flush_direct().unwrap(), Flushed::Empty);
+    assert!(p.is_finished());
+}
+
+#[test]
+fn a_failed_direct_write_is_reported_to_the_task() {
+    let hub = Hub::new(HubConfig::default());
+    let (p, sock) = direct_player(&hub, 100, b"x");
+    assert_eq!(p.flush_direct().unwrap(), Flushed::Empty);
+    sock.broken.store(true, Ordering::Relaxed);
+    hub.push(frame(Kind::Video, true, 10, 2));
+    let err = p.flush_direct().unwrap_err();
+    assert_eq!(err.kind(), io::ErrorKind::BrokenPipe);
+}
+
+#[test]
+fn a_large_hub_delivers_through_two_threads_in_order() {
+    let hub = Hub::new(HubConfig::default());
+    hub.push(vheader(2));
+    let n = PARALLEL_FROM * 2 + 1;
+    let players: Vec<_> = (0..n).map(|_| hub.add_player(peer())).collect();
+    for i in 0..50u8 {
+        hub.push(frame(Kind::Video, i % 10 == 0, 10 + i, 3));
+    }
+    let want: Vec<u8> = std::iter::once(2).chain(10..60).collect();
+    for (i, p) in players.iter().enumerate() {
+        assert_eq!(drain(p), want, "player {i}");
+    }
+    // Leaving players are not delivered to, the others still are.
+    for p in &players[..n / 2] {
+        hub.remove_player(p);
+    }
+    hub.push(frame(Kind::Audio, false, 99, 1));
+    assert!(players[0].is_finished());
+    assert_eq!(drain(&players[n - 1]), vec![99]);
+}
