@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use common::server_peers::*;
-use common::{ChildGuard, PlayScript, ScriptedServer, ffmpeg9, ffmpeg9_media};
+use common::{ChildGuard, PlayScript, ScriptedServer, ffmpeg9};
 use gst::prelude::*;
 
 /// Ends a hung test; never a measure of speed.
@@ -45,20 +45,7 @@ const ALL: &str = "hvc1,av01,vp09,vp08,avc1,Opus,fLaC,ac-3,ec-3,mp4a,.mp3";
 
 #[test]
 fn ffmpeg_publishers_and_players_announce_what_they_listed() {
-    let media = ffmpeg9_media(
-        "e-hevc-aac-4s.flv",
-        4,
-        &[
-            "-c:v",
-            "libx265",
-            "-pix_fmt",
-            "yuv420p",
-            "-preset",
-            "ultrafast",
-            "-c:a",
-            "aac",
-        ],
-    );
+    let media = common::emedia::hevc_aac();
     let p = Pipeline::parse(
         "rtmpserversrc name=src address=127.0.0.1 port=0 stream=in ! \
          rtmpserversink name=sink address=127.0.0.1 port=0 stream=out",

@@ -9,7 +9,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 
@@ -17,39 +17,12 @@ use std::time::Duration;
 
 use gst::prelude::*;
 
+use common::emedia::{h264_two_aac, hevc_aac};
 use common::server_peers::*;
-use common::{ChildGuard, FrameCrc, TempDir, ffmpeg9, ffmpeg9_framecrc, ffmpeg9_media};
+use common::{ChildGuard, FrameCrc, TempDir, ffmpeg9, ffmpeg9_framecrc};
 
 /// Ends a hung test; never a measure of speed.
 const DEADLINE: Duration = Duration::from_secs(120);
-
-fn hevc_aac() -> PathBuf {
-    ffmpeg9_media(
-        "e-hevc-aac-4s.flv",
-        4,
-        &[
-            "-c:v",
-            "libx265",
-            "-pix_fmt",
-            "yuv420p",
-            "-preset",
-            "ultrafast",
-            "-c:a",
-            "aac",
-        ],
-    )
-}
-
-fn h264_two_aac() -> PathBuf {
-    ffmpeg9_media(
-        "e-h264-2aac-4s.flv",
-        4,
-        &[
-            "-map", "0:v", "-map", "1:a", "-map", "1:a", "-c:v", "libx264", "-pix_fmt", "yuv420p",
-            "-preset", "veryfast", "-c:a", "aac",
-        ],
-    )
-}
 
 /// An FFmpeg 9 player writing framecrc to `out`, announcing `codecs` when given.
 fn ffmpeg_player(port: u16, out: &Path, codecs: Option<&str>) -> ChildGuard {
@@ -228,26 +201,7 @@ fn streamheader_len(element: &gst::Element) -> usize {
 
 #[test]
 fn a_late_rtmpclientsrc_carries_every_tracks_header() {
-    let media = ffmpeg9_media(
-        "e-hevc-2opus-4s.flv",
-        4,
-        &[
-            "-map",
-            "0:v",
-            "-map",
-            "1:a",
-            "-map",
-            "1:a",
-            "-c:v",
-            "libx265",
-            "-pix_fmt",
-            "yuv420p",
-            "-preset",
-            "ultrafast",
-            "-c:a",
-            "libopus",
-        ],
-    );
+    let media = common::emedia::hevc_two_opus();
     let holder = Pipeline::parse(
         "rtmpserversrc name=hold address=127.0.0.1 port=0 application=placeholder ! fakesink",
     );

@@ -22,38 +22,12 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use common::server_peers::*;
-use common::{
-    ChildGuard, FrameCrc, TempDir, ffmpeg9, ffmpeg9_framecrc, ffmpeg9_media, self_signed_cert,
-};
+use common::{ChildGuard, FrameCrc, TempDir, ffmpeg9, ffmpeg9_framecrc, self_signed_cert};
 
 /// Ends a hung test; never a measure of speed.
 const DEADLINE: Duration = Duration::from_secs(150);
 
 const SCHEMES: [&str; 6] = ["rtmp", "rtmps", "rtmpt", "rtmpts", "rtmpe", "rtmpte"];
-
-fn media() -> PathBuf {
-    // The same name and arguments as relay_every_track's: one file per machine.
-    ffmpeg9_media(
-        "e-hevc-2opus-4s.flv",
-        4,
-        &[
-            "-map",
-            "0:v",
-            "-map",
-            "1:a",
-            "-map",
-            "1:a",
-            "-c:v",
-            "libx265",
-            "-pix_fmt",
-            "yuv420p",
-            "-preset",
-            "ultrafast",
-            "-c:a",
-            "libopus",
-        ],
-    )
-}
 
 /// A port taking every transport (TLS with a fresh certificate), held by a placeholder.
 struct Port {
@@ -106,7 +80,7 @@ fn url(scheme: &str, port: u16, stream: &str) -> String {
 
 #[test]
 fn ffmpeg_publishes_and_plays_e_rtmp_over_every_scheme() {
-    let media = media();
+    let media = common::emedia::hevc_two_opus();
     let want = ffmpeg9_framecrc(&media);
     assert_eq!(want.packets.len(), 3, "{:?}", want.counts());
     let r = relays();
@@ -195,7 +169,7 @@ fn packets(crc: &FrameCrc, index: u32) -> Vec<(u64, String)> {
 
 #[test]
 fn our_clients_publish_and_play_e_rtmp_over_every_scheme() {
-    let media = media();
+    let media = common::emedia::hevc_two_opus();
     let want = ffmpeg9_framecrc(&media);
     let dir = TempDir::new("enhanced-transports-ours");
     let (cert, key) = self_signed_cert(dir.path(), "ours");

@@ -11,7 +11,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
@@ -19,67 +19,12 @@ use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 
+use common::emedia::{h264_aac, h264_two_aac, hevc_aac, hevc_only};
 use common::server_peers::*;
-use common::{ChildGuard, FrameCrc, ffmpeg9, ffmpeg9_framecrc, ffmpeg9_media};
+use common::{ChildGuard, FrameCrc, ffmpeg9, ffmpeg9_framecrc};
 
 /// Ends a hung test; never a measure of speed.
 const DEADLINE: Duration = Duration::from_secs(120);
-
-fn hevc_aac() -> PathBuf {
-    // The same name and arguments as relay_every_track's: one file per machine.
-    ffmpeg9_media(
-        "e-hevc-aac-4s.flv",
-        4,
-        &[
-            "-c:v",
-            "libx265",
-            "-pix_fmt",
-            "yuv420p",
-            "-preset",
-            "ultrafast",
-            "-c:a",
-            "aac",
-        ],
-    )
-}
-
-fn h264_two_aac() -> PathBuf {
-    ffmpeg9_media(
-        "e-h264-2aac-4s.flv",
-        4,
-        &[
-            "-map", "0:v", "-map", "1:a", "-map", "1:a", "-c:v", "libx264", "-pix_fmt", "yuv420p",
-            "-preset", "veryfast", "-c:a", "aac",
-        ],
-    )
-}
-
-fn h264_aac() -> PathBuf {
-    ffmpeg9_media(
-        "e-h264-aac-4s.flv",
-        4,
-        &[
-            "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "veryfast", "-c:a", "aac",
-        ],
-    )
-}
-
-fn hevc_only() -> PathBuf {
-    ffmpeg9_media(
-        "e-hevc-only-4s.flv",
-        4,
-        &[
-            "-map",
-            "0:v",
-            "-c:v",
-            "libx265",
-            "-pix_fmt",
-            "yuv420p",
-            "-preset",
-            "ultrafast",
-        ],
-    )
-}
 
 /// FFmpeg 9 publishing `media` at its real-time pace.
 fn publish(media: &Path, url: &str) -> ChildGuard {

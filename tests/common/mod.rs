@@ -964,3 +964,59 @@ pub fn plugin_dir() -> PathBuf {
     );
     dir
 }
+
+/// The Enhanced RTMP test files FFmpeg 9 makes once per machine (4 s each, see
+/// [`ffmpeg9_media`]); one place for their names and arguments, so that every test shares
+/// the same file.
+pub mod emedia {
+    use std::path::PathBuf;
+
+    use super::ffmpeg9_media;
+
+    const X265: &[&str] = &[
+        "-c:v",
+        "libx265",
+        "-pix_fmt",
+        "yuv420p",
+        "-preset",
+        "ultrafast",
+    ];
+    const X264: &[&str] = &[
+        "-c:v", "libx264", "-pix_fmt", "yuv420p", "-preset", "veryfast",
+    ];
+    /// One video track and two audio tracks of the same sine.
+    const TWO_AUDIO: &[&str] = &["-map", "0:v", "-map", "1:a", "-map", "1:a"];
+
+    fn make(name: &str, parts: &[&[&str]]) -> PathBuf {
+        let args: Vec<&str> = parts.iter().flat_map(|p| p.iter().copied()).collect();
+        ffmpeg9_media(name, 4, &args)
+    }
+
+    /// HEVC + AAC (E-RTMP v1 video, legacy audio).
+    pub fn hevc_aac() -> PathBuf {
+        make("e-hevc-aac-4s.flv", &[X265, &["-c:a", "aac"]])
+    }
+
+    /// HEVC + two Opus tracks (the second in multitrack packets).
+    pub fn hevc_two_opus() -> PathBuf {
+        make(
+            "e-hevc-2opus-4s.flv",
+            &[TWO_AUDIO, X265, &["-c:a", "libopus"]],
+        )
+    }
+
+    /// H.264 + AAC, all legacy.
+    pub fn h264_aac() -> PathBuf {
+        make("e-h264-aac-4s.flv", &[X264, &["-c:a", "aac"]])
+    }
+
+    /// H.264 + two AAC tracks (track 0 legacy, track 1 multitrack).
+    pub fn h264_two_aac() -> PathBuf {
+        make("e-h264-2aac-4s.flv", &[TWO_AUDIO, X264, &["-c:a", "aac"]])
+    }
+
+    /// HEVC alone.
+    pub fn hevc_only() -> PathBuf {
+        make("e-hevc-only-4s.flv", &[&["-map", "0:v"], X265])
+    }
+}
