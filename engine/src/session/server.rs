@@ -321,6 +321,13 @@ impl ServerSession {
 
     /// Accepts the pending connect: Window Ack Size, Set Peer Bandwidth, StreamBegin(0), Set
     /// Chunk Size, then `_result` with fmsVer/capabilities and `NetConnection.Connect.Success`.
+    ///
+    /// On an RTMPE connection Set Chunk Size waits for a play instead (see
+    /// [`Self::accept_play`]): FFmpeg (5.1 to 9) publishing over RTMPE echoes the server's Set
+    /// Chunk Size back, and its RC4 write encrypts the received message in place before it reads
+    /// the value, so it takes a random chunk size for both directions ("Incorrect chunk size"
+    /// when negative, misread chunks when positive). A publisher only ever gets small command
+    /// messages, for which 128 serves.
     pub fn accept_connect(&mut self) -> Result<(), SessionError> {
         self.check_open()?;
         let Phase::ConnectRequested {
@@ -340,7 +347,9 @@ impl ServerSession {
         });
         self.conn
             .send_control(Control::UserControl(UserControl::StreamBegin(0)));
-        self.conn.set_out_chunk_size(self.config.chunk_size);
+        if !self.conn.is_encrypted() {
+            self.conn.set_out_chunk_size(self.config.chunk_size);
+        }
         let mut props = vec![
             ("fmsVer".into(), Value::String(self.config.fms_ver.clone())),
             (
@@ -460,6 +469,10 @@ impl ServerSession {
         else {
             return Err(self.no_request("accept_play", stream_id));
         };
+        // Deferred from the connect on RTMPE (see accept_connect).
+        if self.conn.out_chunk_size() != self.config.chunk_size {
+            self.conn.set_out_chunk_size(self.config.chunk_size);
+        }
         self.conn
             .send_control(Control::UserControl(UserControl::StreamBegin(stream_id)));
         let details = Value::String(name.clone());

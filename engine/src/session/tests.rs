@@ -238,13 +238,13 @@ fn publish_scenario(mode: ClientMode, feed: Feed) -> (String, String) {
     );
     assert!(p.client.close_reason().is_none());
     assert!(p.server.close_reason().is_none());
+    // An RTMPE publisher never gets a Set Chunk Size (FFmpeg garbles its echo of it).
+    let rtmpe = matches!(mode, ClientMode::Rtmpe { .. });
+    let want = if rtmpe { 128 } else { 4096 };
+    assert_eq!(p.client.stats().in_chunk_size, want, "{mode:?}");
     // RTMPE hides the commands; the other modes send them in clear.
     let visible = p.wire_c2s.windows(9).any(|w| w == b"cam?key=1");
-    assert_eq!(
-        visible,
-        !matches!(mode, ClientMode::Rtmpe { .. }),
-        "{mode:?}"
-    );
+    assert_eq!(visible, !rtmpe, "{mode:?}");
     (format!("{:?}", p.cev), format!("{:?}", p.sev))
 }
 
@@ -285,6 +285,8 @@ fn play_scenario(mode: ClientMode, feed: Feed) -> (String, String) {
     // Video encoded once, shared (not possible through a per-connection RTMPE cipher: the
     // same message then goes through the session's writer).
     let shared_ok = !matches!(mode, ClientMode::Rtmpe { .. });
+    // Every player reads at the configured chunk size, RTMPE ones from their play on.
+    assert_eq!(p.client.stats().in_chunk_size, 4096, "{mode:?}");
     assert_eq!(p.server.can_take_shared_bytes(1), shared_ok);
     let video = Message {
         type_id: msg_type::VIDEO,
