@@ -19,6 +19,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use gst::prelude::*;
+
 use common::server_peers::*;
 use common::{ChildGuard, FrameCrc, TempDir, ffmpeg9, ffmpeg9_framecrc, self_signed_cert};
 
@@ -151,7 +153,7 @@ type Pads = PadFrames;
 /// `rtmpclientsrc location=URL ! rsflvdemux`, recording (size, checksum) per pad.
 fn our_player(location: &str, cert: &Path) -> (Pipeline, Pads) {
     let p = Pipeline::parse(&format!(
-        "rtmpclientsrc location={location} tls-ca-file={} ! rsflvdemux name=d",
+        "rtmpclientsrc name=src location={location} tls-ca-file={} ! rsflvdemux name=d",
         cert.display()
     ));
     let pads = record_pads(&p, "d");
@@ -183,8 +185,8 @@ fn our_clients_publish_and_play_e_rtmp_over_every_scheme() {
     let port = holder.port("hold");
     for s in SCHEMES {
         let relay = Pipeline::parse(&format!(
-            "rtmpserversrc address=127.0.0.1 port={port} stream=in eos-on-unpublish=true {tls} ! \
-             rtmpserversink name=out address=127.0.0.1 port={port} stream=out {tls}"
+            "rtmpserversrc name=in address=127.0.0.1 port={port} stream=in eos-on-unpublish=true \
+             {tls} ! rtmpserversink name=out address=127.0.0.1 port={port} stream=out {tls}"
         ));
         let (connected, _) = count_clients(&relay.by_name("out"));
         relay.play();
@@ -194,7 +196,7 @@ fn our_clients_publish_and_play_e_rtmp_over_every_scheme() {
             connected.load(Ordering::SeqCst) == 1
         });
         let publisher = Pipeline::parse(&format!(
-            "filesrc location={} ! rtmpclientsink location={} tls-ca-file={}",
+            "filesrc location={} ! rtmpclientsink name=pub location={} tls-ca-file={}",
             media.display(),
             url(s, port, "in"),
             cert.display()
@@ -211,5 +213,43 @@ fn our_clients_publish_and_play_e_rtmp_over_every_scheme() {
                 "over {s}: pad {pad}"
             );
         }
+        // Every element of the chain counted each track's frames and bytes as FFmpeg reads
+        // them from the file.
+        let tracks = expected_tracks(&want);
+        for e in [
+            publisher.by_name("pub"),
+            relay.by_name("in"),
+            relay.by_name("out"),
+            player.by_name("src"),
+        ] {
+            assert_eq!(stats_tracks(&e), tracks, "over {s}: {}", e.name());
+        }
     }
+}
+
+/// `stats` `tracks` of HEVC + two Opus tracks, from FFmpeg's packets.
+fn expected_tracks(crc: &FrameCrc) -> Vec<TrackRow> {
+    let row = |kind: &str, id, codec: &str, index| {
+        let p = &crc.packets[&index];
+        let keys = p.iter().filter(|(_, _, key)| *key).count() as u64;
+        let bytes = p.iter().map(|(size, _, _)| size).sum();
+        let keyframes = if kind == "video" {
+            keys
+        } else {
+            p.len() as u64
+        };
+        (
+            kind.to_string(),
+            id,
+            codec.to_string(),
+            p.len() as u64,
+            keyframes,
+            bytes,
+        )
+    };
+    vec![
+        row("audio", 0, "Opus", 1),
+        row("audio", 1, "Opus", 2),
+        row("video", 0, "hvc1", 0),
+    ]
 }

@@ -32,6 +32,7 @@ pub mod handshake;
 pub mod legacy;
 pub mod message;
 pub mod session;
+pub mod tracks;
 pub mod url;
 
 /// Milliseconds on a monotonic clock chosen by the caller. The engine never reads a clock;

@@ -377,7 +377,8 @@ pub fn properties(reconnect_default: bool, reconnect_blurb: &str) -> Vec<glib::P
             .blurb(
                 "Connection statistics: rtmp2's in/out chunk size, window ack size, bytes \
                  total and bytes acked, plus bitrate (bit/s), frames, drops, reconnects, \
-                 held and resent",
+                 reconnect-requests, held and resent; tracks: per track kind, id, codec \
+                 (FourCC), enhanced, frames, keyframes, bytes",
             )
             .read_only()
             .build(),

@@ -10,6 +10,7 @@ pub mod pacing;
 pub mod serverprops;
 pub mod serversink;
 pub mod serversrc;
+pub mod tracks;
 
 /// The one always pad every element here has: `video/x-flv`, named `name`.
 pub(crate) fn flv_pad_template(name: &str, direction: gst::PadDirection) -> gst::PadTemplate {

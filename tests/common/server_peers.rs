@@ -421,3 +421,30 @@ pub fn record_pads(p: &Pipeline, name: &str) -> PadFrames {
     });
     pads
 }
+
+/// One entry of an element's `stats` `tracks`: (kind, id, codec, frames, keyframes, bytes).
+pub type TrackRow = (String, u32, String, u64, u64, u64);
+
+/// The `tracks` of an element's `stats`, sorted by kind and id.
+pub fn stats_tracks(element: &gst::Element) -> Vec<TrackRow> {
+    let stats = element.property::<gst::Structure>("stats");
+    let tracks = stats
+        .get::<gst::Array>("tracks")
+        .unwrap_or_else(|e| panic!("{}: stats without tracks ({e}): {stats}", element.name()));
+    let mut rows: Vec<TrackRow> = tracks
+        .iter()
+        .map(|v| {
+            let t = v.get::<gst::Structure>().unwrap();
+            (
+                t.get::<String>("kind").unwrap(),
+                t.get::<u32>("id").unwrap(),
+                t.get::<String>("codec").unwrap(),
+                t.get::<u64>("frames").unwrap(),
+                t.get::<u64>("keyframes").unwrap(),
+                t.get::<u64>("bytes").unwrap(),
+            )
+        })
+        .collect();
+    rows.sort();
+    rows
+}

@@ -22,6 +22,7 @@ use gst_base::subclass::prelude::*;
 
 use crate::elements::clientcommon::{self, CommonSettings, Flushing};
 use crate::elements::pacing::{self, Input, Pacer};
+use crate::elements::tracks::Tracks;
 use crate::net::client::media::{FlvDemuxer, MediaFrame};
 use crate::net::client::{ClientConfig, PublishConfig, Publisher, Stats, StopCommands};
 
@@ -99,6 +100,8 @@ pub struct RtmpClientSink {
     flushing: Flushing,
     /// Stats of the last connection, kept after stopping (rtmp2 does the same).
     last_stats: Mutex<Stats>,
+    /// Per-track counters of what was given to the connection (kept after stopping too).
+    tracks: Tracks,
 }
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -175,6 +178,7 @@ impl RtmpClientSink {
             (publisher, frames)
         };
         for (frame, due) in frames {
+            self.tracks.observe(frame.tag_type(), &frame.payload);
             if let (Some(due), Some(buffer)) = (due, buffer) {
                 pacing::wait(self.obj().upcast_ref(), buffer, due)?;
             }
@@ -264,7 +268,8 @@ impl ObjectImpl for RtmpClientSink {
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         if pspec.name() == "stats" {
-            return clientcommon::stats_structure(&self.stats()).to_value();
+            let stats = clientcommon::stats_structure(&self.stats());
+            return self.tracks.add_to(stats).to_value();
         }
         let settings = self.settings.lock().unwrap();
         match pspec.name() {
@@ -306,6 +311,7 @@ impl ElementImpl for RtmpClientSink {
 
 impl BaseSinkImpl for RtmpClientSink {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
+        self.tracks.clear();
         let settings = self.settings.lock().unwrap().clone();
         let config = settings
             .common

@@ -24,6 +24,7 @@ use gst_base::subclass::prelude::*;
 
 use crate::elements::clientcommon::{self, CommonSettings, Flushing};
 use crate::elements::enhanced::{self, Enhanced, Gate, Pass};
+use crate::elements::tracks::Tracks;
 use crate::net::client::media::{self, HeaderSet, MediaFrame, MediaKind};
 use crate::net::client::{ClientConfig, PlayConfig, PlayItem, Player, Stats};
 use rsrtmp_engine::eflv::MediaKind as EflvKind;
@@ -167,6 +168,8 @@ pub struct RtmpClientSrc {
     last_stats: Mutex<Stats>,
     /// The caps last set, with their `streamheader` (see `negotiate`).
     caps: Mutex<Option<gst::Caps>>,
+    /// Per-track counters of what was received (kept after stopping, like the stats).
+    tracks: Tracks,
 }
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -406,7 +409,8 @@ impl ObjectImpl for RtmpClientSrc {
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
         if pspec.name() == "stats" {
-            return clientcommon::stats_structure(&self.stats()).to_value();
+            let stats = clientcommon::stats_structure(&self.stats());
+            return self.tracks.add_to(stats).to_value();
         }
         let settings = self.settings.lock().unwrap();
         match pspec.name() {
@@ -456,6 +460,7 @@ impl ElementImpl for RtmpClientSrc {
 
 impl BaseSrcImpl for RtmpClientSrc {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
+        self.tracks.clear();
         let settings = self.settings.lock().unwrap().clone();
         let config = settings
             .common
@@ -561,6 +566,7 @@ impl PushSrcImpl for RtmpClientSrc {
             };
             match item {
                 PlayItem::Frame(frame) => {
+                    self.tracks.observe(frame.tag_type(), &frame.payload);
                     let Some(frame) = self.gate(&mut out, frame)? else {
                         continue;
                     };

@@ -28,6 +28,7 @@ use gst_base::subclass::prelude::*;
 use crate::elements::enhanced::{self, Policy};
 use crate::elements::pacing::{self, Input, Pacer};
 use crate::elements::serverprops::{self, ElementHooks, ListenSettings, announced_codecs};
+use crate::elements::tracks::Tracks;
 use crate::net::server::hub::{DEFAULT_QUEUE_LIMIT, Hub, HubConfig};
 use crate::net::server::playout::{FlvPlayout, publish_message};
 use crate::net::server::{self, Endpoint, RouteGuard};
@@ -72,6 +73,8 @@ pub struct RtmpServerSink {
     state: Mutex<State>,
     /// Set by `unlock()`: a wait for players to drain ends at once.
     unlocked: AtomicBool,
+    /// Per-track counters of what the sink was given (`stats`' `tracks`).
+    tracks: Tracks,
 }
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -130,10 +133,11 @@ impl RtmpServerSink {
                 .build()
                 .to_send_value()
         }));
-        gst::Structure::builder("application/x-rtmp-server-stats")
+        let stats = gst::Structure::builder("application/x-rtmp-server-stats")
             .field("clients", players.len() as u32)
             .field("client-stats", clients)
-            .build()
+            .build();
+        self.tracks.add_to(stats)
     }
 }
 
@@ -169,7 +173,7 @@ impl ObjectImpl for RtmpServerSink {
             props.push(
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("clients, and per client: address, bytes, drops, transport, shared-bytes (zero-copy), enhanced-codecs and caps-ex (what its connect announced)")
+                    .blurb("clients, and per client: address, bytes, drops, transport, shared-bytes (zero-copy), enhanced-codecs and caps-ex (what its connect announced); tracks: per track kind, id, codec (FourCC), enhanced, frames, keyframes, bytes (of what the sink was given)")
                     .read_only()
                     .build(),
             );
@@ -252,6 +256,7 @@ impl ElementImpl for RtmpServerSink {
 
 impl BaseSinkImpl for RtmpServerSink {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
+        self.tracks.clear();
         let settings = lock(&self.settings).clone();
         let addr = settings.listen.socket_addr()?;
         settings.listen.check()?;
@@ -346,6 +351,7 @@ impl BaseSinkImpl for RtmpServerSink {
             (hub.clone(), tags)
         };
         for (due, message) in tags {
+            self.tracks.observe(message.type_id, &message.payload);
             if let Some(due) = due {
                 pacing::wait(self.obj().upcast_ref(), buffer, due)?;
             }

@@ -20,6 +20,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::elements::enhanced::{self, Enhanced, Gate, Pass};
 use crate::elements::serverprops::{self, ElementHooks, ListenSettings, announced_codecs};
+use crate::elements::tracks::Tracks;
 use crate::net::runtime::runtime;
 use crate::net::server::ingest::{FlvOutput, Ingest, IngestEvent, OutBuffer};
 use crate::net::server::{self, Endpoint, RouteGuard};
@@ -76,6 +77,8 @@ pub struct RtmpServerSrc {
     bytes: AtomicU64,
     /// The caps last set, with their `streamheader` (see `negotiate`).
     caps: Mutex<Option<gst::Caps>>,
+    /// Per-track counters of the current (or last) publisher's stream.
+    tracks: Tracks,
 }
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
@@ -167,10 +170,11 @@ impl RtmpServerSrc {
                 .build()
                 .to_send_value()
         }));
-        gst::Structure::builder("application/x-rtmp-server-stats")
+        let stats = gst::Structure::builder("application/x-rtmp-server-stats")
             .field("clients", u32::from(publisher.is_some()))
             .field("client-stats", clients)
-            .build()
+            .build();
+        self.tracks.add_to(stats)
     }
 }
 
@@ -197,7 +201,7 @@ impl ObjectImpl for RtmpServerSrc {
             props.push(
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("clients, and per client: address, bytes, drops, enhanced-codecs and caps-ex (what its connect announced)")
+                    .blurb("clients, and per client: address, bytes, drops, enhanced-codecs and caps-ex (what its connect announced); tracks: per track kind, id, codec (FourCC), enhanced, frames, keyframes, bytes (of the publisher's stream)")
                     .read_only()
                     .build(),
             );
@@ -324,6 +328,7 @@ impl BaseSrcImpl for RtmpServerSrc {
             ..Stream::default()
         };
         self.bytes.store(0, Ordering::Relaxed);
+        self.tracks.clear();
         *lock(&self.state) = State::Started { route, ingest };
         Ok(())
     }
@@ -434,9 +439,13 @@ impl PushSrcImpl for RtmpServerSrc {
             };
             let element = self.obj();
             let element = element.upcast_ref::<gst::Element>();
+            if let IngestEvent::Message(msg) = &ev {
+                self.tracks.observe(msg.type_id, &msg.payload);
+            }
             match &mut ev {
                 IngestEvent::Started { peer, name } => {
                     gst::info!(CAT, imp = self, "publisher {peer} started stream {name:?}");
+                    self.tracks.clear();
                     let src = element.static_pad("src").expect("always pad");
                     stream.gate.begin(&src);
                 }
