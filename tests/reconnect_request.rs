@@ -4,7 +4,9 @@
 //! on the old connection, switches at a keyframe with the headers re-sent, and leaves. The two
 //! servers together get every video and audio frame exactly once; the second starts with a
 //! keyframe; the sink counts it in `stats` (`reconnect-requests`). A publisher that did not
-//! announce capsEx Reconnect (FFmpeg) is never sent one.
+//! announce capsEx Reconnect (FFmpeg) is never sent one. A server with `drain-tc-url` that
+//! goes to NULL mid-stream moves its publisher to the other server first: the publisher sees
+//! no error, and the other server gets the rest of the stream from a keyframe to the end.
 
 mod common;
 
@@ -125,6 +127,56 @@ fn the_sink_follows_a_reconnect_request_to_another_server_losing_nothing() {
 #[test]
 fn the_sink_follows_a_path_only_tc_url_on_the_same_server() {
     move_publisher(true);
+}
+
+#[test]
+fn a_draining_server_moves_its_publisher_before_it_stops() {
+    let b = server("live");
+    let (vb, ab) = collect_tags(&b, "out");
+    b.play();
+    let port_b = b.port("src");
+    let a = Pipeline::parse(&format!(
+        "rtmpserversrc name=src address=127.0.0.1 port=0 application=live stream=s \
+         drain-tc-url=rtmp://127.0.0.1:{port_b}/live drain-timeout=60 ! \
+         appsink name=out sync=false"
+    ));
+    let (va, _) = collect_tags(&a, "out");
+    a.play();
+    let p = publisher(a.port("src"), "live");
+    let sink = p.by_name("sink");
+    p.play();
+    wait_until("a second of video at the first server", DEADLINE, || {
+        va.lock().unwrap().len() > 30
+    });
+    // Taking the first server down returns once its publisher moved.
+    a.0.set_state(gst::State::Null).unwrap();
+    assert!(
+        !vb.lock().unwrap().is_empty() || !ab.lock().unwrap().is_empty(),
+        "the publisher had moved when the first server stopped"
+    );
+    p.wait_eos(DEADLINE);
+    b.wait_eos(DEADLINE);
+
+    let stats: gst::Structure = sink.property("stats");
+    assert_eq!(common::stat(&stats, "reconnect-requests"), 1, "{stats}");
+    assert_eq!(common::stat(&stats, "reconnects"), 0, "{stats}");
+    assert_eq!(common::stat(&stats, "drops"), 0, "{stats}");
+    let (va, vb) = (va.lock().unwrap().clone(), vb.lock().unwrap().clone());
+    println!("first server {} video, second {} video", va.len(), vb.len());
+    assert!(vb[0].1, "the second server starts at a keyframe");
+    exactly_once(&va, &vb);
+    // From its first frame to the last of the stream, the second server has every frame.
+    let frame_ms = 1000.0 / 30.0;
+    let (first, last) = (vb[0].0, vb.last().unwrap().0);
+    assert!(
+        last as f64 >= (VIDEO_FRAMES - 1) as f64 * frame_ms - 1.0,
+        "the stream's last frame (at {last} ms) reached the second server"
+    );
+    assert_eq!(
+        vb.len(),
+        ((last - first) as f64 / frame_ms).round() as usize + 1,
+        "every frame from {first} ms to {last} ms"
+    );
 }
 
 #[test]

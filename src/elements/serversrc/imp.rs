@@ -22,16 +22,29 @@ use crate::elements::enhanced::{self, Enhanced, Gate, Pass};
 use crate::elements::serverprops::{self, ElementHooks, ListenSettings, announced_codecs};
 use crate::elements::tracks::Tracks;
 use crate::net::runtime::runtime;
-use crate::net::server::ingest::{FlvOutput, Ingest, IngestEvent, OutBuffer};
+use crate::net::server::ingest::{Drain, FlvOutput, Ingest, IngestEvent, OutBuffer};
 use crate::net::server::{self, Endpoint, RouteGuard};
 
 const DEFAULT_EOS_ON_UNPUBLISH: bool = false;
+const DEFAULT_DRAIN_TIMEOUT: u32 = 10;
 
 #[derive(Debug, Clone)]
 struct Settings {
     listen: ListenSettings,
     eos_on_unpublish: bool,
     enhanced: Enhanced,
+    drain_tc_url: Option<String>,
+    drain_timeout: u32,
+}
+
+impl Settings {
+    fn drain(&self) -> Option<Drain> {
+        let tc_url = self.drain_tc_url.clone().filter(|u| !u.is_empty())?;
+        Some(Drain {
+            tc_url,
+            timeout: std::time::Duration::from_secs(self.drain_timeout.into()),
+        })
+    }
 }
 
 impl Default for Settings {
@@ -40,6 +53,8 @@ impl Default for Settings {
             listen: ListenSettings::default(),
             eos_on_unpublish: DEFAULT_EOS_ON_UNPUBLISH,
             enhanced: Enhanced::default(),
+            drain_tc_url: None,
+            drain_timeout: DEFAULT_DRAIN_TIMEOUT,
         }
     }
 }
@@ -199,6 +214,22 @@ impl ObjectImpl for RtmpServerSrc {
             );
             props.push(enhanced::property());
             props.push(
+                glib::ParamSpecString::builder("drain-tc-url")
+                    .nick("Drain tcUrl")
+                    .blurb("When the element stops, ask a publisher that announced Enhanced RTMP capsEx Reconnect to move here (rtmp://host:port/app, or /app on this server) and wait for it to leave, instead of failing its stream (unset: no drain)")
+                    .mutable_ready()
+                    .build(),
+            );
+            props.push(
+                glib::ParamSpecUInt::builder("drain-timeout")
+                    .nick("Drain timeout")
+                    .blurb("Seconds a draining publisher has to move before it is told the stream failed")
+                    .default_value(DEFAULT_DRAIN_TIMEOUT)
+                    .maximum(3600)
+                    .mutable_ready()
+                    .build(),
+            );
+            props.push(
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb("clients, and per client: address, bytes, drops, enhanced-codecs and caps-ex (what its connect announced); tracks: per track kind, id, codec (FourCC), enhanced, frames, keyframes, bytes (of the publisher's stream)")
@@ -243,6 +274,8 @@ impl ObjectImpl for RtmpServerSrc {
         match pspec.name() {
             "eos-on-unpublish" => settings.eos_on_unpublish = value.get().expect("type checked"),
             "enhanced" => settings.enhanced = value.get().expect("type checked"),
+            "drain-tc-url" => settings.drain_tc_url = value.get().expect("type checked"),
+            "drain-timeout" => settings.drain_timeout = value.get().expect("type checked"),
             other => unimplemented!("property {other}"),
         }
     }
@@ -262,6 +295,8 @@ impl ObjectImpl for RtmpServerSrc {
         match pspec.name() {
             "eos-on-unpublish" => settings.eos_on_unpublish.to_value(),
             "enhanced" => settings.enhanced.to_value(),
+            "drain-tc-url" => settings.drain_tc_url.to_value(),
+            "drain-timeout" => settings.drain_timeout.to_value(),
             other => unimplemented!("property {other}"),
         }
     }
@@ -305,7 +340,20 @@ impl BaseSrcImpl for RtmpServerSrc {
         let settings = lock(&self.settings).clone();
         let addr = settings.listen.socket_addr()?;
         settings.listen.check()?;
+        let drain = settings.drain();
+        if let Some(d) = &drain
+            && !(d.tc_url.starts_with('/') || d.tc_url.starts_with("rtmp"))
+        {
+            return Err(gst::error_msg!(
+                gst::ResourceError::Settings,
+                [
+                    "drain-tc-url {:?} is neither an RTMP URL (rtmp://host:port/app) nor a path (/app)",
+                    d.tc_url
+                ]
+            ));
+        }
         let (ingest, rx) = Ingest::new();
+        ingest.set_drain(drain);
         let hooks = Arc::new(ElementHooks {
             element: self.obj().downgrade(),
         });
@@ -349,7 +397,9 @@ impl BaseSrcImpl for RtmpServerSrc {
             // stop), or was just told, is still collecting the answers to its last commands —
             // over a tunnel at its next poll — and hangs up after: the port stays for it,
             // `linger` at most.
-            let deadline = std::time::Instant::now() + route.linger();
+            // A draining publisher has the drain's timeout to move first.
+            let drain = ingest.drain().map(|d| d.timeout).unwrap_or_default();
+            let deadline = std::time::Instant::now() + drain + route.linger();
             while (ingest.publisher().is_some() || route.finishing() > 0)
                 && std::time::Instant::now() < deadline
             {

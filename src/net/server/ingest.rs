@@ -43,6 +43,17 @@ pub struct Ingest {
     reconnect: Mutex<Option<(Option<String>, String)>>,
     /// Wakes the publisher's connection for `reconnect`.
     pub(crate) reconnect_wake: tokio::sync::Notify,
+    /// Where a publisher goes when the element stops (see [`Drain`]).
+    drain: Mutex<Option<Drain>>,
+}
+
+/// A drain: when the element stops, a publisher that announced capsEx Reconnect is asked to
+/// move to `tc_url`, and its connection stays (answering, discarding media) until it leaves,
+/// `timeout` at most, instead of being told the stream failed.
+#[derive(Debug, Clone)]
+pub struct Drain {
+    pub tc_url: String,
+    pub timeout: std::time::Duration,
 }
 
 impl Ingest {
@@ -57,6 +68,7 @@ impl Ingest {
                 announced: Mutex::new(None),
                 reconnect: Mutex::new(None),
                 reconnect_wake: tokio::sync::Notify::new(),
+                drain: Mutex::new(None),
             }),
             rx,
         )
@@ -73,6 +85,17 @@ impl Ingest {
         *self.reconnect.lock().unwrap_or_else(|e| e.into_inner()) = Some((tc_url, description));
         self.reconnect_wake.notify_one();
         true
+    }
+
+    /// Sets where publishers go when the element stops (`None`: they are told the stream
+    /// failed).
+    pub fn set_drain(&self, drain: Option<Drain>) {
+        *self.drain.lock().unwrap_or_else(|e| e.into_inner()) = drain;
+    }
+
+    /// The drain in effect.
+    pub fn drain(&self) -> Option<Drain> {
+        self.drain.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     /// The pending ReconnectRequest, for the publisher's connection.

@@ -72,6 +72,11 @@ impl Conn {
         if !self.element_gone {
             return false;
         }
+        if self.drain_publisher(stream).await {
+            // It left by itself: let it finish hanging up.
+            self.stopped_by_client = true;
+            return false;
+        }
         let Role::Publisher {
             stream_id, route, ..
         } = &self.role
@@ -90,5 +95,82 @@ impl Conn {
         self.drain_transmit();
         let _ = tokio::time::timeout(LINGER, write_all_vectored(stream, &mut self.outq)).await;
         true
+    }
+
+    /// The element stopped and drains ([`Drain`]): asks a publisher that announced capsEx
+    /// Reconnect to move, then keeps its connection — reading, answering, discarding media —
+    /// until it unpublishes or hangs up, the drain's timeout at most. True when it left.
+    async fn drain_publisher(&mut self, stream: &mut Box<dyn ByteStream>) -> bool {
+        use rsrtmp_engine::session::caps::CAPS_RECONNECT;
+        let Role::Publisher { route, .. } = &self.role else {
+            return false;
+        };
+        let Endpoint::Ingest(ingest) = &route.endpoint else {
+            return false;
+        };
+        let Some(drain) = ingest.drain() else {
+            return false;
+        };
+        if !self
+            .session
+            .client_caps()
+            .is_some_and(|c| c.has(CAPS_RECONNECT))
+        {
+            return false;
+        }
+        let description = "this server stops: the stream continues at the new tcUrl";
+        if self
+            .session
+            .request_reconnect(Some(&drain.tc_url), description)
+            .is_err()
+        {
+            return false;
+        }
+        gst::info!(
+            CAT,
+            "{}: draining: asked the publisher to move to {:?}, waiting up to {:?}",
+            self.peer,
+            drain.tc_url,
+            drain.timeout
+        );
+        let mut buf = vec![0u8; READ_BUF];
+        let left = tokio::time::timeout(drain.timeout, async {
+            loop {
+                self.drain_transmit();
+                if write_all_vectored(stream, &mut self.outq).await.is_err() {
+                    return true;
+                }
+                while let Some(ev) = self.session.poll_event() {
+                    if matches!(
+                        ev,
+                        ServerEvent::Unpublished { .. }
+                            | ServerEvent::StreamDeleted { .. }
+                            | ServerEvent::Closed(_)
+                    ) {
+                        return true;
+                    }
+                }
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return true,
+                    Ok(n) => {
+                        let now = self.now_ms();
+                        self.session.handle_input(&buf[..n], now);
+                    }
+                }
+            }
+        })
+        .await
+        .unwrap_or(false);
+        gst::info!(
+            CAT,
+            "{}: draining: {}",
+            self.peer,
+            if left {
+                "the publisher left"
+            } else {
+                "the publisher did not leave in time"
+            }
+        );
+        left
     }
 }
