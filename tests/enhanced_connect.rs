@@ -113,8 +113,9 @@ fn our_clients_announce_enhanced_codecs_or_nothing() {
     p.play();
     let port = p.port("sink");
     for (props, want) in [
-        ("", (ALL.to_string(), 0x0e)),
-        ("enhanced-codecs=hvc1,Opus", ("hvc1,Opus".to_string(), 0x0e)),
+        // Reconnect, multitrack, ModEx, nanosecond offsets.
+        ("", (ALL.to_string(), 0x0f)),
+        ("enhanced-codecs=hvc1,Opus", ("hvc1,Opus".to_string(), 0x0f)),
         ("enhanced-codecs=\"\"", (String::new(), 0)),
     ] {
         let player = Pipeline::parse(&format!(

@@ -7,6 +7,9 @@
 //! announce capsEx Reconnect (FFmpeg) is never sent one. A server with `drain-tc-url` that
 //! goes to NULL mid-stream moves its publisher to the other server first: the publisher sees
 //! no error, and the other server gets the rest of the stream from a keyframe to the end.
+//! Players too: `rtmpserversink`'s `request-reconnect` asks every player that announced it
+//! (our `rtmpclientsrc`) to move; the source plays the new place before it leaves the old one
+//! and passes every frame on exactly once, over a direct TCP player and over the tunnel.
 
 mod common;
 
@@ -209,4 +212,73 @@ fn a_publisher_that_did_not_announce_reconnect_is_not_asked() {
         ffmpeg.stderr_text()
     );
     a.wait_eos(DEADLINE);
+}
+
+/// Our player moves between two playing points of the same stream (a relay serving it under
+/// two applications of one port, as a cluster would on two servers).
+fn move_player(scheme: &str) {
+    let holder = Pipeline::parse(
+        "rtmpserversrc name=hold address=127.0.0.1 port=0 application=placeholder ! fakesink",
+    );
+    holder.play();
+    let port = holder.port("hold");
+    let relay = Pipeline::parse(&format!(
+        "rtmpserversrc address=127.0.0.1 port={port} application=in stream=s \
+         eos-on-unpublish=true ! tee name=t \
+         t. ! queue ! rtmpserversink name=a address=127.0.0.1 port={port} application=live stream=s \
+         t. ! queue ! rtmpserversink name=b address=127.0.0.1 port={port} application=backup stream=s"
+    ));
+    let (on_a, _) = count_clients(&relay.by_name("a"));
+    let (on_b, _) = count_clients(&relay.by_name("b"));
+    relay.play();
+    let player = Pipeline::parse(&format!(
+        "rtmpclientsrc name=src location={scheme}://127.0.0.1:{port}/live/s ! \
+         appsink name=out sync=false"
+    ));
+    let (video, audio) = collect_tags(&player, "out");
+    player.play();
+    wait_until("the player at the first playing point", DEADLINE, || {
+        on_a.load(std::sync::atomic::Ordering::SeqCst) == 1
+    });
+    let p = publisher(port, "in");
+    p.play();
+    wait_until("two seconds of video at the player", DEADLINE, || {
+        video.lock().unwrap().len() > 60
+    });
+    let asked: u32 = relay
+        .by_name("a")
+        .emit_by_name("request-reconnect", &[&"/backup", &"moving the players"]);
+    assert_eq!(asked, 1, "our source announces capsEx Reconnect");
+    p.wait_eos(DEADLINE);
+    player.wait_eos(DEADLINE);
+    assert_eq!(
+        on_b.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "moved to b"
+    );
+
+    let stats: gst::Structure = player.by_name("src").property("stats");
+    assert_eq!(common::stat(&stats, "reconnect-requests"), 1, "{stats}");
+    assert_eq!(common::stat(&stats, "reconnects"), 0, "{stats}");
+    let (video, audio) = (video.lock().unwrap().clone(), audio.lock().unwrap().clone());
+    assert_eq!(
+        exactly_once(&video, &[]).len(),
+        VIDEO_FRAMES,
+        "every video frame, once"
+    );
+    assert_eq!(
+        exactly_once(&audio, &[]).len(),
+        375,
+        "every audio frame, once"
+    );
+}
+
+#[test]
+fn the_source_follows_a_reconnect_request_over_tcp_losing_nothing() {
+    move_player("rtmp");
+}
+
+#[test]
+fn the_source_follows_a_reconnect_request_over_the_tunnel_losing_nothing() {
+    move_player("rtmpt");
 }

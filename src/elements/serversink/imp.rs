@@ -116,6 +116,20 @@ impl RtmpServerSink {
         }
     }
 
+    fn request_reconnect(&self, tc_url: String, description: String) -> u32 {
+        let State::Started { hub, .. } = &*lock(&self.state) else {
+            return 0;
+        };
+        let tc_url = (!tc_url.is_empty()).then_some(tc_url);
+        let asked = hub.request_reconnect(tc_url.clone(), description);
+        gst::info!(
+            CAT,
+            imp = self,
+            "reconnect request to {tc_url:?}: sent to {asked} players"
+        );
+        asked
+    }
+
     fn stats(&self) -> gst::Structure {
         let players = match &*lock(&self.state) {
             State::Started { hub, .. } => hub.stats(),
@@ -183,7 +197,27 @@ impl ObjectImpl for RtmpServerSink {
     }
 
     fn signals() -> &'static [glib::subclass::Signal] {
-        static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(serverprops::signals);
+        static SIGNALS: LazyLock<Vec<glib::subclass::Signal>> = LazyLock::new(|| {
+            let mut signals = serverprops::signals();
+            // request-reconnect(tc-url, description) -> players asked: an Enhanced RTMP
+            // ReconnectRequest to every player that announced it handles them ("" = the same
+            // place).
+            signals.push(
+                glib::subclass::Signal::builder("request-reconnect")
+                    .param_types([String::static_type(), String::static_type()])
+                    .return_type::<u32>()
+                    .action()
+                    .class_handler(|args| {
+                        let element = args[0].get::<super::RtmpServerSink>().expect("the element");
+                        let tc_url = args[1].get::<String>().unwrap_or_default();
+                        let description = args[2].get::<String>().unwrap_or_default();
+                        let asked = element.imp().request_reconnect(tc_url, description);
+                        Some(asked.to_value())
+                    })
+                    .build(),
+            );
+            signals
+        });
         SIGNALS.as_ref()
     }
 

@@ -11,13 +11,17 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::media::frame_from_message;
+use tokio::sync::mpsc;
+
+use super::follow::Continuity;
 use super::open::{CLOSE_GRACE, Ctx, Link, Meter, first_open};
-use super::play::{PLAY_QUEUE, PlayConfig, PlayEnd, PlayItem, Wake, reconnect_player};
+use super::play::{
+    PLAY_QUEUE, PlayConfig, PlayEnd, PlayItem, Wake, reconnect_player, session_events,
+};
+use super::player::{PlayState, play_on};
 use super::{ClientError, ProgressKind};
-use crate::rtmp::command::StatusCode;
 use crate::rtmp::flv::TimestampExtender;
-use crate::rtmp::session::{ClientEvent, ClientSession};
+use crate::rtmp::session::ClientSession;
 
 /// The 1 s bitrate tick.
 const TICK: Duration = Duration::from_secs(1);
@@ -60,6 +64,19 @@ impl DirectLink {
 
     fn now_ms(&self) -> u64 {
         self.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Back to an async link (on a runtime thread: tokio takes the socket over).
+    fn into_link(self) -> io::Result<Link> {
+        let tcp = tokio::net::TcpStream::from_std(self.sock)?;
+        Ok(Link::resume(
+            self.session,
+            Box::new(tcp),
+            self.out,
+            self.buf,
+            self.eof,
+            self.epoch,
+        ))
     }
 
     /// Writes what the session and the queue hold, until the socket would block.
@@ -123,6 +140,11 @@ enum Phase {
     Live(DirectLink),
     /// After the end: the polite close, until the server closes or the deadline.
     Closing(DirectLink, Instant),
+    /// A ReconnectRequest arrived (its tcUrl): following it takes two connections at once,
+    /// which the task player does; the connection goes to one.
+    Moving(DirectLink, Option<String>),
+    /// The task player plays on from here; its items come through the channel.
+    Delegated(mpsc::Receiver<PlayItem>),
     Done,
 }
 
@@ -135,6 +157,7 @@ pub(super) struct Direct {
     queue: VecDeque<PlayItem>,
     meter: Meter,
     timestamps: TimestampExtender,
+    cont: Continuity,
     last_media: Instant,
     next_tick: Instant,
 }
@@ -207,6 +230,7 @@ impl Direct {
             queue: VecDeque::new(),
             meter: Meter::new(),
             timestamps: TimestampExtender::new(),
+            cont: Continuity::default(),
             last_media: Instant::now(),
             next_tick: Instant::now() + TICK,
         }
@@ -255,6 +279,8 @@ impl Direct {
                 },
                 Phase::Live(link) => self.live(link, wake),
                 Phase::Closing(link, deadline) => self.closing(link, deadline, wake),
+                Phase::Moving(link, tc_url) => self.delegate(rt, link, tc_url),
+                Phase::Delegated(rx) => self.delegated(rt, wake, stop, rx),
             }
         }
     }
@@ -346,40 +372,72 @@ impl Direct {
 
     /// The session's events: frames queued, or how the connection ended.
     fn events(&mut self, link: &mut DirectLink) -> Option<PlayEnd> {
-        while let Some(event) = link.session.poll_event() {
-            match event {
-                ClientEvent::Media(msg) => {
-                    if let Some(frame) = frame_from_message(&msg, &mut self.timestamps) {
-                        self.meter.count(&frame);
-                        self.last_media = Instant::now();
-                        self.queue.push_back(PlayItem::Frame(frame));
-                    }
-                }
-                ClientEvent::StreamEof(id)
-                    if link
-                        .session
-                        .active_stream()
-                        .is_none_or(|active| active == id) =>
-                {
-                    return Some(PlayEnd::Eos("StreamEOF".into()));
-                }
-                ClientEvent::Status { status, .. } => match StatusCode::from_code(&status.code) {
-                    Some(
-                        StatusCode::PlayUnpublishNotify
-                        | StatusCode::PlayStop
-                        | StatusCode::PlayComplete,
-                    ) => return Some(PlayEnd::Eos(status.code)),
-                    _ if status.level == "error" => self.ctx.warn(format!(
-                        "server reports {}: {}",
-                        status.code, status.description
-                    )),
-                    _ => {}
-                },
-                ClientEvent::Closed(reason) => return Some(PlayEnd::Lost(reason.to_string())),
-                _ => {}
+        let mut frames = Vec::new();
+        let end = session_events(
+            &self.ctx,
+            &mut link.session,
+            &mut self.timestamps,
+            &mut frames,
+        );
+        for frame in frames {
+            self.last_media = Instant::now();
+            if self.cont.admit(&frame) {
+                self.meter.count(&frame);
+                self.queue.push_back(PlayItem::Frame(frame));
             }
         }
-        None
+        end
+    }
+
+    /// Hands the connection to the task player, which follows the ReconnectRequest and plays
+    /// on; this player then only passes its items on.
+    fn delegate(&mut self, rt: &tokio::runtime::Runtime, link: DirectLink, tc_url: Option<String>) {
+        let (tx, rx) = mpsc::channel(PLAY_QUEUE);
+        let ctx = self.ctx.clone();
+        let play = self.play.clone();
+        let state = PlayState {
+            meter: std::mem::replace(&mut self.meter, Meter::new()),
+            timestamps: std::mem::take(&mut self.timestamps),
+            cont: std::mem::take(&mut self.cont),
+        };
+        rt.spawn(async move {
+            let result = match link.into_link() {
+                Ok(link) => play_on(ctx.clone(), &play, link, &tx, state, Some(tc_url)).await,
+                Err(e) => Err(ClientError::Lost {
+                    target: ctx.target(),
+                    reason: format!("cannot hand the socket over: {e}"),
+                }),
+            };
+            if let Err(e) = result {
+                ctx.shared.fail(e.clone());
+                let _ = tx.send(PlayItem::Error(e)).await;
+            }
+        });
+        self.phase = Phase::Delegated(rx);
+    }
+
+    /// Passes the task player's items on, [`PLAY_QUEUE`] at most ahead.
+    fn delegated(
+        &mut self,
+        rt: &tokio::runtime::Runtime,
+        wake: &Wake,
+        stop: &dyn Fn() -> bool,
+        mut rx: mpsc::Receiver<PlayItem>,
+    ) {
+        if self.queue.len() >= PLAY_QUEUE {
+            wake.block_on(rt, stop, std::future::pending::<()>());
+            self.phase = Phase::Delegated(rx);
+            return;
+        }
+        match wake.block_on(rt, stop, rx.recv()) {
+            None => self.phase = Phase::Delegated(rx),
+            Some(Some(item)) => {
+                self.queue.push_back(item);
+                self.phase = Phase::Delegated(rx);
+            }
+            // The task ended after its last item.
+            Some(None) => {}
+        }
     }
 
     /// What follows the end of a live connection (as in `run_player`).
@@ -399,7 +457,9 @@ impl Direct {
                 self.phase = Phase::Closing(link, Instant::now() + CLOSE_GRACE);
             }
             PlayEnd::Gone => {}
+            PlayEnd::Move(tc_url) => self.phase = Phase::Moving(link, tc_url),
             PlayEnd::Lost(reason) => {
+                self.cont.reset();
                 self.meter.close_link(&link.session);
                 drop(link);
                 if !self.ctx.cfg.reconnect.enabled {

@@ -51,6 +51,7 @@ use crate::rtmp::session::{ClientRole, EnhancedCaps, caps};
 use crate::rtmp::url::RtmpUrl;
 
 mod direct;
+mod follow;
 pub mod hold;
 pub mod media;
 mod open;
@@ -279,16 +280,15 @@ pub fn parse_enhanced_codecs(text: &str) -> Result<Vec<FourCc>, String> {
 
 /// What a client announces in `connect` for `codecs`: a player can take (decode or forward)
 /// them, a publisher can send (encode or forward) them; multitrack, ModEx and the nanosecond
-/// offset are read on both sides; a publisher also handles ReconnectRequest.
+/// offset are read on both sides, and both follow ReconnectRequests (make-before-break).
 pub fn enhanced_caps(codecs: &[FourCc], role: ClientRole) -> EnhancedCaps {
-    let read = caps::CAPS_MULTITRACK | caps::CAPS_MODEX | caps::CAPS_TIMESTAMP_NANO_OFFSET;
-    // The publisher follows ReconnectRequests (make-before-break); the player does not yet.
-    let (mask, caps_ex) = match role {
-        ClientRole::Play => (caps::CAN_DECODE | caps::CAN_FORWARD, read),
-        ClientRole::Publish => (
-            caps::CAN_ENCODE | caps::CAN_FORWARD,
-            read | caps::CAPS_RECONNECT,
-        ),
+    let caps_ex = caps::CAPS_MULTITRACK
+        | caps::CAPS_MODEX
+        | caps::CAPS_TIMESTAMP_NANO_OFFSET
+        | caps::CAPS_RECONNECT;
+    let mask = match role {
+        ClientRole::Play => caps::CAN_DECODE | caps::CAN_FORWARD,
+        ClientRole::Publish => caps::CAN_ENCODE | caps::CAN_FORWARD,
     };
     EnhancedCaps::for_codecs(codecs, mask, caps_ex)
 }

@@ -16,8 +16,9 @@ use super::hold::HoldBook;
 use super::media::MediaFrame;
 use super::{AuthMode, ClientConfig, ClientError, Notice, NoticeFn, ProgressKind, Stats};
 use crate::net::transport::{self, Stream, TransportKind};
+use crate::rtmp::amf0::Value;
 use crate::rtmp::auth;
-use crate::rtmp::command::StatusCode;
+use crate::rtmp::command::{Status, StatusCode};
 use crate::rtmp::handshake::ClientMode;
 use crate::rtmp::session::{self, ClientEvent, ClientRole, ClientSession, SessionError};
 use crate::rtmp::url::{RtmpUrl, Scheme};
@@ -139,6 +140,42 @@ impl Ctx {
             reason: format!("{e} ({code}: {description})"),
         })
     }
+}
+
+/// The context a ReconnectRequest sends the stream to, or `None` (with a warning) when its
+/// `tcUrl` cannot be used.
+pub(super) fn follow_target(ctx: &Ctx, tc_url: Option<&str>) -> Option<Ctx> {
+    let url = match tc_url {
+        None => ctx.cfg.url.clone(),
+        Some(t) => match ctx.cfg.url.resolve_tc_url(t) {
+            Ok(url) => url,
+            Err(e) => {
+                ctx.warn(format!(
+                    "{} asked to reconnect to {t:?}, which is not usable ({e}); staying",
+                    ctx.target()
+                ));
+                return None;
+            }
+        },
+    };
+    ctx.progress(
+        ProgressKind::Start,
+        "reconnect",
+        format!(
+            "{} asks to reconnect: connecting to {} before leaving",
+            ctx.target(),
+            url.tc_url()
+        ),
+    );
+    Some(ctx.moved_to(url))
+}
+
+/// The `tcUrl` of a ReconnectRequest status; `None` for the same place.
+pub(super) fn reconnect_tc_url(status: &Status) -> Option<String> {
+    status.extra.iter().find_map(|(k, v)| match v {
+        Value::String(url) if k == "tcUrl" && !url.is_empty() => Some(url.clone()),
+        _ => None,
+    })
 }
 
 pub(super) fn transport_kind(scheme: Scheme) -> TransportKind {
@@ -267,6 +304,31 @@ pub(super) struct Link {
 }
 
 impl Link {
+    /// A link over a stream already connected and playing (what the direct player hands
+    /// back when it stops reading the socket itself).
+    pub(super) fn resume(
+        session: ClientSession,
+        stream: Box<dyn Stream>,
+        out: VecDeque<Bytes>,
+        buf: Vec<u8>,
+        eof: bool,
+        epoch: Instant,
+    ) -> Link {
+        let (reader, writer) = tokio::io::split(stream);
+        let out_len = out.iter().map(Bytes::len).sum();
+        Link {
+            session,
+            reader,
+            writer,
+            out,
+            out_len,
+            buf,
+            eof,
+            received: 0,
+            epoch,
+        }
+    }
+
     fn queue_transmit(&mut self) {
         while let Some(b) = self.session.poll_transmit() {
             self.out_len += b.len();

@@ -8,7 +8,11 @@ use std::time::Duration;
 
 use super::ClientError;
 use super::media::MediaFrame;
-use super::open::{Ctx, Link, failed_attempt, open, reconnect_attempt};
+use super::media::frame_from_message;
+use super::open::{Ctx, Link, failed_attempt, open, reconnect_attempt, reconnect_tc_url};
+use crate::rtmp::command::StatusCode;
+use crate::rtmp::flv::TimestampExtender;
+use crate::rtmp::session::{ClientEvent, ClientSession};
 
 /// Frames the source's connection task may queue ahead of `create()`.
 pub(super) const PLAY_QUEUE: usize = 256;
@@ -98,6 +102,63 @@ pub(super) enum PlayEnd {
     Eos(String),
     Gone,
     Lost(String),
+    /// The server sent an Enhanced RTMP ReconnectRequest (its `tcUrl`, if any): not an end,
+    /// the stream moves (see `follow`).
+    Move(Option<String>),
+}
+
+impl PlayEnd {
+    pub(super) fn describe(&self) -> String {
+        match self {
+            PlayEnd::Eos(why) => format!("end of stream: {why}"),
+            PlayEnd::Gone => "the element is gone".into(),
+            PlayEnd::Lost(why) => format!("connection lost: {why}"),
+            PlayEnd::Move(to) => format!("asked to reconnect to {to:?}"),
+        }
+    }
+}
+
+/// The session's events while playing: frames into `frames`, or what ends the play here
+/// (the end of the stream, a lost connection, a ReconnectRequest).
+pub(super) fn session_events(
+    ctx: &Ctx,
+    session: &mut ClientSession,
+    timestamps: &mut TimestampExtender,
+    frames: &mut Vec<MediaFrame>,
+) -> Option<PlayEnd> {
+    while let Some(event) = session.poll_event() {
+        match event {
+            ClientEvent::Media(msg) => {
+                if let Some(frame) = frame_from_message(&msg, timestamps) {
+                    frames.push(frame);
+                }
+            }
+            ClientEvent::StreamEof(id) if session.active_stream().is_none_or(|a| a == id) => {
+                return Some(PlayEnd::Eos("StreamEOF".into()));
+            }
+            ClientEvent::Status {
+                stream_id: 0,
+                status,
+            } if status.status_code() == Some(StatusCode::ConnectReconnectRequest) => {
+                return Some(PlayEnd::Move(reconnect_tc_url(&status)));
+            }
+            ClientEvent::Status { status, .. } => match StatusCode::from_code(&status.code) {
+                Some(
+                    StatusCode::PlayUnpublishNotify
+                    | StatusCode::PlayStop
+                    | StatusCode::PlayComplete,
+                ) => return Some(PlayEnd::Eos(status.code)),
+                _ if status.level == "error" => ctx.warn(format!(
+                    "server reports {}: {}",
+                    status.code, status.description
+                )),
+                _ => {}
+            },
+            ClientEvent::Closed(reason) => return Some(PlayEnd::Lost(reason.to_string())),
+            _ => {}
+        }
+    }
+    None
 }
 
 pub(super) async fn reconnect_player(ctx: &Ctx, reason: &str) -> Result<Link, ClientError> {

@@ -9,14 +9,15 @@ use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
 use super::direct::Direct;
-use super::media::frame_from_message;
-use super::open::{Ctx, Link, Meter, Shared, first_open, transport_kind};
-use super::play::{PLAY_QUEUE, PlayConfig, PlayEnd, PlayItem, Wake, reconnect_player};
+use super::follow::{Continuity, Followed, follow_play};
+use super::open::{Ctx, Link, Meter, Shared, first_open, follow_target, transport_kind};
+use super::play::{
+    PLAY_QUEUE, PlayConfig, PlayEnd, PlayItem, Wake, reconnect_player, session_events,
+};
 use super::{ClientConfig, ClientError, Notice, NoticeFn, ProgressKind, Stats};
 use crate::net::transport::TransportKind;
-use crate::rtmp::command::StatusCode;
 use crate::rtmp::flv::TimestampExtender;
-use crate::rtmp::session::{ClientEvent, ClientRole};
+use crate::rtmp::session::ClientRole;
 
 /// The source's handle on its connection. Dropping it ends the connection.
 ///
@@ -85,7 +86,7 @@ impl Player {
             let (tx, rx) = mpsc::channel(PLAY_QUEUE);
             let task = rt.spawn(async move {
                 // On success the end of stream was already handed over.
-                if let Err(e) = run_player(&ctx, &play, &tx).await {
+                if let Err(e) = run_player(ctx.clone(), &play, &tx).await {
                     ctx.shared.fail(e.clone());
                     let _ = tx.send(PlayItem::Error(e)).await;
                 }
@@ -227,19 +228,70 @@ impl Drop for Player {
 /// Plays until the stream ends. `Ok` means the end was handed over as [`PlayItem::Eos`] (or
 /// the element is gone); an error is for the caller to hand over.
 async fn run_player(
-    ctx: &Ctx,
+    ctx: Arc<Ctx>,
     play: &PlayConfig,
     tx: &mpsc::Sender<PlayItem>,
 ) -> Result<(), ClientError> {
-    let target = ctx.target();
-    let mut meter = Meter::new();
-    let mut timestamps = TimestampExtender::new();
-    let mut link = first_open(ctx).await?;
+    let link = first_open(&ctx).await?;
+    let state = PlayState {
+        meter: Meter::new(),
+        timestamps: TimestampExtender::new(),
+        cont: Continuity::default(),
+    };
+    play_on(ctx, play, link, tx, state, None).await
+}
+
+/// What a play carries from one connection to the next.
+pub(super) struct PlayState {
+    pub(super) meter: Meter,
+    pub(super) timestamps: TimestampExtender,
+    pub(super) cont: Continuity,
+}
+
+/// Plays on `link` (first following the ReconnectRequest `moving`, if one is pending) until
+/// the stream ends, reconnecting and following ReconnectRequests on the way.
+pub(super) async fn play_on(
+    mut ctx: Arc<Ctx>,
+    play: &PlayConfig,
+    mut link: Link,
+    tx: &mpsc::Sender<PlayItem>,
+    mut st: PlayState,
+    moving: Option<Option<String>>,
+) -> Result<(), ClientError> {
+    // An end to handle before playing on (a pending move, or how following one ended).
+    let mut next_end = moving.map(PlayEnd::Move);
     loop {
-        let end = play_live(ctx, play, &mut link, tx, &mut meter, &mut timestamps).await;
+        let end = match next_end.take() {
+            Some(end) => end,
+            None => play_live(&ctx, play, &mut link, tx, &mut st).await,
+        };
         // The last events of the connection count too.
-        meter.publish(&ctx.shared, Some(&link.session), None);
+        st.meter.publish(&ctx.shared, Some(&link.session), None);
+        let target = ctx.target();
         match end {
+            PlayEnd::Move(tc_url) => {
+                let Some(next) = follow_target(&ctx, tc_url.as_deref()) else {
+                    continue;
+                };
+                let PlayState {
+                    meter,
+                    timestamps,
+                    cont,
+                } = &mut st;
+                match follow_play(&ctx, &next, &mut link, tx, meter, timestamps, cont).await {
+                    Followed::Moved => {
+                        ctx = Arc::new(next);
+                        ctx.shared.update(|s| s.reconnect_requests += 1);
+                        ctx.progress(
+                            ProgressKind::Complete,
+                            "reconnect",
+                            format!("Playing {:?} from {}", ctx.cfg.url.stream, ctx.target()),
+                        );
+                    }
+                    Followed::Stayed => {}
+                    Followed::Ended(end) => next_end = Some(end),
+                }
+            }
             PlayEnd::Eos(why) => {
                 ctx.progress(
                     ProgressKind::Complete,
@@ -254,8 +306,8 @@ async fn run_player(
             }
             PlayEnd::Gone => return Ok(()),
             PlayEnd::Lost(reason) => {
-                meter.publish(&ctx.shared, Some(&link.session), None);
-                meter.close_link(&link.session);
+                st.meter.publish(&ctx.shared, Some(&link.session), None);
+                st.meter.close_link(&link.session);
                 if !ctx.cfg.reconnect.enabled {
                     if play.no_eof_is_error {
                         return Err(ClientError::Lost { target, reason });
@@ -266,7 +318,8 @@ async fn run_player(
                 ctx.warn(format!(
                     "connection to {target} lost ({reason}); reconnecting"
                 ));
-                link = reconnect_player(ctx, &reason).await?;
+                link = reconnect_player(&ctx, &reason).await?;
+                st.cont.reset();
                 ctx.shared.update(|s| s.reconnects += 1);
                 ctx.progress(
                     ProgressKind::Complete,
@@ -286,50 +339,28 @@ async fn play_live(
     play: &PlayConfig,
     link: &mut Link,
     tx: &mpsc::Sender<PlayItem>,
-    meter: &mut Meter,
-    timestamps: &mut TimestampExtender,
+    st: &mut PlayState,
 ) -> PlayEnd {
     let mut ticker = tokio::time::interval(Duration::from_secs(1));
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut last_media = tokio::time::Instant::now();
     let far = Duration::from_secs(3600 * 24);
+    let mut frames = Vec::new();
     loop {
-        while let Some(event) = link.session.poll_event() {
-            match event {
-                ClientEvent::Media(msg) => {
-                    if let Some(frame) = frame_from_message(&msg, timestamps) {
-                        meter.count(&frame);
-                        last_media = tokio::time::Instant::now();
-                        if tx.send(PlayItem::Frame(frame)).await.is_err() {
-                            return PlayEnd::Gone;
-                        }
-                    }
+        let end = session_events(ctx, &mut link.session, &mut st.timestamps, &mut frames);
+        for frame in frames.drain(..) {
+            last_media = tokio::time::Instant::now();
+            if st.cont.admit(&frame) {
+                st.meter.count(&frame);
+                if tx.send(PlayItem::Frame(frame)).await.is_err() {
+                    return PlayEnd::Gone;
                 }
-                ClientEvent::StreamEof(id)
-                    if link
-                        .session
-                        .active_stream()
-                        .is_none_or(|active| active == id) =>
-                {
-                    return PlayEnd::Eos("StreamEOF".into());
-                }
-                ClientEvent::Status { status, .. } => match StatusCode::from_code(&status.code) {
-                    Some(
-                        StatusCode::PlayUnpublishNotify
-                        | StatusCode::PlayStop
-                        | StatusCode::PlayComplete,
-                    ) => return PlayEnd::Eos(status.code),
-                    _ if status.level == "error" => ctx.warn(format!(
-                        "server reports {}: {}",
-                        status.code, status.description
-                    )),
-                    _ => {}
-                },
-                ClientEvent::Closed(reason) => return PlayEnd::Lost(reason.to_string()),
-                _ => {}
             }
         }
-        meter.publish(&ctx.shared, Some(&link.session), None);
+        if let Some(end) = end {
+            return end;
+        }
+        st.meter.publish(&ctx.shared, Some(&link.session), None);
         let idle_deadline = last_media + play.idle_timeout.unwrap_or(far);
         tokio::select! {
             r = link.step() => {
@@ -344,7 +375,7 @@ async fn play_live(
                 ));
             }
             _ = tx.closed() => return PlayEnd::Gone,
-            _ = ticker.tick() => meter.tick(),
+            _ = ticker.tick() => st.meter.tick(),
         }
     }
 }

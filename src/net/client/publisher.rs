@@ -10,10 +10,12 @@ use tokio::time::MissedTickBehavior;
 
 use super::hold::HoldBook;
 use super::media::{MediaFrame, MediaKind};
-use super::open::{Ctx, Link, Meter, Shared, failed_attempt, first_open, open, reconnect_attempt};
+use super::open::{
+    Ctx, Link, Meter, Shared, failed_attempt, first_open, follow_target, open, reconnect_attempt,
+    reconnect_tc_url,
+};
 use super::{ClientConfig, ClientError, Notice, NoticeFn, ProgressKind, Stats, StopCommands};
 use crate::net::runtime;
-use crate::rtmp::amf0::Value;
 use crate::rtmp::command::StatusCode;
 use crate::rtmp::session::{ClientEvent, ClientRole};
 
@@ -299,11 +301,7 @@ async fn publish_live(
                     stream_id: 0,
                     status,
                 } if status.status_code() == Some(StatusCode::ConnectReconnectRequest) => {
-                    let tc_url = status.extra.iter().find_map(|(k, v)| match v {
-                        Value::String(url) if k == "tcUrl" && !url.is_empty() => Some(url.clone()),
-                        _ => None,
-                    });
-                    return LiveEnd::Move(tc_url);
+                    return LiveEnd::Move(reconnect_tc_url(&status));
                 }
                 ClientEvent::Status { status, .. } if status.level == "error" => {
                     return LiveEnd::Lost(format!(
@@ -389,34 +387,6 @@ async fn reconnect_publisher(
             }
         }
     }
-}
-
-/// The context a ReconnectRequest sends the stream to, or `None` (with a warning) when its
-/// `tcUrl` cannot be used.
-fn follow_target(ctx: &Ctx, tc_url: Option<&str>) -> Option<Ctx> {
-    let url = match tc_url {
-        None => ctx.cfg.url.clone(),
-        Some(t) => match ctx.cfg.url.resolve_tc_url(t) {
-            Ok(url) => url,
-            Err(e) => {
-                ctx.warn(format!(
-                    "{} asked to reconnect to {t:?}, which is not usable ({e}); staying",
-                    ctx.target()
-                ));
-                return None;
-            }
-        },
-    };
-    ctx.progress(
-        ProgressKind::Start,
-        "reconnect",
-        format!(
-            "{} asks to reconnect: connecting to {} before leaving",
-            ctx.target(),
-            url.tc_url()
-        ),
-    );
-    Some(ctx.moved_to(url))
 }
 
 /// Sends what the book keeps for a new connection (after a reconnect).

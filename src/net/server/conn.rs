@@ -31,7 +31,7 @@ use super::CAT;
 use super::port::{
     AuthRequest, ByteStream, ConnSlot, Endpoint, Finishing, Route, Transport, split_query,
 };
-use crate::net::server::hub::{DirectSocket, Flushed, Hub, Item, PlayerQueue};
+use crate::net::server::hub::{DirectSocket, Flushed, Hub, Item, PlayerQueue, ReconnectAsk};
 use crate::net::server::ingest::{IngestClaim, IngestEvent};
 use crate::net::server::playout::{CHUNK_SIZE, MEDIA_CSIDS, PLAY_STREAM_ID};
 use crate::net::server::queue::PlayerLabel;
@@ -121,6 +121,8 @@ struct Conn {
     /// A player's queue, kept for as long: the hub counts the players it ended until their
     /// queues are gone.
     ended_queue: Option<Arc<PlayerQueue>>,
+    /// A player that announced capsEx Reconnect watches its hub for ReconnectRequests.
+    reconnect_asks: Option<tokio::sync::watch::Receiver<Option<ReconnectAsk>>>,
 }
 
 impl Conn {
@@ -305,6 +307,13 @@ impl Conn {
             announced: self.session.client_caps().cloned().map(Arc::new),
         });
         let direct = queue.is_direct();
+        if self
+            .session
+            .client_caps()
+            .is_some_and(|c| c.has(rsrtmp_engine::session::caps::CAPS_RECONNECT))
+        {
+            self.reconnect_asks = Some(hub.reconnect_requests());
+        }
         self.role = Role::Player {
             stream_id,
             queue,
@@ -559,6 +568,7 @@ pub(crate) async fn serve(
         linger: LINGER,
         finishing: None,
         ended_queue: None,
+        reconnect_asks: None,
     };
     let reason = run(&mut c, &mut stream).await;
     if c.routed_at.is_none() {
@@ -744,6 +754,19 @@ async fn run(c: &mut Conn, stream: &mut Box<dyn ByteStream>) -> String {
                 if let Some((tc_url, description)) = ingest.as_ref().and_then(|i| i.take_reconnect()) {
                     gst::info!(CAT, "{}: asking the publisher to reconnect to {tc_url:?}", c.peer);
                     let _ = c.session.request_reconnect(tc_url.as_deref(), &description);
+                }
+            }
+            r = async { c.reconnect_asks.as_mut().expect("guarded").changed().await }, if c.reconnect_asks.is_some() => {
+                let ask = match r {
+                    Ok(()) => c.reconnect_asks.as_mut().and_then(|rx| rx.borrow_and_update().clone()),
+                    Err(_) => {
+                        c.reconnect_asks = None;
+                        None
+                    }
+                };
+                if let Some(ask) = ask.filter(|_| matches!(c.role, Role::Player { .. })) {
+                    gst::info!(CAT, "{}: asking the player to reconnect to {:?}", c.peer, ask.tc_url);
+                    let _ = c.session.request_reconnect(ask.tc_url.as_deref(), &ask.description);
                 }
             }
             () = &mut evicted => return "evicted to make room for a new connection".into(),

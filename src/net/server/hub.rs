@@ -199,6 +199,17 @@ pub struct Hub {
     state: Mutex<HubState>,
     /// Started with the first large delivery; `None` inside when the thread could not start.
     helper: OnceLock<Option<Helper>>,
+    /// The latest ReconnectRequest for the players (see [`Hub::request_reconnect`]).
+    reconnect: tokio::sync::watch::Sender<Option<ReconnectAsk>>,
+}
+
+/// An Enhanced RTMP ReconnectRequest for every player that announced capsEx Reconnect: the
+/// connections of such players watch for it and send it once per request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReconnectAsk {
+    /// Where the players go (`None`: the same place).
+    pub tc_url: Option<String>,
+    pub description: String,
 }
 
 impl Hub {
@@ -207,7 +218,31 @@ impl Hub {
             config,
             state: Mutex::new(HubState::default()),
             helper: OnceLock::new(),
+            reconnect: tokio::sync::watch::Sender::new(None),
         }
+    }
+
+    /// Asks every player that announced capsEx Reconnect to reconnect to `tc_url` (the same
+    /// place when `None`); returns how many were asked. The others are left alone (they would
+    /// not understand it).
+    pub fn request_reconnect(&self, tc_url: Option<String>, description: String) -> u32 {
+        use rsrtmp_engine::session::caps::CAPS_RECONNECT;
+        let asked = self
+            .stats()
+            .iter()
+            .filter(|p| p.announced.as_ref().is_some_and(|c| c.has(CAPS_RECONNECT)))
+            .count() as u32;
+        self.reconnect.send_replace(Some(ReconnectAsk {
+            tc_url,
+            description,
+        }));
+        asked
+    }
+
+    /// What a player's connection watches for ReconnectRequests; only requests made from now
+    /// on count.
+    pub fn reconnect_requests(&self) -> tokio::sync::watch::Receiver<Option<ReconnectAsk>> {
+        self.reconnect.subscribe()
     }
 
     /// Hands `delivery` to every player in `players`, split between this thread and the
