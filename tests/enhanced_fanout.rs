@@ -51,18 +51,11 @@ fn our_player(port: u16) -> (Pipeline, Pads) {
     (p, pads)
 }
 
-fn packets(crc: &FrameCrc, index: u32) -> Vec<(u64, String)> {
-    crc.packets
-        .get(&index)
-        .map(|v| v.iter().map(|(s, c, _)| (*s, c.clone())).collect())
-        .unwrap_or_default()
-}
-
 /// The packet lists of every stream that has packets, in stream order.
 fn streams_with_packets(crc: &FrameCrc) -> Vec<Vec<(u64, String)>> {
     crc.packets
         .keys()
-        .map(|i| packets(crc, *i))
+        .map(|i| crc.sized(*i))
         .filter(|p| !p.is_empty())
         .collect()
 }
@@ -148,7 +141,7 @@ fn strict_gives_hevc_only_to_players_that_list_it() {
     );
     assert_eq!(
         streams_with_packets(&got[0]),
-        vec![packets(&want, 1)],
+        vec![want.sized(1)],
         "the legacy player: the AAC only"
     );
     assert_eq!(got[1], want, "the player that listed hvc1: everything");
@@ -161,22 +154,22 @@ fn strict_gives_multitrack_only_to_players_announcing_it() {
     let (got, pads) = relay(&media, "enhanced-policy=strict", &[Some("avc1,mp4a")], true);
     assert_eq!(
         streams_with_packets(&got[0]),
-        vec![packets(&want, 0), packets(&want, 1)],
+        vec![want.sized(0), want.sized(1)],
         "FFmpeg (no capsEx): track 0 of each kind"
     );
     let pads = pads.unwrap();
     let pads = pads.lock().unwrap();
     assert_eq!(
         pads.get("video").cloned().unwrap_or_default(),
-        packets(&want, 0)
+        want.sized(0)
     );
     assert_eq!(
         pads.get("audio").cloned().unwrap_or_default(),
-        packets(&want, 1)
+        want.sized(1)
     );
     assert_eq!(
         pads.get("audio_1").cloned().unwrap_or_default(),
-        packets(&want, 2),
+        want.sized(2),
         "ours announces multitrack: the second AAC track too"
     );
 }

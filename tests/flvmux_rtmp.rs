@@ -103,17 +103,7 @@ fn hevc_and_opus_reach_ffmpeg_listen() {
     let port = common::free_port();
     let dir = TempDir::new("flvmux-listen");
     let out = dir.path().join("received.crc");
-    let mut ffmpeg = ChildGuard::spawn(
-        "FFmpeg 9 -listen 1",
-        Command::new(ffmpeg9())
-            .args(["-nostdin", "-loglevel", "error", "-y", "-listen", "1", "-i"])
-            .arg(format!("rtmp://127.0.0.1:{port}/live/s"))
-            .args(["-map", "0", "-c", "copy", "-f", "framecrc"])
-            .arg(&out)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped()),
-    );
-    common::wait_for_listen(port, DEADLINE);
+    let mut ffmpeg = common::ffmpeg9_listen(port, &out, true);
     let (p, counters) = publisher(
         &format!("rtmpclientsink location=rtmp://127.0.0.1:{port}/live/s"),
         &[
@@ -188,17 +178,7 @@ fn a_resolution_change_reaches_ffmpeg_listen() {
     let port = common::free_port();
     let dir = TempDir::new("flvmux-listen-resize");
     let out = dir.path().join("decoded.crc");
-    let mut ffmpeg = ChildGuard::spawn(
-        "FFmpeg 9 -listen 1",
-        Command::new(ffmpeg9())
-            .args(["-nostdin", "-loglevel", "error", "-y", "-listen", "1", "-i"])
-            .arg(format!("rtmp://127.0.0.1:{port}/live/s"))
-            .args(["-map", "0", "-f", "framecrc"])
-            .arg(&out)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped()),
-    );
-    common::wait_for_listen(port, DEADLINE);
+    let mut ffmpeg = common::ffmpeg9_listen(port, &out, false);
     let p = Pipeline::parse(&format!(
         "appsrc name=src format=time ! videoconvert ! \
          x264enc speed-preset=ultrafast tune=zerolatency ! h264parse ! mux.video \

@@ -916,6 +916,33 @@ impl FrameCrc {
     pub fn counts(&self) -> Vec<(u32, usize)> {
         self.packets.iter().map(|(k, v)| (*k, v.len())).collect()
     }
+
+    /// Panics unless `self` equals `want`, saying where they part: the decoder
+    /// configurations, the packet counts, or a stream's first differing packet.
+    pub fn assert_same(&self, want: &FrameCrc, what: &str) {
+        assert_eq!(
+            self.extradata, want.extradata,
+            "{what}: decoder configurations"
+        );
+        assert_eq!(self.counts(), want.counts(), "{what}: packets per stream");
+        for (stream, packets) in &want.packets {
+            if let Some(i) = (0..packets.len()).find(|&i| self.packets[stream][i] != packets[i]) {
+                panic!(
+                    "{what}: stream {stream}, packet {i}: {:?}, not {:?}",
+                    self.packets[stream][i], packets[i]
+                );
+            }
+        }
+    }
+
+    /// (size, checksum) of every packet of stream `index` (none when it has no packets), as
+    /// [`server_peers::record_pads`] records a demuxer pad's buffers.
+    pub fn sized(&self, index: u32) -> Vec<(u64, String)> {
+        self.packets
+            .get(&index)
+            .map(|v| v.iter().map(|(s, c, _)| (*s, c.clone())).collect())
+            .unwrap_or_default()
+    }
 }
 
 /// Reads `path` (a file or URL) with FFmpeg 9 into framecrc text (`-map 0 -c copy`), with
@@ -933,6 +960,26 @@ pub fn ffmpeg9_framecrc(path: &Path) -> FrameCrc {
         path.display()
     );
     FrameCrc::parse(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// FFmpeg 9 as a one-client RTMP server (`-listen 1`) on `port`, writing the framecrc of
+/// what it gets (`-map 0`, stream copy with `copy`, decoded without) to `out`; returns once
+/// it listens.
+pub fn ffmpeg9_listen(port: u16, out: &Path, copy: bool) -> ChildGuard {
+    let guard = ChildGuard::spawn(
+        "FFmpeg 9 -listen 1",
+        Command::new(ffmpeg9())
+            .args(["-nostdin", "-loglevel", "error", "-y", "-listen", "1", "-i"])
+            .arg(format!("rtmp://127.0.0.1:{port}/live/s"))
+            .args(["-map", "0"])
+            .args(if copy { &["-c", "copy"][..] } else { &[] })
+            .args(["-f", "framecrc"])
+            .arg(out)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
+    wait_for_listen(port, Duration::from_secs(120));
+    guard
 }
 
 /// The plugin's directory, with the plugin (the cdylib) built from this source, for
@@ -1013,6 +1060,50 @@ pub mod emedia {
     /// H.264 + two AAC tracks (track 0 legacy, track 1 multitrack).
     pub fn h264_two_aac() -> PathBuf {
         make("e-h264-2aac-4s.flv", &[TWO_AUDIO, X264, &["-c:a", "aac"]])
+    }
+
+    /// AV1 (SVT-AV1) + Opus.
+    pub fn av1_opus() -> PathBuf {
+        make(
+            "e-av1-opus-4s.flv",
+            &[
+                &["-c:v", "libsvtav1", "-preset", "12", "-pix_fmt", "yuv420p"],
+                &["-c:a", "libopus"],
+            ],
+        )
+    }
+
+    /// VP9 + FLAC. The colours are tagged BT.709: untagged, the vpcC record says
+    /// "unspecified" (2) matrix coefficients, but FFmpeg, remuxing the file to publish it,
+    /// writes 0 (RGB) there, so what it sends would not be the file.
+    pub fn vp9_flac() -> PathBuf {
+        make(
+            "e-vp9-709-flac-4s.flv",
+            &[
+                &[
+                    "-c:v",
+                    "libvpx-vp9",
+                    "-deadline",
+                    "realtime",
+                    "-cpu-used",
+                    "8",
+                ],
+                &["-pix_fmt", "yuv420p", "-colorspace", "bt709"],
+                &[
+                    "-color_primaries",
+                    "bt709",
+                    "-color_trc",
+                    "bt709",
+                    "-c:a",
+                    "flac",
+                ],
+            ],
+        )
+    }
+
+    /// HEVC + AC-3 (an audio codec without a decoder configuration).
+    pub fn hevc_ac3() -> PathBuf {
+        make("e-hevc-ac3-4s.flv", &[X265, &["-c:a", "ac3"]])
     }
 
     /// HEVC alone.

@@ -4,12 +4,15 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Once};
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 use gstrsrtmp::rtmp::session::{ClientConfig, ClientEvent, ClientRole, ClientSession};
+
+use crate::common::{ChildGuard, FrameCrc, ffmpeg9};
 
 /// GStreamer initialised and this plugin registered, once per test binary.
 pub fn init() {
@@ -447,4 +450,286 @@ pub fn stats_tracks(element: &gst::Element) -> Vec<TrackRow> {
         .collect();
     rows.sort();
     rows
+}
+
+// ---- FFmpeg 9 and our clients through `rtmpserversrc ! rtmpserversink` ---------------------
+
+/// One port of ours taking every transport (TLS with a fresh certificate), held by a
+/// placeholder element; relays join it with [`AllTransports::relay`].
+pub struct AllTransports {
+    _holder: Pipeline,
+    pub port: u16,
+    /// The TLS properties of every server element on the port.
+    pub tls: String,
+    pub cert: std::path::PathBuf,
+    _dir: crate::common::TempDir,
+}
+
+impl AllTransports {
+    pub fn new() -> AllTransports {
+        let dir = crate::common::TempDir::new("all-transports");
+        let (cert, key) = crate::common::self_signed_cert(dir.path(), "e");
+        let tls = format!(
+            "tls-certificate-file={} tls-key-file={}",
+            cert.display(),
+            key.display()
+        );
+        let holder = Pipeline::parse(&format!(
+            "rtmpserversrc name=hold address=127.0.0.1 port=0 application=placeholder {tls} ! \
+             fakesink"
+        ));
+        holder.play();
+        let port = holder.port("hold");
+        AllTransports {
+            _holder: holder,
+            port,
+            tls,
+            cert,
+            _dir: dir,
+        }
+    }
+
+    /// `SCHEME://127.0.0.1:PORT/live/STREAM`.
+    pub fn url(&self, scheme: &str, stream: &str) -> String {
+        format!("{scheme}://127.0.0.1:{}/live/{stream}", self.port)
+    }
+
+    /// `rtmpserversrc stream=in ! rtmpserversink name=out stream=out` on the port, playing,
+    /// with the count of players that joined `out`.
+    pub fn relay(&self) -> (Pipeline, Arc<AtomicUsize>) {
+        let (port, tls) = (self.port, &self.tls);
+        let relay = Pipeline::parse(&format!(
+            "rtmpserversrc name=in address=127.0.0.1 port={port} stream=in eos-on-unpublish=true \
+             {tls} ! rtmpserversink name=out address=127.0.0.1 port={port} stream=out {tls}"
+        ));
+        let (connected, _) = count_clients(&relay.by_name("out"));
+        relay.play();
+        (relay, connected)
+    }
+
+    /// FFmpeg's options to trust our certificate, over rtmps.
+    pub fn ffmpeg_tls(&self, scheme: &str) -> Vec<String> {
+        if scheme == "rtmps" {
+            vec![
+                "-tls_verify".into(),
+                "1".into(),
+                "-ca_file".into(),
+                self.cert.display().to_string(),
+            ]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// An FFmpeg 9 player of `out` over `scheme`, writing framecrc to `out_file`.
+    fn ffmpeg_player(&self, scheme: &str, out_file: &std::path::Path, name: &str) -> ChildGuard {
+        ChildGuard::spawn(
+            &format!("{name} FFmpeg 9 player over {scheme}"),
+            Command::new(ffmpeg9())
+                .args(["-nostdin", "-loglevel", "error", "-y"])
+                .args(self.ffmpeg_tls(scheme))
+                .arg("-i")
+                .arg(self.url(scheme, "out"))
+                .args(["-map", "0", "-c", "copy", "-f", "framecrc"])
+                .arg(out_file)
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped()),
+        )
+    }
+
+    /// FFmpeg 9 publishes `media` over `scheme` into a relay on the port; an FFmpeg 9 player
+    /// over the same scheme is there before it, and with `late` a second one joins once half
+    /// the stream reached the first. Returns what each player wrote (early, late).
+    pub fn ffmpeg_relay(
+        &self,
+        scheme: &str,
+        media: &std::path::Path,
+        late: bool,
+    ) -> (FrameCrc, Option<FrameCrc>) {
+        let (relay, connected) = self.relay();
+        let sink = relay.by_name("out");
+        let dir = crate::common::TempDir::new("ffmpeg-relay");
+        let early_out = dir.path().join("early.crc");
+        let late_out = dir.path().join("late.crc");
+        let mut players = vec![self.ffmpeg_player(scheme, &early_out, "early")];
+        wait_until(
+            &format!("the early {scheme} player"),
+            RELAY_DEADLINE,
+            || connected.load(Ordering::SeqCst) == 1,
+        );
+        // FFmpeg 9 publishes the file at real-time pace from its standard input, which the
+        // test feeds: the rest of the file waits until the late player is in, however slowly
+        // it starts.
+        let mut publisher = ChildGuard::spawn(
+            &format!("FFmpeg 9 publisher over {scheme}"),
+            Command::new(ffmpeg9())
+                .args(["-nostdin", "-loglevel", "error", "-re", "-f", "flv"])
+                .args(["-i", "pipe:0", "-map", "0", "-c", "copy"])
+                .args(self.ffmpeg_tls(scheme))
+                // FFmpeg's tunnel holds packets until its next poll and drops what it holds
+                // at close: flush at every packet.
+                .args(if scheme.starts_with("rtmpt") {
+                    &["-rtmp_flush_interval", "1"][..]
+                } else {
+                    &[]
+                })
+                .args(["-f", "flv"])
+                .arg(self.url(scheme, "in"))
+                .stdin(Stdio::piped())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped()),
+        );
+        let data = std::fs::read(media).unwrap();
+        let mut feed = publisher.child.stdin.take().unwrap();
+        let cut = if late {
+            data.len() * 7 / 10
+        } else {
+            data.len()
+        };
+        feed.write_all(&data[..cut]).expect("feed the publisher");
+        if late {
+            wait_until(
+                "half the stream to reach the early player",
+                RELAY_DEADLINE,
+                || sink_bytes(&sink) > data.len() as u64 / 2,
+            );
+            players.push(self.ffmpeg_player(scheme, &late_out, "late"));
+            wait_until(&format!("the late {scheme} player"), RELAY_DEADLINE, || {
+                connected.load(Ordering::SeqCst) == 2
+            });
+            feed.write_all(&data[cut..]).expect("feed the publisher");
+        }
+        drop(feed);
+        let status = publisher.wait_timeout(RELAY_DEADLINE);
+        assert!(
+            status.success(),
+            "publisher over {scheme}: {}",
+            publisher.stderr_text()
+        );
+        relay.wait_eos(RELAY_DEADLINE);
+        for player in &mut players {
+            let status = player.wait_timeout(RELAY_DEADLINE);
+            assert!(
+                status.success(),
+                "{}: {}",
+                player.name.clone(),
+                player.stderr_text()
+            );
+        }
+        let read =
+            |path: &std::path::Path| FrameCrc::parse(&std::fs::read_to_string(path).unwrap());
+        (read(&early_out), late.then(|| read(&late_out)))
+    }
+
+    /// [`AllTransports::ffmpeg_relay`] with a late player: the early player gets exactly
+    /// `want` (the framecrc of `media`), the late one what [`assert_late_join`] says.
+    pub fn assert_ffmpeg_relays(&self, scheme: &str, media: &std::path::Path, want: &FrameCrc) {
+        let (early, late) = self.ffmpeg_relay(scheme, media, true);
+        let name = format!("{} over {scheme}", media.display());
+        early.assert_same(want, &format!("{name}: the early player vs the file"));
+        assert_late_join(&name, &late.unwrap(), want);
+    }
+
+    /// Our `rtmpclientsink` publishes `media` (the FLV file's bytes) over `scheme` into a
+    /// relay on the port; our `rtmpclientsrc ! rsflvdemux`, there before it over the same
+    /// scheme, records what every pad got.
+    pub fn our_relay(&self, scheme: &str, media: &std::path::Path) -> OurRelay {
+        let (relay, connected) = self.relay();
+        let player = Pipeline::parse(&format!(
+            "rtmpclientsrc name=src location={} tls-ca-file={} ! rsflvdemux name=d",
+            self.url(scheme, "out"),
+            self.cert.display()
+        ));
+        let pads = record_pads(&player, "d");
+        player.play();
+        wait_until(&format!("our {scheme} player"), RELAY_DEADLINE, || {
+            connected.load(Ordering::SeqCst) == 1
+        });
+        let publisher = Pipeline::parse(&format!(
+            "filesrc location={} ! rtmpclientsink name=pub location={} tls-ca-file={}",
+            media.display(),
+            self.url(scheme, "in"),
+            self.cert.display()
+        ));
+        publisher.play();
+        publisher.wait_eos(RELAY_DEADLINE);
+        relay.wait_eos(RELAY_DEADLINE);
+        player.wait_eos(RELAY_DEADLINE);
+        let tracks = [
+            publisher.by_name("pub"),
+            relay.by_name("in"),
+            relay.by_name("out"),
+            player.by_name("src"),
+        ]
+        .iter()
+        .map(|e| (e.name().to_string(), stats_tracks(e)))
+        .collect();
+        OurRelay { pads, tracks }
+    }
+}
+
+/// What went through our clients and our relay ([`AllTransports::our_relay`]).
+pub struct OurRelay {
+    /// What each of rsflvdemux's pads got behind the player.
+    pub pads: PadFrames,
+    /// `stats` `tracks` of the publisher, the relay's source and sink, and the player.
+    pub tracks: Vec<(String, Vec<TrackRow>)>,
+}
+
+impl OurRelay {
+    /// Every element of the chain counted the same tracks, frames and bytes.
+    pub fn assert_tracks_agree(&self, scheme: &str) {
+        let (first, want) = &self.tracks[0];
+        assert!(!want.is_empty(), "over {scheme}: {first} counted no track");
+        for (name, got) in &self.tracks[1..] {
+            assert_eq!(got, want, "over {scheme}: tracks of {name} and of {first}");
+        }
+    }
+}
+
+/// Ends a hung relay; never a measure of speed.
+const RELAY_DEADLINE: Duration = Duration::from_secs(150);
+
+/// Bytes written to the busiest player of a `rtmpserversink` so far.
+pub fn sink_bytes(sink: &gst::Element) -> u64 {
+    let stats = sink.property::<gst::Structure>("stats");
+    let list = stats.get::<gst::Array>("client-stats").unwrap();
+    list.iter()
+        .filter_map(|v| v.get::<gst::Structure>().ok())
+        .filter_map(|s| s.get::<u64>("bytes").ok())
+        .max()
+        .unwrap_or(0)
+}
+
+/// What a player that joined mid-stream must have got of a file whose framecrc is `want`:
+/// every stream's decoder configuration, and of every stream a tail of the file's packets
+/// (not all of them), the video's starting with a keyframe.
+pub fn assert_late_join(name: &str, late: &FrameCrc, want: &FrameCrc) {
+    assert_eq!(
+        late.extradata, want.extradata,
+        "{name}: the late player's decoder configuration of every stream"
+    );
+    assert_eq!(
+        late.packets.keys().collect::<Vec<_>>(),
+        want.packets.keys().collect::<Vec<_>>(),
+        "{name}: the late player's streams"
+    );
+    for (stream, got) in &late.packets {
+        let all = &want.packets[stream];
+        assert!(
+            !got.is_empty() && got.len() < all.len(),
+            "{name}: the late player got {} of {} packets of stream {stream}",
+            got.len(),
+            all.len()
+        );
+        assert_eq!(
+            got[..],
+            all[all.len() - got.len()..],
+            "{name}: stream {stream} of the late player is not the file's tail"
+        );
+    }
+    assert!(
+        late.packets[&0][0].2,
+        "{name}: the late player's video starts without a keyframe"
+    );
 }
