@@ -61,6 +61,11 @@ impl ChildGuard {
         }
     }
 
+    /// Whether the process has exited (without waiting).
+    pub fn exited(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_some()
+    }
+
     /// Like `wait_timeout`, but returns None (after killing the process) on timeout.
     pub fn try_wait_timeout(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + timeout;

@@ -462,6 +462,8 @@ pub struct AllTransports {
     /// The TLS properties of every server element on the port.
     pub tls: String,
     pub cert: std::path::PathBuf,
+    /// Extra properties of the relays' `rtmpserversink`.
+    sink_props: String,
     _dir: crate::common::TempDir,
 }
 
@@ -485,8 +487,15 @@ impl AllTransports {
             port,
             tls,
             cert,
+            sink_props: String::new(),
             _dir: dir,
         }
+    }
+
+    /// The same, with these properties on every relay's `rtmpserversink`.
+    pub fn with_sink_props(mut self, props: &str) -> AllTransports {
+        self.sink_props = props.to_string();
+        self
     }
 
     /// `SCHEME://127.0.0.1:PORT/live/STREAM`.
@@ -497,10 +506,11 @@ impl AllTransports {
     /// `rtmpserversrc stream=in ! rtmpserversink name=out stream=out` on the port, playing,
     /// with the count of players that joined `out`.
     pub fn relay(&self) -> (Pipeline, Arc<AtomicUsize>) {
-        let (port, tls) = (self.port, &self.tls);
+        let (port, tls, extra) = (self.port, &self.tls, &self.sink_props);
         let relay = Pipeline::parse(&format!(
             "rtmpserversrc name=in address=127.0.0.1 port={port} stream=in eos-on-unpublish=true \
-             {tls} ! rtmpserversink name=out address=127.0.0.1 port={port} stream=out {tls}"
+             {tls} ! rtmpserversink name=out address=127.0.0.1 port={port} stream=out {tls} \
+             {extra}"
         ));
         let (connected, _) = count_clients(&relay.by_name("out"));
         relay.play();

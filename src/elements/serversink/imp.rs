@@ -42,6 +42,7 @@ struct Settings {
     gop_cache: bool,
     queue_size: u32,
     policy: Policy,
+    merge_window: u32,
 }
 
 impl Default for Settings {
@@ -51,6 +52,7 @@ impl Default for Settings {
             gop_cache: DEFAULT_GOP_CACHE,
             queue_size: DEFAULT_QUEUE_SIZE,
             policy: Policy::default(),
+            merge_window: 0,
         }
     }
 }
@@ -140,6 +142,7 @@ impl RtmpServerSink {
                 .field("address", p.peer.to_string())
                 .field("bytes", p.bytes)
                 .field("drops", p.drops)
+                .field("sends", p.sends)
                 .field("transport", p.transport)
                 .field("shared-bytes", p.shared_bytes)
                 .field("enhanced-codecs", announced_codecs(p.announced.as_deref()))
@@ -185,9 +188,18 @@ impl ObjectImpl for RtmpServerSink {
             );
             props.push(enhanced::policy_property());
             props.push(
+                glib::ParamSpecUInt::builder("merge-window")
+                    .nick("Merge window")
+                    .blurb("Milliseconds of messages each player gets in one write (SRS's merged writes: fewer sends, up to this much added latency); 0 sends every message at once")
+                    .maximum(2000)
+                    .default_value(0)
+                    .mutable_ready()
+                    .build(),
+            );
+            props.push(
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("clients, and per client: address, bytes, drops, transport, shared-bytes (zero-copy), enhanced-codecs and caps-ex (what its connect announced); tracks: per track kind, id, codec (FourCC), enhanced, frames, keyframes, bytes (of what the sink was given)")
+                    .blurb("clients, and per client: address, bytes, drops, sends (socket writes), transport, shared-bytes (zero-copy), enhanced-codecs and caps-ex (what its connect announced); tracks: per track kind, id, codec (FourCC), enhanced, frames, keyframes, bytes (of what the sink was given)")
                     .read_only()
                     .build(),
             );
@@ -230,6 +242,7 @@ impl ObjectImpl for RtmpServerSink {
             "gop-cache" => settings.gop_cache = value.get().expect("type checked"),
             "queue-size" => settings.queue_size = value.get().expect("type checked"),
             "enhanced-policy" => settings.policy = value.get().expect("type checked"),
+            "merge-window" => settings.merge_window = value.get().expect("type checked"),
             other => unimplemented!("property {other}"),
         }
     }
@@ -250,6 +263,7 @@ impl ObjectImpl for RtmpServerSink {
             "gop-cache" => settings.gop_cache.to_value(),
             "queue-size" => settings.queue_size.to_value(),
             "enhanced-policy" => settings.policy.to_value(),
+            "merge-window" => settings.merge_window.to_value(),
             other => unimplemented!("property {other}"),
         }
     }
@@ -298,6 +312,8 @@ impl BaseSinkImpl for RtmpServerSink {
             gop_cache: settings.gop_cache,
             queue_limit: settings.queue_size as usize,
             strict: settings.policy == Policy::Strict,
+            merge_window: (settings.merge_window > 0)
+                .then(|| Duration::from_millis(settings.merge_window.into())),
         }));
         let hooks = Arc::new(ElementHooks {
             element: self.obj().downgrade(),

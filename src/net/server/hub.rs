@@ -55,6 +55,9 @@ pub struct HubConfig {
     /// announced it understands (FourCCs, multitrack, ModEx); one that announced nothing gets
     /// legacy FLV only. Off: every player gets everything, as the publisher sent it.
     pub strict: bool,
+    /// Merged writes: each player's messages go out once per window, in one vectored send
+    /// (see `merge`). `None`: every message at once.
+    pub merge_window: Option<std::time::Duration>,
 }
 
 impl Default for HubConfig {
@@ -63,6 +66,7 @@ impl Default for HubConfig {
             gop_cache: true,
             queue_limit: DEFAULT_QUEUE_LIMIT,
             strict: false,
+            merge_window: None,
         }
     }
 }
@@ -201,6 +205,8 @@ pub struct Hub {
     helper: OnceLock<Option<Helper>>,
     /// The latest ReconnectRequest for the players (see [`Hub::request_reconnect`]).
     reconnect: tokio::sync::watch::Sender<Option<ReconnectAsk>>,
+    /// The flushing thread of merged writes, when `merge_window` is set.
+    merger: Option<merge::Merger>,
 }
 
 /// An Enhanced RTMP ReconnectRequest for every player that announced capsEx Reconnect: the
@@ -214,7 +220,9 @@ pub struct ReconnectAsk {
 
 impl Hub {
     pub fn new(config: HubConfig) -> Hub {
+        let merger = config.merge_window.and_then(merge::Merger::start);
         Hub {
+            merger,
             config,
             state: Mutex::new(HubState::default()),
             helper: OnceLock::new(),
@@ -362,6 +370,7 @@ impl Hub {
             p.push_end();
             st.draining.push(Arc::downgrade(&p));
         }
+        self.players_changed(&st);
         st.cache = StreamCache::default();
         st.ended = true;
     }
@@ -396,7 +405,8 @@ impl Hub {
         let mut st = self.lock();
         let accept = self.config.strict.then(|| Accept::from_caps(announced));
         let takes = |f: &Frame| accept.as_ref().is_none_or(|a| a.takes(&f.needs));
-        let player = Arc::new(PlayerQueue::new(peer, direct, accept.clone()));
+        let merged = self.merger.is_some();
+        let player = Arc::new(PlayerQueue::new(peer, direct, accept.clone(), merged));
         {
             let mut q = player.lock();
             for b in preamble {
@@ -423,7 +433,15 @@ impl Hub {
         let mut players = st.players.to_vec();
         players.push(player.clone());
         st.set_players(players);
+        self.players_changed(&st);
         player
+    }
+
+    /// Tells the merging thread who the players are now.
+    fn players_changed(&self, st: &HubState) {
+        if let Some(m) = &self.merger {
+            m.set_players(&st.players);
+        }
     }
 
     /// Forgets a player (its task ended). Safe to call for a player already let go.
@@ -437,6 +455,7 @@ impl Hub {
                 .cloned()
                 .collect();
             st.set_players(players);
+            self.players_changed(&st);
         }
         player.close();
     }
@@ -447,6 +466,7 @@ impl Hub {
         for p in st.take_players() {
             p.close();
         }
+        self.players_changed(&st);
     }
 
     pub fn player_count(&self) -> usize {
@@ -468,3 +488,5 @@ fn is_sync(enc: &Frame, has_video: bool) -> bool {
 
 #[cfg(test)]
 mod tests;
+
+mod merge;

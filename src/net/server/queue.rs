@@ -64,6 +64,8 @@ pub struct PlayerStats {
     pub bytes: u64,
     /// Messages skipped because the player fell behind.
     pub drops: u64,
+    /// Writes to the player's socket (one per message without merged writes).
+    pub sends: u64,
     /// How the player is connected (`rtmp`, `rtmps`, `rtmpt`...), as its connection said.
     pub transport: &'static str,
     /// The player is written the hub's shared bytes (not its own encoding).
@@ -163,7 +165,12 @@ impl QueueInner {
     /// For a direct player with nothing queued: writes `bytes` at once. Returns how much the
     /// socket took (all of it, normally); the rest must be queued. Never called with a
     /// backlog, so the bytes cannot overtake anything.
-    pub(super) fn write_through(&mut self, bytes: &[u8], sent: &AtomicU64) -> usize {
+    pub(super) fn write_through(
+        &mut self,
+        bytes: &[u8],
+        sent: &AtomicU64,
+        sends: &AtomicU64,
+    ) -> usize {
         if !self.items.is_empty() || self.failed.is_some() {
             return 0;
         }
@@ -173,6 +180,7 @@ impl QueueInner {
         match sock.try_write_vectored(&[IoSlice::new(bytes)]) {
             Ok(n) => {
                 sent.fetch_add(n as u64, Ordering::Relaxed);
+                sends.fetch_add(1, Ordering::Relaxed);
                 n
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => 0,
@@ -190,10 +198,14 @@ pub struct PlayerQueue {
     pub(super) inner: Mutex<QueueInner>,
     pub(super) notify: tokio::sync::Notify,
     pub(super) bytes_sent: AtomicU64,
+    /// Writes to the socket so far (see [`PlayerStats::sends`]).
+    pub(super) sends: AtomicU64,
     /// How the player is connected and what it announced, for the stats.
     pub(super) label: Mutex<PlayerLabel>,
     /// Under the strict policy, what the player takes; `None`: everything.
     pub(super) accept: Option<Accept>,
+    /// Merged writes: the hub only queues, its merging thread flushes (see `hub::merge`).
+    merged: bool,
 }
 
 /// What a player's connection tells about it.
@@ -212,10 +224,12 @@ impl PlayerQueue {
         peer: SocketAddr,
         direct: Option<Arc<dyn DirectSocket>>,
         accept: Option<Accept>,
+        merged: bool,
     ) -> PlayerQueue {
         PlayerQueue {
             peer,
             accept,
+            merged,
             inner: Mutex::new(QueueInner {
                 items: VecDeque::new(),
                 bytes: 0,
@@ -228,6 +242,7 @@ impl PlayerQueue {
             }),
             notify: tokio::sync::Notify::new(),
             bytes_sent: AtomicU64::new(0),
+            sends: AtomicU64::new(0),
             label: Mutex::new(PlayerLabel::default()),
         }
     }
@@ -250,14 +265,20 @@ impl PlayerQueue {
 
     /// Writes `f` through for a direct player with an empty queue, and queues what is left
     /// (or all of it, otherwise), waking the task when the queue was empty. The frame is
-    /// referenced (a reference count touched) only when it is queued.
+    /// referenced (a reference count touched) only when it is queued. With merged writes it
+    /// is only queued: the merging thread writes it or wakes the task.
     pub(super) fn enqueue(&self, mut q: MutexGuard<'_, QueueInner>, f: &Arc<Frame>) {
         let len = f.len();
-        let written = q.write_through(&f.bytes, &self.bytes_sent);
+        let written = if self.merged {
+            0
+        } else {
+            q.write_through(&f.bytes, &self.bytes_sent, &self.sends)
+        };
         if written == len {
             return;
         }
-        let wake = q.items.is_empty();
+        // With merged writes only the merging thread wakes the task, once per window.
+        let wake = q.items.is_empty() && !self.merged;
         q.push(Item::Frame(f.clone()), len);
         if wake {
             q.front_written = written;
@@ -377,6 +398,7 @@ impl PlayerQueue {
                 }
             };
             self.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
+            self.sends.fetch_add(1, Ordering::Relaxed);
             let mut left = n;
             while left > 0 {
                 let front = q.items.front().expect("wrote no more than queued");
@@ -405,9 +427,10 @@ impl PlayerQueue {
         self.notify.notified().await
     }
 
-    /// The player's task reports bytes it wrote.
+    /// The player's task reports bytes it wrote, in one write.
     pub fn add_sent(&self, n: u64) {
         self.bytes_sent.fetch_add(n, Ordering::Relaxed);
+        self.sends.fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn stats(&self) -> PlayerStats {
@@ -416,6 +439,7 @@ impl PlayerQueue {
             peer: self.peer,
             bytes: self.bytes_sent.load(Ordering::Relaxed),
             drops: self.lock().drops,
+            sends: self.sends.load(Ordering::Relaxed),
             transport: label.transport,
             shared_bytes: label.shared_bytes,
             announced: label.announced,

@@ -159,6 +159,7 @@ fn slow_player_skips_to_next_keyframe_and_counts_drops() {
         gop_cache: true,
         queue_limit: 10,
         strict: false,
+        merge_window: None,
     });
     let slow = hub.add_player(peer());
     let fast = hub.add_player(peer());
@@ -188,6 +189,7 @@ fn headers_are_never_dropped() {
         gop_cache: true,
         queue_limit: 4,
         strict: false,
+        merge_window: None,
     });
     let p = hub.add_player(peer());
     hub.push(frame(Kind::Video, true, 10, 4));
@@ -202,6 +204,7 @@ fn oversized_gop_is_not_cached() {
         gop_cache: true,
         queue_limit: 6,
         strict: false,
+        merge_window: None,
     });
     hub.push(frame(Kind::Video, true, 10, 4));
     hub.push(frame(Kind::Video, false, 11, 4));
@@ -293,6 +296,8 @@ struct Sock {
     room: Mutex<usize>,
     got: Mutex<Vec<u8>>,
     broken: std::sync::atomic::AtomicBool,
+    /// Calls that wrote something.
+    writes: std::sync::atomic::AtomicUsize,
 }
 
 impl DirectSocket for Sock {
@@ -311,6 +316,7 @@ impl DirectSocket for Sock {
             *room -= take;
             n += take;
         }
+        self.writes.fetch_add(1, Ordering::Relaxed);
         Ok(n)
     }
 }
@@ -412,4 +418,60 @@ fn a_large_hub_delivers_through_two_threads_in_order() {
     hub.push(frame(Kind::Audio, false, 99, 1));
     assert!(players[0].is_finished());
     assert_eq!(drain(&players[n - 1]), vec![99]);
+}
+
+fn merging_hub(window: std::time::Duration) -> Hub {
+    Hub::new(HubConfig {
+        merge_window: Some(window),
+        ..HubConfig::default()
+    })
+}
+
+#[test]
+fn merged_writes_queue_and_go_out_in_one_send_per_window() {
+    // A window that never ends during the test: the round is run by hand.
+    let hub = merging_hub(std::time::Duration::from_secs(3600));
+    hub.push(vheader(2));
+    let (p, sock) = direct_player(&hub, 1 << 20, b"own");
+    // The join goes out at once (the task's first flush).
+    assert_eq!(p.flush_direct().unwrap(), Flushed::Empty);
+    let joined = sock.writes.load(Ordering::Relaxed);
+    for i in 0..5 {
+        hub.push(frame(Kind::Video, i == 0, 10 + i, 2));
+    }
+    hub.push(frame(Kind::Audio, false, 20, 1));
+    // Nothing written while the window runs; everything queued, in order.
+    assert_eq!(sock.writes.load(Ordering::Relaxed), joined);
+    assert_eq!(p.queued_bytes(), 11);
+    merge::flush(&p);
+    assert_eq!(sock.writes.load(Ordering::Relaxed), joined + 1, "one send");
+    assert_eq!(
+        &sock.got.lock().unwrap()[4..],
+        [10, 10, 11, 11, 12, 12, 13, 13, 14, 14, 20]
+    );
+    assert!(p.is_empty());
+}
+
+#[test]
+fn the_merging_thread_flushes_every_player() {
+    let hub = merging_hub(std::time::Duration::from_millis(20));
+    let (p, sock) = direct_player(&hub, 1 << 20, b"x");
+    assert_eq!(p.flush_direct().unwrap(), Flushed::Empty);
+    let queued = hub.add_player(peer());
+    for i in 0..3 {
+        hub.push(frame(Kind::Video, i == 0, 10 + i, 1));
+    }
+    // Ends a hung test; never a measure of speed.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while sock.got.lock().unwrap().len() < 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the merging thread never wrote"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(&sock.got.lock().unwrap()[..], b"x\x0a\x0b\x0c");
+    // A task-written player's queue waits for its task, woken by the round.
+    assert_eq!(drain(&queued), vec![10, 11, 12]);
+    drop(hub);
 }
