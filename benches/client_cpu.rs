@@ -233,6 +233,12 @@ fn src_scenarios(demux: bool) -> Vec<Scenario> {
         fixed_mbit: None,
     };
     let mut v = vec![
+        // The floor: the same FLV bytes at the same rate from a pipe, no protocol.
+        row(
+            "fdsrc ! fakesink (no-protocol floor)",
+            "floor",
+            "fdsrc fd=0 ! fakesink name=out sync=false",
+        ),
         row(
             "rtmpclientsrc ! fakesink",
             "rsrtmp",
@@ -261,6 +267,11 @@ fn src_scenarios(demux: bool) -> Vec<Scenario> {
 
 /// Runs one pipeline in a child process; returns its report.
 fn run_child(pipeline: &str, max: Duration) -> Result<Report, String> {
+    run_child_with_input(pipeline, max, Stdio::null())
+}
+
+/// The same, the child's standard input being `stdin` (what `fdsrc fd=0` reads).
+fn run_child_with_input(pipeline: &str, max: Duration, stdin: Stdio) -> Result<Report, String> {
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     let guard = Guard::spawn(
         "pipeline child",
@@ -269,7 +280,7 @@ fn run_child(pipeline: &str, max: Duration) -> Result<Report, String> {
             .arg(pipeline)
             .arg("--seconds")
             .arg(max.as_secs_f64().to_string())
-            .stdin(Stdio::null())
+            .stdin(stdin)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped()),
     )?;
@@ -317,6 +328,9 @@ impl Bench {
     }
 
     fn src_run(&mut self, sc: &Scenario, seconds: u64) -> Result<Run, String> {
+        if sc.side == "floor" {
+            return self.floor_run(sc, seconds);
+        }
         let url = self.url();
         let mut publisher = peers::publish_realtime(&self.media, &url)?;
         std::thread::sleep(PUBLISH_LEAD);
@@ -337,6 +351,33 @@ impl Bench {
         }
         Ok(Run {
             mbit: report.element_bytes as f64 * 8.0 / 1e6,
+            report,
+            load,
+        })
+    }
+}
+
+impl Bench {
+    /// The floor row: ffmpeg's real-time FLV through a pipe into the child's `fdsrc`.
+    fn floor_run(&mut self, sc: &Scenario, seconds: u64) -> Result<Run, String> {
+        let mut feeder = peers::pipe_realtime(&self.media)?;
+        let pipe = feeder
+            .child
+            .stdout
+            .take()
+            .ok_or("ffmpeg's standard output is not a pipe")?;
+        let load = peers::loadavg();
+        let report = run_child_with_input(
+            &sc.pipeline,
+            Duration::from_secs(seconds),
+            Stdio::from(pipe),
+        )?;
+        drop(feeder);
+        if report.out_bytes == 0 {
+            return Err(format!("{}: nothing came through the pipe", sc.label));
+        }
+        Ok(Run {
+            mbit: report.out_bytes as f64 * 8.0 / 1e6,
             report,
             load,
         })
@@ -453,9 +494,10 @@ fn print_src_table(scenarios: &[Scenario], runs: &[Vec<Run>]) {
         .map(|r| median(r.iter().map(Run::cpu_ms_per_mbit).collect()))
         .collect();
     println!(
-        "| player pipeline | CPU ms (median) | CPU % of a core | Mbit received | Mbit/s | MB to fakesink | buffers | CPU ms/Mbit (range) | vs rtmp2src |"
+        "| player pipeline | CPU ms (median) | CPU % of a core | Mbit received | Mbit/s | MB to fakesink | buffers | CPU ms/Mbit (range) | vs rtmp2src | vs floor |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let floor = scenarios.iter().position(|s| s.side == "floor");
     for (i, sc) in scenarios.iter().enumerate() {
         let r = &runs[i];
         let cpu = median(r.iter().map(|x| x.report.cpu_ns as f64 / 1e6).collect());
@@ -481,8 +523,12 @@ fn print_src_table(scenarios: &[Scenario], runs: &[Vec<Run>]) {
             Some(j) if j != i => format!("{:.2}×", per_mbit[i] / per_mbit[j]),
             _ => "—".to_string(),
         };
+        let vs_floor = match floor {
+            Some(f) if f != i => format!("{:.2}×", per_mbit[i] / per_mbit[f]),
+            _ => "—".to_string(),
+        };
         println!(
-            "| {} | {cpu:.0} | {pct:.1} | {mbit:.1} | {rate:.2} | {out:.2} | {bufs:.0} | {:.3} ({}) | {ratio} |",
+            "| {} | {cpu:.0} | {pct:.1} | {mbit:.1} | {rate:.2} | {out:.2} | {bufs:.0} | {:.3} ({}) | {ratio} | {vs_floor} |",
             sc.label,
             per_mbit[i],
             spread(r),
