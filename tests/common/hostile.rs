@@ -381,6 +381,17 @@ impl Wire {
     }
 
     /// Reads until the server ends the connection (true) or `limit` passes (false).
+    /// The payloads of the messages received and not read yet, reassembled from their chunks
+    /// (the server may chunk its answers at 128 bytes: it does to RTMPE clients) and joined,
+    /// as text. Stops at what the reader cannot take.
+    pub fn received_text(&mut self) -> String {
+        let mut text = String::new();
+        while let Ok(Some(m)) = self.reader.read_message() {
+            text.push_str(&String::from_utf8_lossy(&m.payload));
+        }
+        text
+    }
+
     pub async fn closed_within(&mut self, limit: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + limit;
         loop {

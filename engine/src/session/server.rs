@@ -181,7 +181,14 @@ pub struct ServerSession {
     next_ping: Option<Millis>,
     /// What the client's `connect` announced (Enhanced RTMP).
     client_caps: Option<super::EnhancedCaps>,
+    /// Commands that came after the connect while the application had not answered it yet
+    /// (a client that does not wait for `_result`, or whose answer a slow application is still
+    /// deciding): run once the connect is accepted, at most [`MAX_EARLY_COMMANDS`].
+    early: VecDeque<(u32, Command)>,
 }
+
+/// Commands kept while a connect waits for its answer; one more is a protocol violation.
+const MAX_EARLY_COMMANDS: usize = 16;
 
 impl ServerSession {
     /// The Enhanced RTMP capabilities the client announced in `connect`; `None` for a legacy
@@ -206,6 +213,7 @@ impl ServerSession {
             closed: None,
             last_input: now,
             client_caps: None,
+            early: VecDeque::new(),
         }
     }
 
@@ -368,6 +376,14 @@ impl ServerSession {
             .with("objectEncoding", Value::Number(object_encoding));
         self.send_cmd(0, &command::result(txn, props, vec![info.to_value()]));
         self.phase = Phase::Connected;
+        while let Some((msg_stream, cmd)) = self.early.pop_front() {
+            if let Err(e) = self.on_command(msg_stream, cmd) {
+                self.fail(e);
+                return Ok(());
+            }
+        }
+        // What came after those commands waits behind them.
+        self.process();
         Ok(())
     }
 
@@ -710,6 +726,17 @@ impl ServerSession {
                 tc_url: c.tc_url.clone(),
                 connect: Box::new(c),
             });
+            return Ok(());
+        }
+        if matches!(self.phase, Phase::ConnectRequested { .. }) {
+            if self.early.len() >= MAX_EARLY_COMMANDS {
+                return Err(SessionError::Protocol(format!(
+                    "more than {MAX_EARLY_COMMANDS} commands (the last {:?}) before the connect \
+                     was answered",
+                    cmd.name
+                )));
+            }
+            self.early.push_back((msg_stream, cmd));
             return Ok(());
         }
         if self.phase != Phase::Connected {

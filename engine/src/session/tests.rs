@@ -23,6 +23,8 @@ enum Feed {
 #[derive(Clone, Default)]
 struct Policy {
     reject_connect: Option<&'static str>,
+    /// Leave the connect unanswered (the application is still deciding).
+    hold_connect: bool,
     reject_publish: bool,
     reject_play: bool,
 }
@@ -107,6 +109,7 @@ impl Pair {
         while let Some(e) = self.server.poll_event() {
             moved = true;
             match &e {
+                ServerEvent::ConnectRequest { .. } if self.policy.hold_connect => {}
                 ServerEvent::ConnectRequest { .. } => match self.policy.reject_connect {
                     Some(d) => self.server.reject_connect(d).unwrap(),
                     None => self.server.accept_connect().unwrap(),
@@ -734,6 +737,66 @@ fn hostile_peer_closes_only_its_session() {
     crate::chunk::encode_message_full(3, &again, 4096, &mut junk);
     let r = hostile(&junk);
     assert!(r.to_string().contains("second connect"), "{r}");
+}
+
+#[test]
+fn commands_before_the_connect_is_answered_wait_for_it() {
+    let mut p = Pair::new(
+        ClientRole::Publish,
+        ClientMode::Plain,
+        Feed::Whole,
+        ServerConfig::default(),
+    );
+    p.policy.hold_connect = true;
+    p.run();
+    assert!(
+        p.sev
+            .iter()
+            .any(|e| matches!(e, ServerEvent::ConnectRequest { .. }))
+    );
+    // A client that does not wait for `_result`: createStream and publish right away.
+    let chunk = p.server.stats().in_chunk_size;
+    let mut early = BytesMut::new();
+    for (csid, msg) in [
+        (3, crate::command::create_stream(2.0).to_message(0)),
+        (
+            8,
+            crate::command::publish(3.0, "early", "live").to_message(1),
+        ),
+    ] {
+        crate::chunk::encode_message_full(csid, &msg, chunk, &mut early);
+    }
+    p.server.handle_input(&early, p.now);
+    assert!(p.server.close_reason().is_none());
+    assert!(p.server.poll_event().is_none(), "nothing before the answer");
+    p.server.accept_connect().unwrap();
+    assert!(
+        matches!(
+            p.server.poll_event(),
+            Some(ServerEvent::PublishRequest { stream_id: 1, ref name, .. }) if name == "early"
+        ),
+        "the publish runs once the connect is accepted"
+    );
+    // More than a handful of early commands is an attack, not a client.
+    let mut p = Pair::new(
+        ClientRole::Publish,
+        ClientMode::Plain,
+        Feed::Whole,
+        ServerConfig::default(),
+    );
+    p.policy.hold_connect = true;
+    p.run();
+    let mut flood = BytesMut::new();
+    for i in 0..17 {
+        let msg = crate::command::create_stream(2.0 + f64::from(i)).to_message(0);
+        crate::chunk::encode_message_full(3, &msg, chunk, &mut flood);
+    }
+    p.server.handle_input(&flood, p.now);
+    let r = p.server.close_reason().expect("closed");
+    assert!(
+        r.to_string().contains("before the connect was answered"),
+        "{r}"
+    );
 }
 
 #[test]
