@@ -14,7 +14,10 @@
 //!   the re-encode branch opens at the next keyframe and new viewers are fed from it: one
 //!   x264 constrained-baseline encode shared by all of them. It closes again when the stream
 //!   stops for a few seconds (the next publisher is judged afresh).
-//! - Audio: browsers take Opus, RTMP brings AAC, so the audio is transcoded once.
+//! - Audio: browsers take Opus, RTMP brings AAC, so the audio is transcoded once. FLV time
+//!   stamps are whole milliseconds, so AAC frames (21.33 ms) jitter by half a millisecond;
+//!   Opus timestamps that follow them made Chrome conceal a third of the audio in 10 ms
+//!   patches. `perfect-timestamp` counts samples instead.
 //! - "Live" means a video frame arrived in the last few seconds.
 
 use std::collections::HashMap;
@@ -45,7 +48,8 @@ pub fn shared_branches(video_from: &str, audio_from: &str) -> String {
            video/x-h264,stream-format=byte-stream,alignment=au ! \
            tee name=webrtc_h264_reencoded allow-not-linked=true \
          {audio_from} queue name=webrtc_audio_queue ! aacparse ! avdec_aac ! audioconvert ! \
-           audioresample ! audio/x-raw,rate=48000,channels=2 ! opusenc bitrate=64000 ! \
+           audioresample ! audio/x-raw,rate=48000,channels=2 ! \
+           opusenc bitrate=64000 perfect-timestamp=true ! \
            tee name=webrtc_opus allow-not-linked=true"
     )
 }

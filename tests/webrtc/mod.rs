@@ -113,8 +113,15 @@ fn counting_branch(pipeline: &gst::Pipeline, pad: &gst::Pad, desc: &str, counter
 }
 
 impl Player {
-    /// A player with its offer made (every candidate gathered), not yet joined.
+    /// A player with its offer made (every candidate gathered), not yet joined; it decodes
+    /// what it receives.
     pub fn new() -> Player {
+        Player::with(true)
+    }
+
+    /// A player that decodes (`decode`) or only depayloads what it receives (lighter, for
+    /// crowds beside a browser).
+    pub fn with(decode: bool) -> Player {
         let p = PipelineGuard(gst::Pipeline::new());
         let webrtc = gst::ElementFactory::make("webrtcbin")
             .property_from_str("bundle-policy", "max-bundle")
@@ -137,13 +144,21 @@ impl Player {
                 Some("video") => counting_branch(
                     &pipeline,
                     pad,
-                    "rtph264depay ! avdec_h264 ! fakesink sync=false",
+                    if decode {
+                        "rtph264depay ! avdec_h264 ! fakesink sync=false"
+                    } else {
+                        "rtph264depay ! fakesink sync=false"
+                    },
                     v.clone(),
                 ),
                 Some("audio") => counting_branch(
                     &pipeline,
                     pad,
-                    "rtpopusdepay ! opusdec ! fakesink sync=false",
+                    if decode {
+                        "rtpopusdepay ! opusdec ! fakesink sync=false"
+                    } else {
+                        "rtpopusdepay ! fakesink sync=false"
+                    },
                     a.clone(),
                 ),
                 _ => {}
@@ -250,4 +265,75 @@ pub fn bus_errors(p: &gst::Pipeline) -> Vec<String> {
         }
     }
     out
+}
+
+/// Runs the calling test again inside a network namespace of its own where only loopback is
+/// up (`unshare -n`, or `unshare -rn` when not root), so that the browser it starts can reach
+/// nothing but 127.0.0.1. Returns true in the namespace (run the test's body), false outside
+/// (the body ran in the child, whose success this asserts).
+pub fn in_netns(test: &str) -> bool {
+    if std::env::var_os("RSRTMP_IN_NETNS").is_some() {
+        return true;
+    }
+    crate::common::require("unshare", "util-linux");
+    crate::common::require("ip", "iproute2");
+    let root = unsafe { libc::geteuid() } == 0;
+    let exe = std::env::current_exe().unwrap();
+    let mut cmd = std::process::Command::new("unshare");
+    cmd.arg(if root { "-n" } else { "-rn" })
+        .args(["--", "sh", "-c", "ip link set lo up && exec \"$0\" \"$@\""])
+        .arg(exe)
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .env("RSRTMP_IN_NETNS", "1");
+    let mut child = crate::common::ChildGuard::spawn("the test in its network namespace", &mut cmd);
+    let status = child.wait_timeout(Duration::from_secs(300));
+    assert!(
+        status.success(),
+        "{test} failed in its network namespace: {status}"
+    );
+    false
+}
+
+/// Debian's Chromium, headless, on one page; killed with every process it started on drop.
+pub struct Chromium {
+    child: std::process::Child,
+    pub log: std::path::PathBuf,
+}
+
+impl Chromium {
+    pub fn open(url: &str, dir: &std::path::Path) -> Chromium {
+        use std::os::unix::process::CommandExt;
+        crate::common::require("chromium", "chromium");
+        let log = dir.join("chromium.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let child = std::process::Command::new("chromium")
+            .args([
+                "--headless=new",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--mute-audio",
+                "--autoplay-policy=no-user-gesture-required",
+                // A 127.0.0.1 host candidate, not hidden behind an mDNS name libnice cannot
+                // resolve (webrtc.md §5).
+                "--allow-loopback-in-peer-connection",
+                "--disable-features=WebRtcHideLocalIpsWithMdns",
+            ])
+            .arg(format!("--user-data-dir={}", dir.join("profile").display()))
+            .arg(url)
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .process_group(0)
+            .spawn()
+            .expect("start chromium");
+        Chromium { child, log }
+    }
+}
+
+impl Drop for Chromium {
+    fn drop(&mut self) {
+        unsafe { libc::kill(-(self.child.id() as i32), libc::SIGKILL) };
+        let _ = self.child.wait();
+    }
 }
