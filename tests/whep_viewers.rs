@@ -104,6 +104,23 @@ fn twenty_viewers_and_the_misbehaving_ones() {
     let no_h264 = post_offer(port, WHEP, &players[2].offer.replace("H264", "H266"));
     assert_eq!(no_h264.status, 422, "{no_h264:?}");
 
+    // An offer webrtcbin refuses (no ICE credentials, no DTLS fingerprint): a 500, and the
+    // server goes on.
+    let broken: String = players[3]
+        .offer
+        .lines()
+        .filter(|l| !l.starts_with("a=ice-") && !l.starts_with("a=fingerprint"))
+        .map(|l| format!("{l}\r\n"))
+        .collect();
+    let refused = post_offer(port, WHEP, &broken);
+    println!(
+        "an offer without ICE credentials: {} {}",
+        refused.status,
+        refused.body.trim()
+    );
+    assert_eq!(refused.status, 500, "{refused:?}");
+    assert_eq!(fanout.stats().viewers, VIEWERS);
+
     let mut players = players.into_iter();
     // Player 0 vanishes without a DELETE.
     drop(players.next());

@@ -304,7 +304,11 @@ pub fn promise_step(
     if let Some(r) = &reply
         && r.has_field("error")
     {
-        return Err(format!("{what}: {r}"));
+        let why = r
+            .get::<glib::Error>("error")
+            .map(|e| e.to_string())
+            .unwrap_or_else(|_| "refused, without saying why".into());
+        return Err(format!("{what}: {why}"));
     }
     Ok(reply)
 }
