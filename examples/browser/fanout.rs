@@ -260,6 +260,23 @@ impl Fanout {
                     remove_later(&weak, &vid);
                 }
             });
+        // A player that goes away without a DELETE (a closed tab, a lost network) stops
+        // sending RTCP receiver reports: its source times out in webrtcbin's rtpbin, or says
+        // BYE. Without this its viewer would stay, sending to nobody, until max_viewers.
+        let rtpbin = viewer
+            .webrtc
+            .downcast_ref::<gst::Bin>()
+            .and_then(|b| b.by_name("rtpbin"));
+        if let Some(rtpbin) = rtpbin {
+            for signal in ["on-timeout", "on-bye-ssrc"] {
+                let (weak, vid) = (Arc::downgrade(inner), id.clone());
+                rtpbin.connect(signal, false, move |_| {
+                    println!("webrtc: viewer {vid} went away ({signal}), removing it");
+                    remove_later(&weak, &vid);
+                    None
+                });
+            }
+        }
         inner.viewers.lock().unwrap().insert(id.clone(), viewer);
         Ok((id, answer))
     }
