@@ -17,14 +17,15 @@ use gst::prelude::*;
 
 use browser::fanout::{Fanout, shared_branches};
 use common::server_peers::wait_until;
-use common::{free_port, init_gst, pipeline};
+use common::{PipelineGuard, ffmpeg_publisher, free_port, init_gst, pipeline, test_media};
 use webrtc::{Player, bus_errors, http, post_offer, publisher};
 
 const VIEWERS: usize = 20;
 const WHEP: &str = "/live/ingest/whep";
 
-#[test]
-fn twenty_viewers_and_the_misbehaving_ones() {
+/// The ingest (rtmpserversrc ! flvdemux) with the shared branches, its fanout and its WHEP
+/// server: (pipeline, fanout, HTTP server, RTMP port).
+fn start_server() -> (PipelineGuard, Fanout, browser::http::Server, u16) {
     init_gst();
     let rtmp_port = free_port();
     let server = pipeline(&format!(
@@ -37,6 +38,12 @@ fn twenty_viewers_and_the_misbehaving_ones() {
     let streams = HashMap::from([("live/ingest".to_string(), fanout.clone())]);
     let site = Arc::new(browser::http::Site::new(streams, None));
     let http_server = browser::http::serve("127.0.0.1:0", site).unwrap();
+    (server, fanout, http_server, rtmp_port)
+}
+
+#[test]
+fn twenty_viewers_and_the_misbehaving_ones() {
+    let (server, fanout, http_server, rtmp_port) = start_server();
     let port = http_server.port;
 
     // Nothing published yet: 409 with Retry-After; the other refusals need no stream.
@@ -203,5 +210,59 @@ fn twenty_viewers_and_the_misbehaving_ones() {
         "x264 zerolatency has no B-frames"
     );
     drop(rest);
+    fanout.remove_all();
+}
+
+/// FFmpeg publishes with B-frames (re-encoded for browsers), leaves, and rtmpclientsink
+/// publishes without: the viewer that joined during the first stays and is moved back to
+/// pass-through.
+#[test]
+fn a_viewer_follows_publishers_with_and_without_b_frames() {
+    let (server, fanout, http_server, rtmp_port) = start_server();
+    let url = format!("rtmp://127.0.0.1:{rtmp_port}/live/ingest");
+    // FFmpeg's libx264 at its defaults (veryfast) makes B-frames.
+    let mut ffmpeg = ffmpeg_publisher(&test_media(20), &url);
+    wait_until("the B-frames are seen", Duration::from_secs(60), || {
+        let s = fanout.stats();
+        s.live && s.reencoding
+    });
+    let mut player = Player::new();
+    let r = player.join(http_server.port, WHEP);
+    assert_eq!(r.status, 201, "{r:?}");
+    wait_until(
+        "the re-encoded stream decodes",
+        Duration::from_secs(60),
+        || player.frames().0 >= 30,
+    );
+
+    common::interrupt(&mut ffmpeg);
+    drop(ffmpeg);
+    wait_until(
+        "the first publisher is gone",
+        Duration::from_secs(30),
+        || !fanout.stats().live,
+    );
+    let _publisher = publisher(&url, 320, 180);
+    wait_until(
+        "the second publisher is live",
+        Duration::from_secs(60),
+        || {
+            let s = fanout.stats();
+            s.live && !s.reencoding
+        },
+    );
+    let before = player.frames().0;
+    wait_until(
+        "the viewer decodes the pass-through stream",
+        Duration::from_secs(60),
+        || player.frames().0 >= before + 30,
+    );
+    assert_eq!(fanout.stats().viewers, 1);
+    assert_eq!(
+        bus_errors(&server),
+        Vec::<String>::new(),
+        "the ingest pipeline"
+    );
+    drop(player);
     fanout.remove_all();
 }

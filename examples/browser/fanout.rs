@@ -137,6 +137,7 @@ impl Fanout {
         watch.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
             if let (Some(inner), Some(buffer)) = (weak.upgrade(), info.buffer()) {
                 let mut live = inner.live.lock().unwrap();
+                let was = live.bframes;
                 let now = Instant::now();
                 if live.last_frame.is_none_or(|t| now - t > LIVE_GAP) {
                     live.bframes = false;
@@ -150,6 +151,9 @@ impl Fanout {
                 {
                     println!("webrtc: the stream has B-frames; re-encoding it for browsers");
                     live.bframes = true;
+                }
+                if live.bframes != was {
+                    retap_later(&inner, live.bframes);
                 }
             }
             gst::PadProbeReturn::Ok
@@ -310,6 +314,26 @@ fn remove(inner: &Inner, id: &str) -> bool {
         }
         None => false,
     }
+}
+
+/// A new publisher came with (or without) B-frames: the viewers already watching move to the
+/// branch that now carries the stream. Off the streaming thread, which is inside a probe here.
+fn retap_later(inner: &Arc<Inner>, reencoded: bool) {
+    let weak = Arc::downgrade(inner);
+    std::thread::spawn(move || {
+        let Some(inner) = weak.upgrade() else {
+            return;
+        };
+        let (from, to) = if reencoded {
+            (&inner.video, &inner.reencoded)
+        } else {
+            (&inner.reencoded, &inner.video)
+        };
+        let mut viewers = inner.viewers.lock().unwrap();
+        for viewer in viewers.values_mut() {
+            viewer.retap(from, to);
+        }
+    });
 }
 
 /// Removal from a webrtcbin callback or a bin's message handler: on a thread of its own, since

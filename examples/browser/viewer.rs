@@ -267,6 +267,30 @@ impl Viewer {
         added
     }
 
+    /// Moves this viewer's feed from tee `from` to tee `to` (same caps: H.264 byte-stream in
+    /// access units); the payloader takes the new SPS/PPS in-band at the next keyframe.
+    pub fn retap(&mut self, from: &gst::Element, to: &gst::Element) {
+        let mut feeds = Vec::new();
+        for (tee, pad) in self.feeds.drain(..) {
+            let ghost = pad.peer();
+            let Some(ghost) = ghost.filter(|_| &tee == from) else {
+                feeds.push((tee, pad));
+                continue;
+            };
+            let _ = pad.unlink(&ghost);
+            tee.release_request_pad(&pad);
+            // A feed that cannot be moved is dropped: that track of this viewer stops.
+            if let Some(new) = to.request_pad_simple("src_%u") {
+                if new.link(&ghost).is_ok() {
+                    feeds.push((to.clone(), new));
+                } else {
+                    to.release_request_pad(&new);
+                }
+            }
+        }
+        self.feeds = feeds;
+    }
+
     /// Unlinks from the tees first (the shared branches then never push into a stopping
     /// viewer), then stops and removes the bin. Not to be called from a streaming thread or
     /// from a webrtcbin signal.
