@@ -112,7 +112,49 @@ fn check_page(port: u16, chromium: &Chromium) -> HashMap<String, f64> {
         "HLS: {dropped} of {total} frames dropped\n{raw}"
     );
     assert!(get("hls.audioBytes") > 0.0, "HLS audio decodes\n{raw}");
+    check_http_surface(port);
     r
+}
+
+/// The page and the HLS files as served: types, caching, names.
+fn check_http_surface(port: u16) {
+    let page = http(port, "GET", "/", &[], "");
+    assert_eq!(
+        page.header("Content-Type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(
+        page.body.contains("\"/live/ingest/whep\""),
+        "the page knows its WHEP URL"
+    );
+    let playlist = http(port, "GET", "/hls/playlist.m3u8", &[], "");
+    assert_eq!(playlist.status, 200);
+    assert_eq!(
+        playlist.header("Content-Type"),
+        Some("application/vnd.apple.mpegurl")
+    );
+    let cache = playlist.header("Cache-Control").unwrap_or_default();
+    assert!(
+        cache.contains("no-cache") && cache.contains("no-store"),
+        "{cache}"
+    );
+    let segment = playlist
+        .body
+        .lines()
+        .find(|l| l.ends_with(".ts"))
+        .expect("the playlist names a segment");
+    let ts = http(port, "GET", &format!("/hls/{segment}"), &[], "");
+    assert_eq!(
+        (ts.status, ts.header("Content-Type")),
+        (200, Some("video/mp2t"))
+    );
+    for bad in [
+        "/hls/..%2F..%2Fetc%2Fpasswd",
+        "/hls/.hidden.ts",
+        "/hls/x.txt",
+    ] {
+        assert_eq!(http(port, "GET", bad, &[], "").status, 404, "{bad}");
+    }
 }
 
 #[test]
