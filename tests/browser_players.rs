@@ -52,6 +52,7 @@ struct Demo {
 
 fn start_demo(dir: &TempDir, extra: &[&str]) -> Demo {
     let (rtmp_port, http_port) = (free_port(), free_port());
+    let log = std::fs::File::create(dir.path().join("demo.log")).unwrap();
     let child = ChildGuard::spawn(
         "demo",
         Command::new(demo_binary())
@@ -61,8 +62,8 @@ fn start_demo(dir: &TempDir, extra: &[&str]) -> Demo {
             .arg(dir.path().join("hls"))
             .args(extra)
             .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null()),
+            .stdout(log.try_clone().unwrap())
+            .stderr(log),
     );
     wait_for_port(http_port, Duration::from_secs(60));
     Demo {
@@ -77,17 +78,24 @@ fn report(port: u16) -> HashMap<String, f64> {
 }
 
 /// Waits until the page has played enough of both players, then checks what it saw.
-fn check_page(port: u16, chromium: &Chromium) -> HashMap<String, f64> {
+fn check_page(port: u16, chromium: &Chromium, dir: &TempDir) -> HashMap<String, f64> {
     let log = || std::fs::read_to_string(&chromium.log).unwrap_or_default();
-    wait_until(
-        "the page plays both players",
-        Duration::from_secs(150),
-        || {
-            let r = report(port);
-            let get = |k: &str| r.get(k).copied().unwrap_or(0.0);
-            get("webrtc.framesDecoded") >= 150.0 && get("hls.totalVideoFrames") >= 90.0
-        },
-    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(150);
+    loop {
+        let r = report(port);
+        let get = |k: &str| r.get(k).copied().unwrap_or(0.0);
+        if get("webrtc.framesDecoded") >= 150.0 && get("hls.totalVideoFrames") >= 90.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the page did not play both players in 150 s; it reports {r:?}\n\
+             demo:\n{}\nchromium:\n{}",
+            std::fs::read_to_string(dir.path().join("demo.log")).unwrap_or_default(),
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     let raw = http(port, "GET", "/report", &[], "").body;
     println!("the page reports:\n{raw}");
     let r = parse_report(&raw);
@@ -184,7 +192,7 @@ fn chromium_plays_a_pass_through_stream_beside_19_webrtcbin_players() {
         })
         .collect();
     let chromium = Chromium::open(&format!("http://127.0.0.1:{}/", demo.http_port), dir.path());
-    let r = check_page(demo.http_port, &chromium);
+    let r = check_page(demo.http_port, &chromium, &dir);
     assert!(
         r.contains_key("webrtc.framesDecoded"),
         "the page reported WebRTC"
@@ -228,7 +236,7 @@ fn chromium_decodes_an_ffmpeg_stream_with_b_frames() {
             .stderr(Stdio::null()),
     );
     let chromium = Chromium::open(&format!("http://127.0.0.1:{}/", demo.http_port), dir.path());
-    check_page(demo.http_port, &chromium);
+    check_page(demo.http_port, &chromium, &dir);
     let stats = http(demo.http_port, "GET", "/stats", &[], "").body;
     assert!(stats.contains("B-frames: re-encoded"), "{stats}");
 }
