@@ -1,25 +1,34 @@
 //! The rsrtmp demo: an RTMP ingest server that transcodes what it receives to HLS and serves it
-//! again to RTMP players, all on one port, with a test-pattern publisher so that it shows
-//! something on a machine with nothing else running.
+//! again to RTMP players, all on one port, and shows it in the browser (WebRTC and HLS, on one
+//! HTTP port), with a test-pattern publisher so that it shows something on a machine with
+//! nothing else running.
 //!
-//!     cargo run --release --example demo -- [--port 1935] [--hls-dir DIR] [--seconds N]
-//!                                           [--external-publisher] [--copy]
+//!     cargo run --release --example demo -- [--port 1935] [--http-port 8080] [--hls-dir DIR]
+//!                                           [--seconds N] [--external-publisher] [--copy]
 //!
 //! - Publish to `rtmp://127.0.0.1:PORT/live/ingest` (the demo's own publisher does, unless
 //!   `--external-publisher` says someone else will: OBS, `ffmpeg -re -i x.flv -c copy -f flv URL`).
 //! - Play `rtmp://127.0.0.1:PORT/live/play` (ffplay, VLC, `ffmpeg -i URL -f null -`).
 //! - HLS lands in `--hls-dir` (default `./hls`): `playlist.m3u8` and its segments.
+//! - Watch `http://127.0.0.1:HTTP_PORT/`: a WebRTC player (WHEP at `/live/ingest/whep`, the
+//!   publisher's H.264 passed through, see `examples/browser/`) and an HLS player side by side.
 //!
 //! Video is re-encoded with x264 for both outputs (`--copy` passes the publisher's H.264 and
 //! AAC through untouched instead).
 
+#[path = "browser/mod.rs"]
+mod browser;
+
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 
 struct Options {
     port: u16,
+    http_port: u16,
     hls_dir: PathBuf,
     seconds: Option<u64>,
     external: bool,
@@ -28,7 +37,7 @@ struct Options {
 
 fn usage() -> ! {
     eprintln!(
-        "usage: demo [--port N] [--hls-dir DIR] [--seconds N] [--external-publisher] [--copy]"
+        "usage: demo [--port N] [--http-port N] [--hls-dir DIR] [--seconds N] [--external-publisher] [--copy]"
     );
     std::process::exit(2)
 }
@@ -36,6 +45,7 @@ fn usage() -> ! {
 fn options() -> Options {
     let mut o = Options {
         port: 1935,
+        http_port: 8080,
         hls_dir: PathBuf::from("hls"),
         seconds: None,
         external: false,
@@ -54,6 +64,13 @@ fn options() -> Options {
                 let v = value("--port");
                 o.port = v.parse().unwrap_or_else(|_| {
                     eprintln!("--port {v:?} is not a port number");
+                    usage()
+                })
+            }
+            "--http-port" => {
+                let v = value("--http-port");
+                o.http_port = v.parse().unwrap_or_else(|_| {
+                    eprintln!("--http-port {v:?} is not a port number");
                     usage()
                 })
             }
@@ -87,18 +104,22 @@ fn server_pipeline(o: &Options) -> Result<gst::Pipeline, String> {
     let dir = o.hls_dir.display();
     let port = o.port;
     // One parser per branch after the tees: HLS (MPEG-TS) wants byte-stream H.264 and ADTS,
-    // FLV wants avc and raw AAC; each parser converts for its own muxer.
+    // FLV wants avc and raw AAC; each parser converts for its own muxer. WebRTC takes the
+    // publisher's H.264 (`iv`), before the demo's own transcode: browsers get it as it was
+    // sent (examples/browser/fanout.rs).
+    let webrtc = browser::fanout::shared_branches("iv. ! ", "at. ! ");
     let desc = format!(
         "rtmpserversrc name=ingest address=127.0.0.1 port={port} application=live stream=ingest ! \
          flvdemux name=d \
-         d.video ! queue ! {video} ! tee name=vt \
+         d.video ! queue ! tee name=iv  iv. ! queue ! {video} ! tee name=vt \
          d.audio ! queue ! tee name=at \
          hlssink2 name=hls location={dir}/segment%05d.ts playlist-location={dir}/playlist.m3u8 \
            target-duration=2 max-files=10 \
          vt. ! queue ! h264parse ! hls.video  at. ! queue ! aacparse ! hls.audio \
          flvmux name=m streamable=true ! \
            rtmpserversink name=out address=127.0.0.1 port={port} application=live stream=play \
-         vt. ! queue ! h264parse ! m.video  at. ! queue ! aacparse ! m.audio"
+         vt. ! queue ! h264parse ! m.video  at. ! queue ! aacparse ! m.audio \
+         {webrtc}"
     );
     gst::parse::launch(&desc)
         .map_err(|e| format!("cannot build the server pipeline: {e}"))?
@@ -172,6 +193,20 @@ fn client_summary(element: &gst::Element) -> (u32, u64) {
     (clients, bytes)
 }
 
+/// What the last page that reported saw, for the stats line.
+fn browser_summary(site: &browser::http::Site) -> String {
+    let r = site.report_values();
+    let get = |k: &str| r.get(k).copied().unwrap_or(0.0);
+    if r.is_empty() {
+        return String::new();
+    }
+    format!(
+        " | page: WebRTC {} frames decoded, HLS {} frames",
+        get("webrtc.framesDecoded"),
+        get("hls.totalVideoFrames") - get("hls.droppedVideoFrames")
+    )
+}
+
 fn run() -> Result<(), String> {
     let o = options();
     gst::init().map_err(|e| format!("cannot initialise GStreamer: {e}"))?;
@@ -188,11 +223,23 @@ fn run() -> Result<(), String> {
     let ingest = server.by_name("ingest").expect("named in the pipeline");
     let out = server.by_name("out").expect("named in the pipeline");
     let port: u32 = ingest.property("port");
+    let fanout = browser::fanout::Fanout::attach(server, vec!["127.0.0.1".into()], 50)?;
+    let streams = HashMap::from([("live/ingest".to_string(), fanout.clone())]);
+    let site = Arc::new(browser::http::Site::new(streams, Some(o.hls_dir.clone())));
+    let http = browser::http::serve(&format!("127.0.0.1:{}", o.http_port), site.clone())?;
 
     println!("rsrtmp demo, listening on 127.0.0.1:{port}");
     println!("  publish to   rtmp://127.0.0.1:{port}/live/ingest");
     println!("  play from    rtmp://127.0.0.1:{port}/live/play      (e.g. ffplay that URL)");
     println!("  HLS          {}/playlist.m3u8", o.hls_dir.display());
+    println!(
+        "  browser      http://127.0.0.1:{}/   (WebRTC and HLS players)",
+        http.port
+    );
+    println!(
+        "  WHEP         http://127.0.0.1:{}/live/ingest/whep",
+        http.port
+    );
 
     let publisher = if o.external {
         println!("waiting for an outside publisher (OBS, ffmpeg, ...)");
@@ -221,13 +268,23 @@ fn run() -> Result<(), String> {
                     .count()
             })
             .unwrap_or(0);
-        println!(
-            "[{:>4}s] publisher: {} ({} kB in) | players: {players} ({} kB out) | HLS segments: {segments}",
+        let webrtc = fanout.stats();
+        let line = format!(
+            "[{:>4}s] publisher: {} ({} kB in) | players: {players} ({} kB out) | HLS segments: {segments} | WebRTC viewers: {}{}{}",
             start.elapsed().as_secs(),
             if publishers > 0 { "connected" } else { "none" },
             in_bytes / 1000,
             out_bytes / 1000,
+            webrtc.viewers,
+            if webrtc.reencoding {
+                " (B-frames: re-encoded)"
+            } else {
+                ""
+            },
+            browser_summary(&site),
         );
+        println!("{line}");
+        *site.status.lock().unwrap() = line;
         if o.seconds
             .is_some_and(|s| start.elapsed() >= Duration::from_secs(s))
         {
@@ -235,6 +292,8 @@ fn run() -> Result<(), String> {
         }
     }
     drop(publisher);
+    drop(http);
+    fanout.remove_all();
     println!("done");
     Ok(())
 }

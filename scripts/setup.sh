@@ -12,6 +12,9 @@ PKGS=(
   gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly gstreamer1.0-libav
   # real peers for the interop tests
   ffmpeg rtmpdump nginx-light libnginx-mod-rtmp stunnel4 openssl
+  # the browser side of the demo (webrtcbin needs libnice's elements at run time) and the
+  # real browser of its tests (9 packages, ~120 MB download; tests/browser_players.rs)
+  gstreamer1.0-nice chromium
 )
 
 missing=()

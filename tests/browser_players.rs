@@ -1,0 +1,242 @@
+//! The demo in a real browser: `examples/demo` serves its page, Debian's Chromium (headless,
+//! in a network namespace with nothing but loopback) plays the ingested stream over WebRTC
+//! and over HLS side by side, and the page's own statistics (`getStats()` inbound-rtp,
+//! `getVideoPlaybackQuality()`, decoded audio bytes), posted back to the demo, are read from
+//! its `/report`.
+//!
+//! - rsrtmp's rtmpclientsink publishes H.264 without B-frames: passed through to the browser,
+//!   with 19 webrtcbin players watching at the same time;
+//! - FFmpeg publishes H.264 with B-frames: the demo re-encodes it once for WebRTC, and the
+//!   browser still decodes.
+//!
+//! The demo binary is the one `cargo test --all-targets` builds (target/debug/examples/demo).
+//! Deadlines only end a hung test; thresholds are ratios and counts, never timings.
+
+mod common;
+mod webrtc;
+
+#[path = "../examples/browser/mod.rs"]
+mod browser;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use browser::http::parse_report;
+use common::server_peers::wait_until;
+use common::{ChildGuard, TempDir, free_port, init_gst, wait_for_port};
+use webrtc::{Chromium, Player, http, in_netns, publisher};
+
+fn demo_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/demo");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it with `cargo build --example demo` (cargo test --all-targets does)",
+        bin.display()
+    );
+    bin
+}
+
+struct Demo {
+    _child: ChildGuard,
+    rtmp_port: u16,
+    http_port: u16,
+}
+
+fn start_demo(dir: &TempDir, extra: &[&str]) -> Demo {
+    let (rtmp_port, http_port) = (free_port(), free_port());
+    let log = std::fs::File::create(dir.path().join("demo.log")).unwrap();
+    let child = ChildGuard::spawn(
+        "demo",
+        Command::new(demo_binary())
+            .args(["--external-publisher", "--port", &rtmp_port.to_string()])
+            .args(["--http-port", &http_port.to_string()])
+            .arg("--hls-dir")
+            .arg(dir.path().join("hls"))
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log),
+    );
+    wait_for_port(http_port, Duration::from_secs(60));
+    Demo {
+        _child: child,
+        rtmp_port,
+        http_port,
+    }
+}
+
+fn report(port: u16) -> HashMap<String, f64> {
+    parse_report(&http(port, "GET", "/report", &[], "").body)
+}
+
+/// Waits until the page has played enough of both players, then checks what it saw.
+fn check_page(port: u16, chromium: &Chromium, dir: &TempDir) -> HashMap<String, f64> {
+    let log = || std::fs::read_to_string(&chromium.log).unwrap_or_default();
+    let deadline = std::time::Instant::now() + Duration::from_secs(150);
+    loop {
+        let r = report(port);
+        let get = |k: &str| r.get(k).copied().unwrap_or(0.0);
+        if get("webrtc.framesDecoded") >= 150.0 && get("hls.totalVideoFrames") >= 90.0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the page did not play both players in 150 s; it reports {r:?}\n\
+             demo:\n{}\nchromium:\n{}",
+            std::fs::read_to_string(dir.path().join("demo.log")).unwrap_or_default(),
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let raw = http(port, "GET", "/report", &[], "").body;
+    println!("the page reports:\n{raw}");
+    let r = parse_report(&raw);
+    let get = |k: &str| r.get(k).copied().unwrap_or(0.0);
+    let (decoded, received) = (get("webrtc.framesDecoded"), get("webrtc.framesReceived"));
+    assert!(
+        decoded >= 0.9 * received,
+        "WebRTC: {decoded} frames decoded of {received} received\n{raw}\n{}",
+        log()
+    );
+    let (samples, concealed) = (get("webrtc.audioSamples"), get("webrtc.audioConcealed"));
+    assert!(samples > 0.0, "WebRTC audio plays\n{raw}");
+    // Mostly real audio, not mostly concealment (0 concealed on an idle machine; CPU
+    // starvation of the debug build on loaded cores conceals some, which is no failure).
+    assert!(
+        concealed <= 0.5 * samples,
+        "WebRTC audio: {concealed} of {samples} samples concealed\n{raw}"
+    );
+    let (total, dropped) = (get("hls.totalVideoFrames"), get("hls.droppedVideoFrames"));
+    assert!(
+        total - dropped >= 0.9 * total,
+        "HLS: {dropped} of {total} frames dropped\n{raw}"
+    );
+    assert!(get("hls.audioBytes") > 0.0, "HLS audio decodes\n{raw}");
+    check_http_surface(port);
+    r
+}
+
+/// The page and the HLS files as served: types, caching, names.
+fn check_http_surface(port: u16) {
+    let page = http(port, "GET", "/", &[], "");
+    assert_eq!(
+        page.header("Content-Type"),
+        Some("text/html; charset=utf-8")
+    );
+    assert!(
+        page.body.contains("\"/live/ingest/whep\""),
+        "the page knows its WHEP URL"
+    );
+    let playlist = http(port, "GET", "/hls/playlist.m3u8", &[], "");
+    assert_eq!(playlist.status, 200);
+    assert_eq!(
+        playlist.header("Content-Type"),
+        Some("application/vnd.apple.mpegurl")
+    );
+    let cache = playlist.header("Cache-Control").unwrap_or_default();
+    assert!(
+        cache.contains("no-cache") && cache.contains("no-store"),
+        "{cache}"
+    );
+    let segment = playlist
+        .body
+        .lines()
+        .find(|l| l.ends_with(".ts"))
+        .expect("the playlist names a segment");
+    let ts = http(port, "GET", &format!("/hls/{segment}"), &[], "");
+    assert_eq!(
+        (ts.status, ts.header("Content-Type")),
+        (200, Some("video/mp2t"))
+    );
+    for bad in [
+        "/hls/..%2F..%2Fetc%2Fpasswd",
+        "/hls/.hidden.ts",
+        "/hls/x.txt",
+    ] {
+        assert_eq!(http(port, "GET", bad, &[], "").status, 404, "{bad}");
+    }
+}
+
+#[test]
+fn chromium_plays_a_pass_through_stream_beside_19_webrtcbin_players() {
+    if !in_netns("chromium_plays_a_pass_through_stream_beside_19_webrtcbin_players") {
+        return;
+    }
+    init_gst();
+    let dir = TempDir::new("browser-pass");
+    let demo = start_demo(&dir, &[]);
+    let url = format!("rtmp://127.0.0.1:{}/live/ingest", demo.rtmp_port);
+    let _publisher = publisher(&url, 640, 360);
+    let players: Vec<Player> = (0..19)
+        .map(|_| {
+            let mut p = Player::with(false);
+            let mut status = 0;
+            wait_until(
+                "the stream is live for WHEP",
+                Duration::from_secs(60),
+                || {
+                    status = p.join(demo.http_port, "/live/ingest/whep").status;
+                    status != 409
+                },
+            );
+            assert_eq!(status, 201);
+            p
+        })
+        .collect();
+    let chromium = Chromium::open(&format!("http://127.0.0.1:{}/", demo.http_port), dir.path());
+    let r = check_page(demo.http_port, &chromium, &dir);
+    assert!(
+        r.contains_key("webrtc.framesDecoded"),
+        "the page reported WebRTC"
+    );
+    let stats = http(demo.http_port, "GET", "/stats", &[], "").body;
+    assert!(stats.contains("WebRTC viewers: 20"), "{stats}");
+    assert!(
+        !stats.contains("re-encoded"),
+        "no B-frames, no re-encode: {stats}"
+    );
+    for p in &players {
+        let (v, a) = p.frames();
+        assert!(v > 0 && a > 0, "every webrtcbin player got frames: {v} {a}");
+    }
+}
+
+#[test]
+fn chromium_decodes_an_ffmpeg_stream_with_b_frames() {
+    if !in_netns("chromium_decodes_an_ffmpeg_stream_with_b_frames") {
+        return;
+    }
+    common::require("ffmpeg", "ffmpeg");
+    let dir = TempDir::new("browser-bframes");
+    let demo = start_demo(&dir, &["--copy"]);
+    let url = format!("rtmp://127.0.0.1:{}/live/ingest", demo.rtmp_port);
+    let _ffmpeg = ChildGuard::spawn(
+        "ffmpeg publisher",
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-loglevel", "error", "-re"])
+            .args(["-f", "lavfi", "-i", "testsrc2=size=640x360:rate=30"])
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"])
+            .args([
+                "-c:v", "libx264", "-preset", "veryfast", "-bf", "2", "-g", "30",
+            ])
+            .args([
+                "-pix_fmt", "yuv420p", "-c:a", "aac", "-t", "300", "-f", "flv",
+            ])
+            .arg(&url)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null()),
+    );
+    let chromium = Chromium::open(&format!("http://127.0.0.1:{}/", demo.http_port), dir.path());
+    check_page(demo.http_port, &chromium, &dir);
+    let stats = http(demo.http_port, "GET", "/stats", &[], "").body;
+    assert!(stats.contains("B-frames: re-encoded"), "{stats}");
+}
