@@ -3,9 +3,9 @@
 //!
 //! Run: `cargo bench --bench fanout -- [--server nginx|rsrtmp|nms|xiu|both|all|LIST]
 //! [--players 100,500,1000] [--seconds 15] [--kbps 3000] [--threads 2] [--no-pin]
-//! [--merge-window MS] [--capacity [--capacity-seconds 8] [--capacity-max 3000]]`; smoke run:
-//! `--players 10 --seconds 3` (nginx-rtmp and rsrtmp, the default `both`). `all` is the four
-//! servers; a comma list picks some (`--server nginx,xiu`). node-media-server (npm) and xiu
+//! [--merge-window MS] [--capacity [--capacity-seconds 8] [--capacity-max 3000]
+//! [--capacity-p99 500]]`; smoke run: `--players 10 --seconds 3` (nginx-rtmp and rsrtmp, the
+//! default `both`). `all` is the four servers; a comma list picks some (`--server nginx,xiu`). node-media-server (npm) and xiu
 //! (crates.io) are installed on first use into a cache (`fanout/peers.rs`), never under CI.
 //! Under `cargo test` (no `--bench` argument) it does nothing.
 //!
@@ -86,12 +86,15 @@ struct Options {
     capacity: bool,
     capacity_seconds: u64,
     capacity_max: usize,
+    /// p99 latency bound of a player count that holds, ms.
+    capacity_p99_ms: u32,
 }
 
 fn usage() -> &'static str {
     "usage: cargo bench --bench fanout -- [--server nginx|rsrtmp|nms|xiu|both|all|LIST] \
      [--players 100,500,1000] [--seconds 15] [--kbps 3000] [--threads 2] [--no-pin] \
-     [--merge-window MS] [--capacity [--capacity-seconds 8] [--capacity-max 3000]]"
+     [--merge-window MS] [--capacity [--capacity-seconds 8] [--capacity-max 3000] \
+     [--capacity-p99 500]]"
 }
 
 /// `--server` values: names, `both` (nginx-rtmp and rsrtmp), `all`, or a comma list of them.
@@ -126,6 +129,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         capacity: false,
         capacity_seconds: 8,
         capacity_max: 3000,
+        capacity_p99_ms: 500,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -182,6 +186,10 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                     |n| (1..=100_000).contains(n),
                     "1..=100000",
                 )?;
+            }
+            "--capacity-p99" => {
+                o.capacity_p99_ms =
+                    parse_arg("--capacity-p99", &value()?, |m| *m > 0, "milliseconds > 0")?;
             }
             other => return Err(format!("unknown argument {other:?}; {}", usage())),
         }

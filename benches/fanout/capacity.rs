@@ -3,7 +3,7 @@
 //!
 //! A player count N *holds* when a scenario with N players (fresh server, a short window,
 //! `--capacity-seconds`) had every player joined, every message of the window delivered to
-//! every player with no sequence gap, p99 latency under [`P99_LIMIT_MS`], no player or
+//! every player with no sequence gap, p99 latency under `--capacity-p99` (500 ms), no player or
 //! publisher error and the server still alive. The search doubles N from [`START`] until a
 //! count fails or the cap (`--capacity-max`) holds, then bisects between the largest count
 //! that held and the smallest that failed until they are within [`RESOLUTION`] of each other.
@@ -23,8 +23,6 @@ use crate::{Options, run_scenario};
 const START: usize = 100;
 /// Relative width the bisection stops at.
 const RESOLUTION: f64 = 0.05;
-/// The latency bound of a count that holds.
-pub const P99_LIMIT_MS: f64 = 500.0;
 /// Load-tool CPU, as a share of the cores it may use, from which it counts as saturated.
 const TOOL_LIMIT: f64 = 0.9;
 
@@ -50,7 +48,7 @@ struct Capacity {
 }
 
 /// Why `o` does not hold, or `None` when it does.
-fn failure(o: &Outcome) -> Option<String> {
+fn failure(o: &Outcome, p99_limit_ms: u32) -> Option<String> {
     if o.joined < o.players {
         return Some(format!("{} of {} players joined", o.joined, o.players));
     }
@@ -63,8 +61,8 @@ fn failure(o: &Outcome) -> Option<String> {
     if o.gaps > 0 {
         return Some(format!("{} sequence gaps", o.gaps));
     }
-    if o.p99_ms() >= P99_LIMIT_MS {
-        return Some(format!("p99 {:.0} ms", o.p99_ms()));
+    if o.p99_ms() >= p99_limit_ms as f64 {
+        return Some(format!("p99 {:.1} ms", o.p99_ms()));
     }
     o.errors.first().map(|e| format!("error: {e}"))
 }
@@ -89,7 +87,7 @@ fn probe(
     let o = run_scenario(rt, kind, n, window, opts)?;
     let p = Probe {
         n,
-        failure: failure(&o),
+        failure: failure(&o, opts.capacity_p99_ms),
         server_cpu_pct: o.server_cpu_pct(),
         tool_cpu_pct: o.tool_cpu_pct(),
         p99_ms: o.p99_ms(),
@@ -178,8 +176,9 @@ fn search(rt: &tokio::runtime::Runtime, kind: Kind, opts: &Options) -> Result<Ca
 /// Runs the search for every server of `opts`; false when one could not be measured.
 pub fn run(rt: &tokio::runtime::Runtime, opts: &Options) -> bool {
     println!(
-        "capacity: largest N with 100 % delivered, 0 gaps and p99 < {P99_LIMIT_MS:.0} ms over a \
-         {} s window; N from {} doubling, then bisected to {:.0} %; cap {}",
+        "capacity: largest N with 100 % delivered, 0 gaps and p99 < {} ms over a {} s window; \
+         N from {} doubling, then bisected to {:.0} %; cap {}",
+        opts.capacity_p99_ms,
         opts.capacity_seconds,
         START.min(opts.capacity_max),
         RESOLUTION * 100.0,

@@ -63,6 +63,8 @@ fn refuse_in_ci(what: &str, fix: &str) -> Result<(), String> {
 }
 
 /// Runs an install step, its output going to the terminal; `fix` is what to run by hand.
+/// When the bench is pinned the step inherits the load tool's one CPU: slower, but a build
+/// of xiu does not take the whole of a shared machine.
 fn install_step(cmd: &mut Command, fix: &str) -> Result<(), String> {
     println!("  $ {cmd:?}");
     let status = cmd
