@@ -72,8 +72,16 @@ impl Kind {
                 "nginx-rtmp (Debian libnginx-mod-rtmp; one worker, chunk_size 4096)".into()
             }
             Kind::Rsrtmp => "rsrtmp (rtmpserversrc ! rtmpserversink, this build)".into(),
-            Kind::Nms => format!("node-media-server {} (npm; RTMP only)", peers::NMS_VERSION),
-            Kind::Xiu => format!("xiu {} (crates.io; RTMP only)", peers::XIU_VERSION),
+            Kind::Nms => format!(
+                "node-media-server {} (npm, in {}; RTMP only, logger at warn)",
+                peers::NMS_VERSION,
+                peers::cache_dir().display()
+            ),
+            Kind::Xiu => format!(
+                "xiu {} (crates.io, in {}; `xiu -r PORT -l warn`, RTMP only)",
+                peers::XIU_VERSION,
+                peers::cache_dir().display()
+            ),
         }
     }
 
