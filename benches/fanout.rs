@@ -1,8 +1,19 @@
-//! Fan-out load test: one publisher, many players, against nginx-rtmp and our own relay.
+//! Fan-out load test: one publisher, many players, against nginx-rtmp, our own relay,
+//! node-media-server and xiu.
 //!
-//! Run: `cargo bench --bench fanout -- [--server nginx|rsrtmp|both] [--players 100,500,1000]
-//! [--seconds 15] [--kbps 3000] [--threads 2]`; smoke run: `--players 10 --seconds 3`.
+//! Run: `cargo bench --bench fanout -- [--server nginx|rsrtmp|nms|xiu|both|all|LIST]
+//! [--players 100,500,1000] [--seconds 15] [--kbps 3000] [--threads 2] [--no-pin]
+//! [--merge-window MS] [--capacity [--capacity-seconds 8] [--capacity-max 3000]
+//! [--capacity-p99 500]]`; smoke run: `--players 10 --seconds 3` (nginx-rtmp and rsrtmp, the
+//! default `both`). `all` is the four servers; a comma list picks some (`--server nginx,xiu`). node-media-server (npm) and xiu
+//! (crates.io) are installed on first use into a cache (`fanout/peers.rs`), never under CI.
 //! Under `cargo test` (no `--bench` argument) it does nothing.
+//!
+//! The server under test runs pinned to CPU 0 and the load tool (this process: publisher and
+//! players) to CPU 1, the same for every server (`fanout/pin.rs`); `--no-pin` lets both float.
+//! `--merge-window MS` (MS > 0) sets rtmpserversink's `merge-window` property on our relay;
+//! it does not apply to the other servers (nginx-rtmp has no merged writes; SRS's are its
+//! `mw_latency`). Without it the property is not touched.
 //!
 //! Each scenario starts a fresh server process, connects the publisher (its own thread,
 //! real-time paced synthetic H.264/AAC, see `fanout/media.rs`), measures the server at rest,
@@ -17,14 +28,21 @@
 //! - messages delivered against messages sent in the window (loss), sequence gaps, and the
 //!   aggregate rate the players read.
 //!
-//! The load tool's own CPU is printed too: when it nears `threads` × 100 % the players, not
-//! the server, are the bottleneck, and the numbers say so instead of pretending. So are the
-//! machine's softirq time (loopback TCP work that no process is charged for) and the CPU every
-//! other process used during the window (from /proc/stat): on a shared machine, latency tails
-//! measure the scheduler as much as the server.
+//! One table shows every server and player count of the run, followed by each other server's
+//! ratios against nginx-rtmp (CPU, p99, memory; `fanout/report.rs`). `--capacity` instead
+//! searches, per server, the largest N that one core holds without loss, gaps or a p99 over
+//! 500 ms (`fanout/capacity.rs`).
+//!
+//! The load tool's own CPU is printed too: when it nears its core (pinned) or `threads` ×
+//! 100 % the players, not the server, are the bottleneck, and the numbers say so instead of
+//! pretending. So are the machine's softirq time (loopback TCP work that no process is charged
+//! for) and the CPU every other process used during the window (from /proc/stat): on a shared
+//! machine, latency tails measure the scheduler as much as the server.
 
 #[path = "common/args.rs"]
 mod args;
+#[path = "fanout/capacity.rs"]
+mod capacity;
 #[path = "fanout/histogram.rs"]
 mod histogram;
 #[path = "fanout/media.rs"]
@@ -35,6 +53,8 @@ mod player;
 mod publisher;
 #[path = "fanout/relay.rs"]
 mod relay;
+#[path = "fanout/report.rs"]
+mod report;
 #[path = "fanout/server.rs"]
 mod server;
 
@@ -44,7 +64,8 @@ use std::time::{Duration, Instant};
 
 use histogram::Histogram;
 use media::Sizes;
-use server::{Kind, Server};
+use report::Outcome;
+use server::{Kind, Launch, Server, pin};
 
 /// Time after the last join before the window opens (join bursts, GOP sends).
 const SETTLE: Duration = Duration::from_secs(2);
@@ -57,11 +78,43 @@ struct Options {
     seconds: u64,
     kbps: u32,
     threads: usize,
+    /// Server on CPU 0, load tool on CPU 1.
+    pin: bool,
+    /// rtmpserversink `merge-window` (ms) for our relay; 0: not set.
+    merge_window_ms: u32,
+    /// Search each server's capacity instead of measuring `players`.
+    capacity: bool,
+    capacity_seconds: u64,
+    capacity_max: usize,
+    /// p99 latency bound of a player count that holds, ms.
+    capacity_p99_ms: u32,
 }
 
 fn usage() -> &'static str {
-    "usage: cargo bench --bench fanout -- [--server nginx|rsrtmp|both] [--players 100,500,1000] \
-     [--seconds 15] [--kbps 3000] [--threads 2]"
+    "usage: cargo bench --bench fanout -- [--server nginx|rsrtmp|nms|xiu|both|all|LIST] \
+     [--players 100,500,1000] [--seconds 15] [--kbps 3000] [--threads 2] [--no-pin] \
+     [--merge-window MS] [--capacity [--capacity-seconds 8] [--capacity-max 3000] \
+     [--capacity-p99 500]]"
+}
+
+/// `--server` values: names, `both` (nginx-rtmp and rsrtmp), `all`, or a comma list of them.
+fn parse_servers(v: &str) -> Result<Vec<Kind>, String> {
+    let mut kinds = Vec::new();
+    for word in v.split(',').map(str::trim) {
+        let more = match word {
+            "both" => vec![Kind::Nginx, Kind::Rsrtmp],
+            "all" => Kind::ALL.to_vec(),
+            w => vec![Kind::parse(w).ok_or_else(|| {
+                format!("--server {v:?}: {w:?} is none of nginx, rsrtmp, nms, xiu, both, all")
+            })?],
+        };
+        for k in more {
+            if !kinds.contains(&k) {
+                kinds.push(k);
+            }
+        }
+    }
+    Ok(kinds)
 }
 
 fn parse_args(args: &[String]) -> Result<Options, String> {
@@ -71,6 +124,12 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         seconds: 15,
         kbps: 3000,
         threads: 2,
+        pin: true,
+        merge_window_ms: 0,
+        capacity: false,
+        capacity_seconds: 8,
+        capacity_max: 3000,
+        capacity_p99_ms: 500,
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -81,14 +140,7 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         };
         match a.as_str() {
             "--bench" => {}
-            "--server" => {
-                o.servers = match value()?.as_str() {
-                    "nginx" => vec![Kind::Nginx],
-                    "rsrtmp" => vec![Kind::Rsrtmp],
-                    "both" => vec![Kind::Nginx, Kind::Rsrtmp],
-                    v => return Err(format!("--server {v:?}: expected nginx, rsrtmp or both")),
-                }
-            }
+            "--server" => o.servers = parse_servers(&value()?)?,
             "--players" => {
                 let v = value()?;
                 o.players = v
@@ -113,65 +165,54 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
             "--threads" => {
                 o.threads = parse_arg("--threads", &value()?, |t| (1..=64).contains(t), "1..=64")?;
             }
+            "--no-pin" => o.pin = false,
+            "--merge-window" => {
+                o.merge_window_ms =
+                    parse_arg("--merge-window", &value()?, |_: &u32| true, "milliseconds")?;
+            }
+            "--capacity" => o.capacity = true,
+            "--capacity-seconds" => {
+                o.capacity_seconds = parse_arg(
+                    "--capacity-seconds",
+                    &value()?,
+                    |s| *s > 0,
+                    "a positive integer",
+                )?;
+            }
+            "--capacity-max" => {
+                o.capacity_max = parse_arg(
+                    "--capacity-max",
+                    &value()?,
+                    |n| (1..=100_000).contains(n),
+                    "1..=100000",
+                )?;
+            }
+            "--capacity-p99" => {
+                o.capacity_p99_ms =
+                    parse_arg("--capacity-p99", &value()?, |m| *m > 0, "milliseconds > 0")?;
+            }
             other => return Err(format!("unknown argument {other:?}; {}", usage())),
         }
     }
     Ok(o)
 }
 
-/// One scenario's numbers.
-struct Outcome {
-    server: Kind,
-    players: usize,
-    joined: usize,
-    failed: usize,
-    window_s: f64,
-    server_cpu_s: f64,
-    server_rss_base_kib: u64,
-    server_rss_peak_kib: u64,
-    tool_cpu_s: f64,
-    /// Softirq CPU seconds on the machine during the window (loopback TCP work, mostly).
-    softirq_s: f64,
-    /// Busy CPU seconds of everything else on the machine during the window.
-    others_cpu_s: f64,
-    expected_per_player: u64,
-    delivered: u64,
-    gaps: u64,
-    read_mbps: f64,
-    offered_mbps: f64,
-    latency: Histogram,
-    publisher_max_lag_ms: f64,
-    errors: Vec<String>,
-}
-
-impl Outcome {
-    fn cpu_us_per_player_s(&self) -> f64 {
-        self.server_cpu_s * 1e6 / (self.joined.max(1) as f64 * self.window_s)
-    }
-
-    fn rss_kib_per_player(&self) -> f64 {
-        self.server_rss_peak_kib
-            .saturating_sub(self.server_rss_base_kib) as f64
-            / self.joined.max(1) as f64
-    }
-
-    fn delivered_pct(&self) -> f64 {
-        let expected = self.expected_per_player * self.joined as u64;
-        if expected == 0 {
-            0.0
-        } else {
-            self.delivered as f64 * 100.0 / expected as f64
-        }
-    }
-}
-
 fn run_scenario(
     rt: &tokio::runtime::Runtime,
     kind: Kind,
     n: usize,
+    window: Duration,
     opts: &Options,
 ) -> Result<Outcome, String> {
-    let mut srv = Server::start(kind)?;
+    let launch = Launch {
+        cpu: opts.pin.then_some(pin::SERVER_CPU),
+        merge_window_ms: if kind == Kind::Rsrtmp {
+            opts.merge_window_ms
+        } else {
+            0
+        },
+    };
+    let mut srv = Server::start_with(kind, launch)?;
     let names = srv.names();
     let sizes = Sizes::for_kbps(opts.kbps);
     let publisher::Started {
@@ -191,6 +232,7 @@ fn run_scenario(
     std::thread::sleep(SETTLE);
 
     // Steady-state window.
+    let server_cpus = pin::allowed(srv.pid());
     let cpu0 = srv.cpu_seconds()?;
     let tool0 = server::cpu_seconds(std::process::id())?;
     let (machine0, softirq0) = server::machine_seconds()?;
@@ -203,7 +245,6 @@ fn run_scenario(
     let pub0 = progress.bytes.load(Relaxed);
     let t0 = Instant::now();
     let mut rss_peak = srv.rss_kib()?;
-    let window = Duration::from_secs(opts.seconds);
     while t0.elapsed() < window {
         std::thread::sleep(Duration::from_millis(250).min(window.saturating_sub(t0.elapsed())));
         if let Ok(r) = srv.rss_kib() {
@@ -262,6 +303,7 @@ fn run_scenario(
         server_cpu_s: cpu1 - cpu0,
         server_rss_base_kib: rss_base,
         server_rss_peak_kib: rss_peak,
+        server_cpus,
         tool_cpu_s: tool1 - tool0,
         softirq_s: softirq1 - softirq0,
         others_cpu_s: ((machine1 - machine0)
@@ -280,46 +322,15 @@ fn run_scenario(
     })
 }
 
-fn ms(us: u64) -> String {
-    format!("{:.2}", us as f64 / 1000.0)
+/// Whether this invocation is a bench run that pins itself (not `cargo test`, not the relay
+/// child, not `--no-pin`). Decided from the raw arguments because it must happen before
+/// `bench_entry` builds the player runtime: threads started later inherit the mask.
+fn pins_itself(args: &[String]) -> bool {
+    let has = |flag: &str| args.iter().any(|a| a == flag);
+    has("--bench") && !has("--serve-relay") && !has("--no-pin")
 }
 
-fn print_table(outcomes: &[Outcome]) {
-    println!(
-        "| server | players (joined) | server CPU % | CPU µs / player-s | RSS base MiB | RSS / player KiB \
-         | delivered % | gaps | read Mbit/s (offered) | latency p50 / p99 / max ms | load tool CPU % | softirq % | other CPU % |"
-    );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
-    for o in outcomes {
-        println!(
-            "| {} | {} ({}) | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {} | {:.0} ({:.0}) | {} / {} / {} | {:.0} | {:.0} | {:.0} |",
-            o.server.name(),
-            o.players,
-            o.joined,
-            o.server_cpu_s * 100.0 / o.window_s,
-            o.cpu_us_per_player_s(),
-            o.server_rss_base_kib as f64 / 1024.0,
-            o.rss_kib_per_player(),
-            o.delivered_pct(),
-            o.gaps,
-            o.read_mbps,
-            o.offered_mbps,
-            ms(o.latency.quantile(0.5)),
-            ms(o.latency.quantile(0.99)),
-            ms(o.latency.max()),
-            o.tool_cpu_s * 100.0 / o.window_s,
-            o.softirq_s * 100.0 / o.window_s,
-            o.others_cpu_s * 100.0 / o.window_s,
-        );
-    }
-}
-
-fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some((opts, rt)) = relay::bench_entry("fanout", &args, parse_args, |o| o.threads) else {
-        return;
-    };
-    let _ = *media::EPOCH;
+fn print_header(opts: &Options) {
     let sizes = Sizes::for_kbps(opts.kbps);
     println!(
         "fanout: {:.2} Mbit/s per stream (keyframe {} B every {} frames, inter {} B, {} fps, \
@@ -331,37 +342,84 @@ fn main() {
         media::FPS,
         media::AUDIO_FRAME_BYTES,
         1e9 / media::AUDIO_FRAME_NS as f64,
-        opts.seconds,
+        if opts.capacity {
+            opts.capacity_seconds
+        } else {
+            opts.seconds
+        },
         opts.threads,
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        // The machine's count: available_parallelism would say 1 once pinned.
+        // SAFETY: sysconf has no preconditions.
+        unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) },
     );
+    if opts.pin {
+        println!(
+            "pinning: server under test on CPU {} (sched_setaffinity before exec, all its \
+             threads), load tool (publisher + {} player thread(s)) on CPU {} (this process: {})",
+            pin::SERVER_CPU,
+            opts.threads,
+            pin::TOOL_CPU,
+            pin::allowed(std::process::id()),
+        );
+    } else {
+        println!("pinning: off (--no-pin); server and load tool share every CPU");
+    }
+    for kind in &opts.servers {
+        println!("server: {}", kind.describe());
+    }
+    if opts.merge_window_ms > 0 {
+        for kind in &opts.servers {
+            match kind {
+                Kind::Rsrtmp => println!(
+                    "merge-window: rsrtmp's rtmpserversink merge-window={} ms",
+                    opts.merge_window_ms
+                ),
+                Kind::Nginx => {
+                    println!("merge-window: does not apply to nginx-rtmp (it has no merged writes)")
+                }
+                other => println!(
+                    "merge-window: does not apply to {} (SRS's merged writes are its mw_latency)",
+                    other.name()
+                ),
+            }
+        }
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if pins_itself(&args)
+        && let Err(e) = pin::pin_self()
+    {
+        eprintln!("fanout: {e}");
+        std::process::exit(2);
+    }
+    let Some((opts, rt)) = relay::bench_entry("fanout", &args, parse_args, |o| o.threads) else {
+        return;
+    };
+    let _ = *media::EPOCH;
+    print_header(&opts);
+    // Installs happen before the first scenario, not in the middle of the run.
+    for kind in &opts.servers {
+        if let Err(e) = kind.prepare() {
+            eprintln!("fanout: {}: {e}", kind.name());
+            std::process::exit(1);
+        }
+    }
+    if opts.capacity {
+        if !capacity::run(&rt, &opts) {
+            std::process::exit(1);
+        }
+        return;
+    }
     let mut outcomes = Vec::new();
     let mut failed = false;
+    let window = Duration::from_secs(opts.seconds);
     for &n in &opts.players {
         for &kind in &opts.servers {
-            match run_scenario(&rt, kind, n, &opts) {
+            match run_scenario(&rt, kind, n, window, &opts) {
                 Ok(o) => {
-                    println!(
-                        "{} × {}: joined {} (failed {}), window {:.1} s, server CPU {:.2} s, RSS {} → {} KiB, \
-                         expected {} msgs/player, delivered {:.2} %, gaps {}, latency samples {}, \
-                         publisher max lag {:.1} ms",
-                        o.server.name(),
-                        o.players,
-                        o.joined,
-                        o.failed,
-                        o.window_s,
-                        o.server_cpu_s,
-                        o.server_rss_base_kib,
-                        o.server_rss_peak_kib,
-                        o.expected_per_player,
-                        o.delivered_pct(),
-                        o.gaps,
-                        o.latency.count(),
-                        o.publisher_max_lag_ms,
-                    );
-                    for e in &o.errors {
-                        println!("  error: {e}");
-                    }
+                    o.print_line();
                     outcomes.push(o);
                 }
                 Err(e) => {
@@ -372,7 +430,8 @@ fn main() {
         }
     }
     println!();
-    print_table(&outcomes);
+    report::print_table(&outcomes);
+    report::print_ratios(&outcomes);
     if failed {
         std::process::exit(1);
     }

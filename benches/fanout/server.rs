@@ -6,8 +6,17 @@
 //! - rsrtmp: this bench binary started again with `--serve-relay PORT`, which runs
 //!   `rtmpserversrc ! rtmpserversink` from the statically registered plugin (see
 //!   [`crate::relay`]).
+//! - node-media-server and xiu: installed on demand into a cache and started as
+//!   [`peers`] describes.
 //!
-//! A [`Server`] kills and reaps its process when dropped, also when the bench panics.
+//! [`Launch`] says which core the process is pinned to (see [`pin`]) and, for rsrtmp, the
+//! sink's merge window. A [`Server`] kills and reaps its process when dropped, also when the
+//! bench panics.
+
+#[path = "peers.rs"]
+pub mod peers;
+#[path = "pin.rs"]
+pub mod pin;
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
@@ -20,15 +29,81 @@ use std::time::{Duration, Instant};
 pub enum Kind {
     Nginx,
     Rsrtmp,
+    Nms,
+    Xiu,
 }
 
 impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::Nginx, Kind::Rsrtmp, Kind::Nms, Kind::Xiu];
+
     pub fn name(self) -> &'static str {
         match self {
             Kind::Nginx => "nginx-rtmp",
             Kind::Rsrtmp => "rsrtmp",
+            Kind::Nms => "node-media-server",
+            Kind::Xiu => "xiu",
         }
     }
+
+    /// The kind a `--server` word names (its short name or [`Kind::name`]).
+    pub fn parse(word: &str) -> Option<Kind> {
+        match word {
+            "nginx" | "nginx-rtmp" => Some(Kind::Nginx),
+            "rsrtmp" => Some(Kind::Rsrtmp),
+            "nms" | "node-media-server" => Some(Kind::Nms),
+            "xiu" => Some(Kind::Xiu),
+            _ => None,
+        }
+    }
+
+    /// Installs the server when it is one the bench installs and it is missing.
+    pub fn prepare(self) -> Result<(), String> {
+        match self {
+            Kind::Nginx | Kind::Rsrtmp => Ok(()),
+            Kind::Nms => peers::nms_module().map(drop),
+            Kind::Xiu => peers::xiu_binary().map(drop),
+        }
+    }
+
+    /// The server and version, for the report header.
+    pub fn describe(self) -> String {
+        match self {
+            Kind::Nginx => {
+                "nginx-rtmp (Debian libnginx-mod-rtmp; one worker, chunk_size 4096)".into()
+            }
+            Kind::Rsrtmp => "rsrtmp (rtmpserversrc ! rtmpserversink, this build)".into(),
+            Kind::Nms => format!(
+                "node-media-server {} (npm, in {}; RTMP only, logger at warn)",
+                peers::NMS_VERSION,
+                peers::cache_dir().display()
+            ),
+            Kind::Xiu => format!(
+                "xiu {} (crates.io, in {}; `xiu -r PORT -l warn`, RTMP only)",
+                peers::XIU_VERSION,
+                peers::cache_dir().display()
+            ),
+        }
+    }
+
+    /// The file in the server's folder that says why it failed: nginx writes its own
+    /// error.log; the others log to their stdout/stderr, which go to `stdio.log`.
+    fn log_file(self) -> &'static str {
+        match self {
+            Kind::Nginx => "error.log",
+            _ => STDIO_LOG,
+        }
+    }
+}
+
+const STDIO_LOG: &str = "stdio.log";
+
+/// How a server process is started.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Launch {
+    /// The one CPU the process and all its threads may run on; `None`: not pinned.
+    pub cpu: Option<usize>,
+    /// rsrtmp only: rtmpserversink's `merge-window` in ms; 0 leaves the property unset.
+    pub merge_window_ms: u32,
 }
 
 /// Application and stream names the publisher and players use on each server. Our relay
@@ -48,7 +123,14 @@ pub struct Server {
 }
 
 impl Server {
+    /// Starts `kind` unpinned, with its defaults (the soak bench's way; the fan-out bench
+    /// always says how).
+    #[allow(dead_code)]
     pub fn start(kind: Kind) -> Result<Self, String> {
+        Self::start_with(kind, Launch::default())
+    }
+
+    pub fn start_with(kind: Kind, launch: Launch) -> Result<Self, String> {
         let port = free_port()?;
         let dir = std::env::temp_dir().join(format!(
             "rsrtmp-fanout-{}-{}-{port}",
@@ -56,10 +138,27 @@ impl Server {
             std::process::id()
         ));
         std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
-        let child = match kind {
-            Kind::Nginx => start_nginx(&dir, port)?,
-            Kind::Rsrtmp => start_relay(&dir, port)?,
+        let mut cmd = match kind {
+            Kind::Nginx => nginx_command(&dir, port)?,
+            Kind::Rsrtmp => relay_command(port, launch.merge_window_ms)?,
+            Kind::Nms => peers::nms_command(&dir, port)?,
+            Kind::Xiu => peers::xiu_command(port)?,
         };
+        if let Some(cpu) = launch.cpu {
+            pin::pin_command(&mut cmd, cpu);
+        }
+        let log = dir.join(STDIO_LOG);
+        let log =
+            std::fs::File::create(&log).map_err(|e| format!("create {}: {e}", log.display()))?;
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(
+                log.try_clone()
+                    .map_err(|e| format!("log file handle: {e}"))?,
+            )
+            .stderr(log)
+            .spawn()
+            .map_err(|e| format!("start {}: {e} ({cmd:?})", kind.name()))?;
         let mut server = Server {
             kind,
             port,
@@ -81,6 +180,11 @@ impl Server {
                 app: "live",
                 publish: "in",
                 play: "out",
+            },
+            Kind::Nms | Kind::Xiu => Names {
+                app: "live",
+                publish: "s",
+                play: "s",
             },
         }
     }
@@ -115,14 +219,11 @@ impl Server {
         }
     }
 
-    /// The server's own log (nginx error.log, or the relay's stderr), for error messages.
+    /// The server's own log (nginx error.log, or the others' stdout and stderr), for error
+    /// messages.
     pub fn log(&self) -> String {
-        let name = match self.kind {
-            Kind::Nginx => "error.log",
-            Kind::Rsrtmp => "relay.log",
-        };
         let mut s = String::new();
-        if let Ok(mut f) = std::fs::File::open(self.dir.join(name)) {
+        if let Ok(mut f) = std::fs::File::open(self.dir.join(self.kind.log_file())) {
             let _ = f.read_to_string(&mut s);
         }
         let tail: Vec<&str> = s.lines().rev().take(20).collect();
@@ -160,7 +261,7 @@ fn free_port() -> Result<u16, String> {
         .map_err(|e| format!("local_addr: {e}"))
 }
 
-fn start_nginx(dir: &std::path::Path, port: u16) -> Result<Child, String> {
+fn nginx_command(dir: &std::path::Path, port: u16) -> Result<Command, String> {
     let module = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
     if !std::path::Path::new(module).exists() {
         return Err(format!(
@@ -178,22 +279,13 @@ fn start_nginx(dir: &std::path::Path, port: u16) -> Result<Child, String> {
     );
     let path = dir.join("nginx.conf");
     std::fs::write(&path, conf).map_err(|e| format!("write {}: {e}", path.display()))?;
-    Command::new("nginx")
-        .arg("-c")
-        .arg(&path)
-        .arg("-p")
-        .arg(dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("start nginx: {e} (apt-get install -y nginx-light libnginx-mod-rtmp)"))
+    let mut cmd = Command::new("nginx");
+    cmd.arg("-c").arg(&path).arg("-p").arg(dir);
+    Ok(cmd)
 }
 
-fn start_relay(dir: &std::path::Path, port: u16) -> Result<Child, String> {
+fn relay_command(port: u16, merge_window_ms: u32) -> Result<Command, String> {
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
-    let log = dir.join("relay.log");
-    let log = std::fs::File::create(&log).map_err(|e| format!("create {}: {e}", log.display()))?;
     // RSRTMP_RELAY_WRAPPER runs the relay under a profiler (`heaptrack`, `perf record -g --`).
     let mut cmd = match std::env::var("RSRTMP_RELAY_WRAPPER") {
         Ok(w) if !w.trim().is_empty() => {
@@ -204,12 +296,11 @@ fn start_relay(dir: &std::path::Path, port: u16) -> Result<Child, String> {
         }
         _ => Command::new(exe),
     };
-    cmd.args(["--bench", "--serve-relay", &port.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .map_err(|e| format!("start the relay child: {e}"))
+    cmd.args(["--bench", "--serve-relay", &port.to_string()]);
+    if merge_window_ms > 0 {
+        cmd.args(["--merge-window", &merge_window_ms.to_string()]);
+    }
+    Ok(cmd)
 }
 
 fn clock_ticks() -> f64 {
