@@ -49,6 +49,12 @@ fn publisher(port: u16, app: &str) -> Pipeline {
     ))
 }
 
+/// A client's stats after one followed ReconnectRequest and no reconnect.
+fn moved_once(stats: &gst::Structure) {
+    assert_eq!(common::stat(stats, "reconnect-requests"), 1, "{stats}");
+    assert_eq!(common::stat(stats, "reconnects"), 0, "{stats}");
+}
+
 /// Every value once, in order, across the two lists.
 fn exactly_once(a: &[(u64, bool)], b: &[(u64, bool)]) -> Vec<u64> {
     let mut all: Vec<u64> = a.iter().chain(b).map(|(t, _)| *t).collect();
@@ -109,8 +115,7 @@ fn move_publisher(path_only: bool) {
     b.wait_eos(DEADLINE);
 
     let stats: gst::Structure = sink.property("stats");
-    assert_eq!(common::stat(&stats, "reconnect-requests"), 1, "{stats}");
-    assert_eq!(common::stat(&stats, "reconnects"), 0, "{stats}");
+    moved_once(&stats);
     assert_eq!(common::stat(&stats, "drops"), 0, "{stats}");
     let (va, vb) = (va.lock().unwrap().clone(), vb.lock().unwrap().clone());
     let (aa, ab) = (aa.lock().unwrap().clone(), ab.lock().unwrap().clone());
@@ -180,8 +185,7 @@ fn a_draining_server_moves_its_publisher_before_it_stops() {
     b.wait_eos(DEADLINE);
 
     let stats: gst::Structure = sink.property("stats");
-    assert_eq!(common::stat(&stats, "reconnect-requests"), 1, "{stats}");
-    assert_eq!(common::stat(&stats, "reconnects"), 0, "{stats}");
+    moved_once(&stats);
     assert_eq!(common::stat(&stats, "drops"), 0, "{stats}");
     let (va, vb) = (va.lock().unwrap().clone(), vb.lock().unwrap().clone());
     println!("first server {} video, second {} video", va.len(), vb.len());
@@ -277,8 +281,7 @@ fn move_player(scheme: &str) {
     );
 
     let stats: gst::Structure = player.by_name("src").property("stats");
-    assert_eq!(common::stat(&stats, "reconnect-requests"), 1, "{stats}");
-    assert_eq!(common::stat(&stats, "reconnects"), 0, "{stats}");
+    moved_once(&stats);
     let (video, audio) = (video.lock().unwrap().clone(), audio.lock().unwrap().clone());
     assert_eq!(
         exactly_once(&video, &[]).len(),

@@ -361,6 +361,26 @@ pub fn signals() -> Vec<glib::subclass::Signal> {
     ]
 }
 
+/// The action signal `request-reconnect(tc-url, description) -> R` of a server element
+/// (Enhanced RTMP ReconnectRequest; "" = the same place): `ask` sends it and says to how many.
+pub fn request_reconnect_signal<E, R>(ask: fn(&E, String, String) -> R) -> glib::subclass::Signal
+where
+    E: IsA<gst::Element> + for<'a> glib::value::FromValue<'a> + 'static,
+    R: ToValue + glib::types::StaticType + 'static,
+{
+    glib::subclass::Signal::builder("request-reconnect")
+        .param_types([String::static_type(), String::static_type()])
+        .return_type::<R>()
+        .action()
+        .class_handler(move |args| {
+            let element = args[0].get::<E>().expect("the element");
+            let tc_url = args[1].get::<String>().unwrap_or_default();
+            let description = args[2].get::<String>().unwrap_or_default();
+            Some(ask(&element, tc_url, description).to_value())
+        })
+        .build()
+}
+
 /// Connects a listener route to an element's signals. Holds only a weak reference: a route
 /// never keeps its element alive.
 pub struct ElementHooks<T: IsA<gst::Element>> {

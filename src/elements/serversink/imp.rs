@@ -214,20 +214,11 @@ impl ObjectImpl for RtmpServerSink {
             // request-reconnect(tc-url, description) -> players asked: an Enhanced RTMP
             // ReconnectRequest to every player that announced it handles them ("" = the same
             // place).
-            signals.push(
-                glib::subclass::Signal::builder("request-reconnect")
-                    .param_types([String::static_type(), String::static_type()])
-                    .return_type::<u32>()
-                    .action()
-                    .class_handler(|args| {
-                        let element = args[0].get::<super::RtmpServerSink>().expect("the element");
-                        let tc_url = args[1].get::<String>().unwrap_or_default();
-                        let description = args[2].get::<String>().unwrap_or_default();
-                        let asked = element.imp().request_reconnect(tc_url, description);
-                        Some(asked.to_value())
-                    })
-                    .build(),
-            );
+            signals.push(serverprops::request_reconnect_signal(
+                |e: &super::RtmpServerSink, tc_url, description| {
+                    e.imp().request_reconnect(tc_url, description)
+                },
+            ));
             signals
         });
         SIGNALS.as_ref()

@@ -128,6 +128,22 @@ async fn pass_on(
     Ok(false)
 }
 
+/// What one step of the old connection leaves: its end, if it ended (a second
+/// ReconnectRequest while following one is ignored); its frames go into `frames`.
+fn old_step(
+    ctx: &Ctx,
+    r: std::io::Result<()>,
+    link: &mut Link,
+    timestamps: &mut TimestampExtender,
+    frames: &mut Vec<MediaFrame>,
+) -> Option<PlayEnd> {
+    match r {
+        Err(e) => Some(PlayEnd::Lost(e.to_string())),
+        Ok(()) => session_events(ctx, &mut link.session, timestamps, frames)
+            .filter(|end| !matches!(end, PlayEnd::Move(_))),
+    }
+}
+
 /// Follows a ReconnectRequest to `next` (see the module notes). The caller counts it.
 pub(super) async fn follow_play(
     ctx: &Ctx,
@@ -153,11 +169,7 @@ pub(super) async fn follow_play(
                 }
             },
             r = link.step(), if old_end.is_none() => {
-                old_end = match r {
-                    Err(e) => Some(PlayEnd::Lost(e.to_string())),
-                    Ok(()) => session_events(ctx, &mut link.session, timestamps, &mut frames)
-                        .filter(|end| !matches!(end, PlayEnd::Move(_))),
-                };
+                old_end = old_step(ctx, r, link, timestamps, &mut frames);
                 if pass_on(&mut frames, None, cont, meter, tx).await.is_err() {
                     return Followed::Ended(PlayEnd::Gone);
                 }
@@ -192,11 +204,7 @@ pub(super) async fn follow_play(
         let far = tokio::time::Instant::now() + Duration::from_secs(3600);
         tokio::select! {
             r = link.step(), if old_end.is_none() && !reached => {
-                old_end = match r {
-                    Err(e) => Some(PlayEnd::Lost(e.to_string())),
-                    Ok(()) => session_events(ctx, &mut link.session, timestamps, &mut frames)
-                        .filter(|end| !matches!(end, PlayEnd::Move(_))),
-                };
+                old_end = old_step(ctx, r, link, timestamps, &mut frames);
                 let until = incoming.key.map(|(_, k)| k);
                 match pass_on(&mut frames, until, cont, meter, tx).await {
                     Ok(r) => reached = r,

@@ -304,8 +304,8 @@ pub(super) struct Link {
 }
 
 impl Link {
-    /// A link over a stream already connected and playing (what the direct player hands
-    /// back when it stops reading the socket itself).
+    /// A link over a connected stream: a new connection's, or one already playing (what the
+    /// direct player hands back when it stops reading the socket itself).
     pub(super) fn resume(
         session: ClientSession,
         stream: Box<dyn Stream>,
@@ -466,18 +466,14 @@ async fn attempt(ctx: &Ctx, query: Option<&str>, enhanced: bool) -> Result<Link,
     }
     let epoch = Instant::now();
     let session = ClientSession::new(sc, 0, &mut rand::rng());
-    let (reader, writer) = tokio::io::split(transport.stream);
-    let mut link = Link {
+    let mut link = Link::resume(
         session,
-        reader,
-        writer,
-        out: VecDeque::new(),
-        out_len: 0,
-        buf: vec![0; 64 * 1024],
-        eof: false,
-        received: 0,
+        transport.stream,
+        VecDeque::new(),
+        vec![0; 64 * 1024],
+        false,
         epoch,
-    };
+    );
     let started = match ctx.role {
         ClientRole::Publish => link.session.publish(&url.stream),
         ClientRole::Play => link.session.play(&url.stream, -2000.0),
