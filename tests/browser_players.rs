@@ -9,7 +9,7 @@
 //! - FFmpeg publishes H.264 with B-frames: the demo re-encodes it once for WebRTC, and the
 //!   browser still decodes.
 //!
-//! The demo binary is the one `cargo test --all-targets` builds (target/debug/examples/demo).
+//! The demo binary is built from this source by the test (`cargo build --example demo`).
 //! Deadlines only end a hung test; thresholds are ratios and counts, never timings.
 
 mod common;
@@ -19,7 +19,6 @@ mod webrtc;
 mod browser;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -27,22 +26,6 @@ use browser::http::parse_report;
 use common::server_peers::wait_until;
 use common::{ChildGuard, TempDir, free_port, init_gst, wait_for_port};
 use webrtc::{Chromium, Player, http, in_netns, publisher};
-
-fn demo_binary() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let bin = exe
-        .parent()
-        .unwrap()
-        .parent()
-        .unwrap()
-        .join("examples/demo");
-    assert!(
-        bin.is_file(),
-        "{} is missing: build it with `cargo build --example demo` (cargo test --all-targets does)",
-        bin.display()
-    );
-    bin
-}
 
 struct Demo {
     _child: ChildGuard,
@@ -55,7 +38,7 @@ fn start_demo(dir: &TempDir, extra: &[&str]) -> Demo {
     let log = std::fs::File::create(dir.path().join("demo.log")).unwrap();
     let child = ChildGuard::spawn(
         "demo",
-        Command::new(demo_binary())
+        Command::new(common::example_binary("demo"))
             .args(["--external-publisher", "--port", &rtmp_port.to_string()])
             .args(["--http-port", &http_port.to_string()])
             .arg("--hls-dir")
@@ -167,6 +150,8 @@ fn check_http_surface(port: u16) {
 
 #[test]
 fn chromium_plays_a_pass_through_stream_beside_19_webrtcbin_players() {
+    // Built out here, so that the namespace's deadline never covers a compile.
+    common::example_binary("demo");
     if !in_netns("chromium_plays_a_pass_through_stream_beside_19_webrtcbin_players") {
         return;
     }
@@ -211,6 +196,8 @@ fn chromium_plays_a_pass_through_stream_beside_19_webrtcbin_players() {
 
 #[test]
 fn chromium_decodes_an_ffmpeg_stream_with_b_frames() {
+    // Built out here, so that the namespace's deadline never covers a compile.
+    common::example_binary("demo");
     if !in_netns("chromium_decodes_an_ffmpeg_stream_with_b_frames") {
         return;
     }

@@ -987,11 +987,11 @@ pub fn ffmpeg9_listen(port: u16, out: &Path, copy: bool) -> ChildGuard {
     guard
 }
 
-/// The plugin's directory, with the plugin (the cdylib) built from this source, for
-/// `gst-launch-1.0` children: `cargo test` builds only the rlib the tests link, so build the
-/// library as `cargo build` would (a no-op when it is up to date) into the same target
-/// directory.
-pub fn plugin_dir() -> PathBuf {
+/// Builds `what` (cargo target arguments, e.g. `["--lib"]`) as `cargo build` would, into this
+/// test binary's target directory and profile (a no-op when it is up to date), and returns
+/// that profile's directory: `cargo test` builds only what the tests link, and never copies
+/// an example's binary to `target/<profile>/examples/`.
+fn cargo_build(what: &[&str]) -> PathBuf {
     let exe = std::env::current_exe().unwrap();
     // target/<profile>/deps/<test binary>
     let dir = exe.parent().unwrap().parent().unwrap().to_path_buf();
@@ -1001,20 +1001,42 @@ pub fn plugin_dir() -> PathBuf {
     let _one = BUILDING.lock().unwrap_or_else(|e| e.into_inner());
     let mut cargo = Command::new(env!("CARGO"));
     cargo
-        .args(["build", "--lib", "--quiet"])
+        .arg("build")
+        .args(what)
+        .arg("--quiet")
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .env("CARGO_TARGET_DIR", target);
     if dir.file_name().is_some_and(|n| n == "release") {
         cargo.arg("--release");
     }
-    let status = cargo.status().expect("run cargo build --lib");
-    assert!(status.success(), "cargo build --lib failed: {status}");
+    let status = cargo.status().expect("run cargo build");
+    assert!(status.success(), "cargo build {what:?} failed: {status}");
+    dir
+}
+
+/// The plugin's directory, with the plugin (the cdylib) built from this source, for
+/// `gst-launch-1.0` children.
+pub fn plugin_dir() -> PathBuf {
+    let dir = cargo_build(&["--lib"]);
     assert!(
         dir.join("libgstrsrtmp.so").exists(),
         "no libgstrsrtmp.so in {} after cargo build --lib",
         dir.display()
     );
     dir
+}
+
+/// The binary of example `name`, built from this source.
+pub fn example_binary(name: &str) -> PathBuf {
+    let bin = cargo_build(&["--example", name])
+        .join("examples")
+        .join(name);
+    assert!(
+        bin.is_file(),
+        "no {} after cargo build --example {name}",
+        bin.display()
+    );
+    bin
 }
 
 /// The Enhanced RTMP test files FFmpeg 9 makes once per machine (4 s each, see
