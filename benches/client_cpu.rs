@@ -39,6 +39,8 @@
 mod args;
 #[path = "common/child.rs"]
 mod child_common;
+#[path = "client_cpu/feeder.rs"]
+mod feeder;
 #[path = "client_cpu/peers.rs"]
 mod peers;
 #[path = "client_cpu/runner.rs"]
@@ -233,11 +235,18 @@ fn src_scenarios(demux: bool) -> Vec<Scenario> {
         fixed_mbit: None,
     };
     let mut v = vec![
-        // The floor: the same FLV bytes at the same rate from a pipe, no protocol.
+        // The floors: the same FLV tags at the same pace, one write (and, with a block size
+        // above the largest tag, one buffer) per tag as RTMP gives one message per tag, with no
+        // protocol: from a pipe, and over loopback TCP (the transport kept, RTMP left out).
         row(
             "fdsrc ! fakesink (no-protocol floor)",
             "floor",
-            "fdsrc fd=0 ! fakesink name=out sync=false",
+            "fdsrc fd=0 blocksize=1048576 ! fakesink name=out sync=false",
+        ),
+        row(
+            "tcpclientsrc ! fakesink (TCP floor)",
+            "floor-tcp",
+            "tcpclientsrc host=127.0.0.1 port={PORT} blocksize=1048576 ! fakesink name=out sync=false",
         ),
         row(
             "rtmpclientsrc ! fakesink",
@@ -328,7 +337,7 @@ impl Bench {
     }
 
     fn src_run(&mut self, sc: &Scenario, seconds: u64) -> Result<Run, String> {
-        if sc.side == "floor" {
+        if sc.side.starts_with("floor") {
             return self.floor_run(sc, seconds);
         }
         let url = self.url();
@@ -358,23 +367,27 @@ impl Bench {
 }
 
 impl Bench {
-    /// The floor row: ffmpeg's real-time FLV through a pipe into the child's `fdsrc`.
+    /// A floor row: the bench file's tags at their pace (see `client_cpu/feeder.rs`) through
+    /// a pipe into the child's `fdsrc`, or over TCP into its `tcpclientsrc`.
     fn floor_run(&mut self, sc: &Scenario, seconds: u64) -> Result<Run, String> {
-        let mut feeder = peers::pipe_realtime(&self.media)?;
-        let pipe = feeder
-            .child
-            .stdout
-            .take()
-            .ok_or("ffmpeg's standard output is not a pipe")?;
         let load = peers::loadavg();
-        let report = run_child_with_input(
-            &sc.pipeline,
-            Duration::from_secs(seconds),
-            Stdio::from(pipe),
-        )?;
+        let (feeder, report) = if sc.side == "floor-tcp" {
+            let (feeder, port) = feeder::to_tcp(&self.media)?;
+            let pipeline = sc.pipeline.replace("{PORT}", &port.to_string());
+            let report = run_child(&pipeline, Duration::from_secs(seconds))?;
+            (feeder, report)
+        } else {
+            let (feeder, pipe) = feeder::to_pipe(&self.media)?;
+            let report = run_child_with_input(
+                &sc.pipeline,
+                Duration::from_secs(seconds),
+                Stdio::from(std::os::fd::OwnedFd::from(pipe)),
+            )?;
+            (feeder, report)
+        };
         drop(feeder);
         if report.out_bytes == 0 {
-            return Err(format!("{}: nothing came through the pipe", sc.label));
+            return Err(format!("{}: nothing came through", sc.label));
         }
         Ok(Run {
             mbit: report.out_bytes as f64 * 8.0 / 1e6,
@@ -494,10 +507,11 @@ fn print_src_table(scenarios: &[Scenario], runs: &[Vec<Run>]) {
         .map(|r| median(r.iter().map(Run::cpu_ms_per_mbit).collect()))
         .collect();
     println!(
-        "| player pipeline | CPU ms (median) | CPU % of a core | Mbit received | Mbit/s | MB to fakesink | buffers | CPU ms/Mbit (range) | vs rtmp2src | vs floor |"
+        "| player pipeline | CPU ms (median) | CPU % of a core | Mbit received | Mbit/s | MB to fakesink | buffers | CPU ms/Mbit (range) | vs rtmp2src | vs floor | vs TCP floor |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
     let floor = scenarios.iter().position(|s| s.side == "floor");
+    let tcp_floor = scenarios.iter().position(|s| s.side == "floor-tcp");
     for (i, sc) in scenarios.iter().enumerate() {
         let r = &runs[i];
         let cpu = median(r.iter().map(|x| x.report.cpu_ns as f64 / 1e6).collect());
@@ -523,12 +537,15 @@ fn print_src_table(scenarios: &[Scenario], runs: &[Vec<Run>]) {
             Some(j) if j != i => format!("{:.2}×", per_mbit[i] / per_mbit[j]),
             _ => "—".to_string(),
         };
-        let vs_floor = match floor {
-            Some(f) if f != i => format!("{:.2}×", per_mbit[i] / per_mbit[f]),
+        let vs = |floor: Option<usize>| match floor {
+            Some(f) if f != i && !sc.side.starts_with("floor") => {
+                format!("{:.2}×", per_mbit[i] / per_mbit[f])
+            }
             _ => "—".to_string(),
         };
+        let (vs_floor, vs_tcp) = (vs(floor), vs(tcp_floor));
         println!(
-            "| {} | {cpu:.0} | {pct:.1} | {mbit:.1} | {rate:.2} | {out:.2} | {bufs:.0} | {:.3} ({}) | {ratio} | {vs_floor} |",
+            "| {} | {cpu:.0} | {pct:.1} | {mbit:.1} | {rate:.2} | {out:.2} | {bufs:.0} | {:.3} ({}) | {ratio} | {vs_floor} | {vs_tcp} |",
             sc.label,
             per_mbit[i],
             spread(r),

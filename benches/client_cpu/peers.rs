@@ -255,21 +255,6 @@ pub fn publish_realtime(media: &Path, url: &str) -> Result<Guard, String> {
     )
 }
 
-/// ffmpeg writing `media` as FLV to its standard output at real time (`-re`): the same bytes
-/// at the same rate as a player gets, with no protocol (the floor rows read it with `fdsrc`).
-pub fn pipe_realtime(media: &Path) -> Result<Guard, String> {
-    Guard::spawn(
-        "ffmpeg to a pipe",
-        Command::new("ffmpeg")
-            .args(["-nostdin", "-loglevel", "error", "-re", "-i"])
-            .arg(media)
-            .args(["-c", "copy", "-f", "flv", "pipe:1"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null()),
-    )
-}
-
 /// The 1-minute load average.
 pub fn loadavg() -> f64 {
     std::fs::read_to_string("/proc/loadavg")
