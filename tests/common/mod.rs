@@ -240,7 +240,18 @@ impl Nginx {
         Self::start_conf(port, true)
     }
 
+    /// nginx (`idle_streams on`) on `port` whose `live` application also carries
+    /// `directives`, e.g. a relay line `pull rtmp://127.0.0.1:PORT/live;` that makes it an
+    /// edge of another server.
+    pub fn start_live_app(port: u16, directives: &str) -> Nginx {
+        Self::start_full(port, true, directives)
+    }
+
     fn start_conf(port: u16, idle_streams: bool) -> Nginx {
+        Self::start_full(port, idle_streams, "")
+    }
+
+    fn start_full(port: u16, idle_streams: bool, directives: &str) -> Nginx {
         let idle = if idle_streams { "on" } else { "off" };
         require("nginx", "nginx-light libnginx-mod-rtmp");
         let module = "/usr/lib/nginx/modules/ngx_rtmp_module.so";
@@ -256,7 +267,7 @@ impl Nginx {
              pid {d}/nginx.pid; error_log {d}/error.log info;\n\
              events {{ worker_connections 1024; }}\n\
              rtmp {{ server {{ listen 127.0.0.1:{port}; chunk_size 4096;\n\
-               application live {{ live on; record off; idle_streams {idle}; }} }} }}\n"
+               application live {{ live on; record off; idle_streams {idle}; {directives} }} }} }}\n"
         );
         std::fs::write(dir.path().join("nginx.conf"), conf).unwrap();
         let guard = ChildGuard::spawn(
