@@ -310,6 +310,18 @@ impl Hub {
             }
             Input::Header(key, b) => {
                 let cache = &mut st.cache;
+                if cache.started {
+                    // A configuration that comes after media (a restarted or reconnected
+                    // publisher, a changed encoder): the cached frames of its kind may belong
+                    // to the old one. Without the video, a joiner waits for the next keyframe.
+                    if b.kind == Kind::Video {
+                        cache.gop.clear();
+                        cache.gop_valid = false;
+                    } else {
+                        cache.gop.retain(|f| f.kind != b.kind);
+                    }
+                    cache.gop_bytes = cache.gop.iter().map(|f| f.len()).sum();
+                }
                 if b.kind == Kind::Video {
                     cache.has_video = true;
                     if key.track == 0 {

@@ -92,6 +92,32 @@ fn late_player_gets_headers_then_gop_from_last_keyframe() {
 }
 
 #[test]
+fn a_header_after_media_empties_the_gop_until_the_next_keyframe() {
+    let hub = Hub::new(HubConfig::default());
+    hub.push(vheader(2));
+    hub.push(frame(Kind::Video, true, 10, 4));
+    hub.push(frame(Kind::Video, false, 11, 4));
+    // The publisher reconnected (or its encoder restarted): the configuration again.
+    hub.push(vheader(3));
+    hub.push(frame(Kind::Video, false, 12, 4));
+    let early = hub.add_player(peer());
+    hub.push(frame(Kind::Video, true, 20, 4));
+    hub.push(frame(Kind::Video, false, 21, 4));
+    let late = hub.add_player(peer());
+    // Nothing of the old configuration's GOP reaches a joiner; from the next keyframe on the
+    // GOP is cached again.
+    assert_eq!(drain(&early), vec![3, 20, 21]);
+    assert_eq!(drain(&late), vec![3, 20, 21]);
+
+    // A new audio configuration takes only the cached audio out.
+    hub.push(frame(Kind::Audio, false, 22, 4));
+    hub.push(aheader(4));
+    hub.push(frame(Kind::Video, false, 23, 4));
+    let third = hub.add_player(peer());
+    assert_eq!(drain(&third), vec![3, 4, 20, 21, 23]);
+}
+
+#[test]
 fn a_player_there_before_the_first_frame_gets_every_frame() {
     for gop_cache in [true, false] {
         let hub = Hub::new(HubConfig {
