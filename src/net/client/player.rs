@@ -2,7 +2,7 @@
 //! connection as one task on the player's own current-thread runtime, for the transports that
 //! cannot be polled in place (TLS, the tunnel). Plain TCP is played by [`Direct`] instead.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -49,7 +49,8 @@ pub struct Player {
 enum Mode {
     /// The whole connection is one task; frames come through a channel.
     Task {
-        rx: Mutex<mpsc::Receiver<PlayItem>>,
+        /// Held by whoever drives the connection (see [`Player::hold`]).
+        rx: Arc<Mutex<mpsc::Receiver<PlayItem>>>,
         task: tokio::task::JoinHandle<()>,
     },
     /// Plain TCP, driven in place.
@@ -92,7 +93,7 @@ impl Player {
                 }
             });
             Mode::Task {
-                rx: Mutex::new(rx),
+                rx: Arc::new(Mutex::new(rx)),
                 task,
             }
         };
@@ -127,20 +128,22 @@ impl Player {
         }
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (rt, wake, flag) = (self.rt().clone(), self.wake.clone(), stop.clone());
-        let direct = match &self.mode {
-            Mode::Direct(d) => Some(d.clone()),
-            Mode::Task { .. } => None,
+        let driven = match &self.mode {
+            Mode::Direct(d) => Ok(d.clone()),
+            Mode::Task { rx, .. } => Err(rx.clone()),
         };
         let spawned = std::thread::Builder::new()
             .name("rsrtmp-player".into())
             .spawn(move || {
                 let stopped = || flag.load(std::sync::atomic::Ordering::Acquire);
-                match direct {
-                    Some(d) => {
+                match driven {
+                    Ok(d) => {
                         let mut d = d.lock().unwrap_or_else(|e| e.into_inner());
                         d.drive(&rt, &wake, &stopped, false);
                     }
-                    None => {
+                    Err(rx) => {
+                        // Held only to show `next` who drives; the task runs on `rt`.
+                        let _rx = rx.lock().unwrap_or_else(|e| e.into_inner());
                         wake.block_on(&rt, &stopped, std::future::pending::<()>());
                     }
                 }
@@ -155,16 +158,35 @@ impl Player {
     }
 
     /// Stops the background thread, if any, so the caller can drive the connection.
+    ///
+    /// The slot stays locked until the thread has ended, so no `drive_in_background` (an
+    /// `unlock()` on another thread) starts a second one meanwhile: that one could take the
+    /// connection first, and the thread joined here would wait for it forever. There is so
+    /// never more than one background thread.
     fn take_over(&self) {
-        let background = self
-            .background
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(b) = background {
+        let mut slot = self.background.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = slot.take() {
             b.stop.store(true, std::sync::atomic::Ordering::Release);
             self.wake.raise();
             let _ = b.thread.join();
+        }
+    }
+
+    /// Takes the connection over from the background: stops the background thread and locks
+    /// what it drives (`lock`, which it holds while driving). An `unlock()` on another thread
+    /// may start a new background thread between the two; if that one got `lock` first, it is
+    /// stopped too, so the caller never waits on a thread nobody will stop.
+    fn hold<'a, T>(&self, lock: &'a Mutex<T>) -> MutexGuard<'a, T> {
+        loop {
+            self.take_over();
+            match lock.try_lock() {
+                Ok(guard) => return guard,
+                Err(TryLockError::Poisoned(e)) => return e.into_inner(),
+                // Held by a background thread started meanwhile: it is in the slot (it is
+                // stored before `drive_in_background` lets go of the slot), so the next
+                // `take_over` stops it.
+                Err(TryLockError::WouldBlock) => {}
+            }
         }
     }
 
@@ -173,16 +195,15 @@ impl Player {
     /// The caller must not be a runtime thread. After a stop or the last item, the connection
     /// goes on in the background.
     pub fn next(&self, stop: &dyn Fn() -> bool) -> Option<PlayItem> {
-        self.take_over();
         let item = match &self.mode {
             Mode::Task { rx, .. } => {
-                let mut rx = rx.lock().unwrap_or_else(|e| e.into_inner());
+                let mut rx = self.hold(rx);
                 self.wake
                     .block_on(self.rt(), stop, rx.recv())
                     .map(|item| item.unwrap_or_else(|| self.ended()))
             }
             Mode::Direct(d) => {
-                let mut d = d.lock().unwrap_or_else(|e| e.into_inner());
+                let mut d = self.hold(d);
                 d.drive(self.rt(), &self.wake, stop, true);
                 match d.pop() {
                     Some(item) => Some(item),
@@ -377,5 +398,95 @@ async fn play_live(
             _ = tx.closed() => return PlayEnd::Gone,
             _ = ticker.tick() => st.meter.tick(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::TcpListener;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc as std_mpsc;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::net::client::{AuthMode, ReconnectPolicy};
+    use crate::rtmp::url::RtmpUrl;
+
+    /// A player whose server accepts and never answers: the connection stays opening, driven
+    /// by whoever holds it.
+    fn silent_player(scheme: &str) -> (Player, TcpListener) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cfg = ClientConfig {
+            url: RtmpUrl::parse(&format!("{scheme}://127.0.0.1:{port}/live/s")).unwrap(),
+            authmod: AuthMode::default(),
+            timeout: Duration::from_secs(3600),
+            flash_version: None,
+            extra_connect_args: Vec::new(),
+            reconnect: ReconnectPolicy {
+                enabled: false,
+                max_attempts: None,
+                initial_delay: Duration::from_millis(100),
+                max_delay: Duration::from_millis(100),
+            },
+            tls: None,
+            enhanced_codecs: Vec::new(),
+        };
+        let notice: NoticeFn = Arc::new(|_| {});
+        (Player::start(cfg, PlayConfig::default(), notice), listener)
+    }
+
+    /// What a source's `unlock()` does on the application's thread, at varying moments
+    /// while its streaming thread enters `next` and takes the connection over from the
+    /// background thread: no hand-over may leave a background thread driving the connection
+    /// that `next` then waits for (the hang seen with `set_state(Null)` in CI).
+    fn handover_race(scheme: &str) {
+        let (player, _listener) = silent_player(scheme);
+        let player = Arc::new(player);
+        let flushing = Arc::new(AtomicBool::new(false));
+        let (entering_tx, entering_rx) = std_mpsc::channel::<usize>();
+        let (done_tx, done_rx) = std_mpsc::channel();
+        let streaming = {
+            let (player, flushing) = (player.clone(), flushing.clone());
+            std::thread::spawn(move || {
+                for round in 0..200 {
+                    // unlock_stop(), then create().
+                    flushing.store(false, Ordering::SeqCst);
+                    entering_tx.send(round).unwrap();
+                    // Only the unlock ends the wait: the server never answers.
+                    assert!(player.next(&|| flushing.load(Ordering::SeqCst)).is_none());
+                }
+                let _ = done_tx.send(());
+            })
+        };
+        let unlocker = {
+            let (player, flushing) = (player.clone(), flushing.clone());
+            std::thread::spawn(move || {
+                while let Ok(round) = entering_rx.recv() {
+                    // A different point of the hand-over each round.
+                    for _ in 0..round % 40 {
+                        std::thread::yield_now();
+                    }
+                    flushing.store(true, Ordering::SeqCst);
+                    player.interrupt();
+                    player.drive_in_background();
+                }
+            })
+        };
+        // Ends a hung test; never a measure of speed.
+        let finished = done_rx.recv_timeout(Duration::from_secs(120));
+        assert!(finished.is_ok(), "next() hung after an unlock");
+        streaming.join().unwrap();
+        unlocker.join().unwrap();
+    }
+
+    #[test]
+    fn an_unlock_during_the_hand_over_never_hangs_next_direct() {
+        handover_race("rtmp");
+    }
+
+    #[test]
+    fn an_unlock_during_the_hand_over_never_hangs_next_task() {
+        handover_race("rtmpt");
     }
 }
