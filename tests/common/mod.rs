@@ -323,6 +323,32 @@ pub fn init_gst() {
     ONCE.call_once(|| {
         gst::init().expect("gst::init");
         gstrsrtmp::plugin_register_static().expect("register rsrtmp");
+        start_watchdog();
+    });
+}
+
+/// Ends this test binary when it is still running after `RSRTMP_TEST_WATCHDOG` seconds
+/// (default 1200; the slowest binary takes a few minutes on two loaded cores): a hung test
+/// then fails the run at once, named in cargo's "has been running for over 60 seconds"
+/// lines, instead of holding CI until its own limit.
+fn start_watchdog() {
+    let secs = std::env::var("RSRTMP_TEST_WATCHDOG")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(1200);
+    std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_secs(secs));
+        // Straight to descriptor 2: the test harness captures the output of threads
+        // started by a test, and would lose it with the abort.
+        use std::io::Write;
+        use std::os::fd::FromRawFd;
+        // SAFETY: descriptor 2 is open for the whole process; ManuallyDrop never closes it.
+        let mut fd2 = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(2) });
+        let _ = writeln!(
+            fd2,
+            "rsrtmp test watchdog: this test binary is still running after {secs} s; a test hangs: aborting"
+        );
+        std::process::abort();
     });
 }
 

@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, Once};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
@@ -16,11 +16,7 @@ use crate::common::{ChildGuard, FrameCrc, ffmpeg9};
 
 /// GStreamer initialised and this plugin registered, once per test binary.
 pub fn init() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        gst::init().expect("gst::init");
-        gstrsrtmp::plugin_register_static().expect("register rsrtmp");
-    });
+    crate::common::init_gst();
 }
 
 /// A pipeline set to NULL when dropped, even when the test panics.
