@@ -578,12 +578,32 @@ fn small_window_socket(port: u16) -> TcpStream {
 
 #[test]
 fn stalled_player_is_skipped_to_keyframes_counted_and_resumes_at_one() {
+    stalled_player_resumes_at_a_keyframe("queue-size=65536", Duration::ZERO);
+}
+
+/// The age bound: the queue may hold 64 MiB (the test's whole stream is 1.2 MB), so only
+/// `queue-time` can make the stalled player skip. The frames are paced (20 ms apart) and
+/// pushed until it was skipped, so the stall outlasts the bound however slow the machine;
+/// the bound is long enough that a reader descheduled for a while is not taken for one.
+#[test]
+fn a_player_stalled_longer_than_queue_time_is_skipped_and_resumes_at_a_keyframe() {
+    stalled_player_resumes_at_a_keyframe(
+        "queue-size=67108864 queue-time=2000",
+        Duration::from_millis(20),
+    );
+}
+
+/// Two readers and a player that stops reading (a tiny receive window) under `bounds`, the
+/// stream pushed `pace` apart: the stalled player is skipped (drops in its stats) while the
+/// readers lose nothing; when it reads again it gets every later message or a count of it as
+/// dropped, and after every gap it restarts at a keyframe.
+fn stalled_player_resumes_at_a_keyframe(bounds: &str, pace: Duration) {
     const FRAMES: u32 = 300;
     let pieces = synthetic_flv(FRAMES, 4000);
-    let p = Pipeline::parse(
+    let p = Pipeline::parse(&format!(
         "appsrc name=src format=bytes caps=video/x-flv ! \
-         rtmpserversink name=sink address=127.0.0.1 port=0 stream=s queue-size=65536",
-    );
+         rtmpserversink name=sink address=127.0.0.1 port=0 stream=s {bounds}",
+    ));
     p.play();
     let sink = p.by_name("sink");
     let port = p.port("sink");
@@ -613,18 +633,27 @@ fn stalled_player_is_skipped_to_keyframes_counted_and_resumes_at_one() {
             for r in &readers {
                 r.wait_frames(behind, behind);
             }
+            std::thread::sleep(pace);
         }
     };
     src.push_buffer(gst::Buffer::from_slice(pieces[0].clone()))
         .unwrap();
-    push(0, FRAMES / 2);
-    wait_until("the stalled player to be skipped", DEADLINE, || {
-        drops_of(&stalled_addr) > 0
-    });
+    // Half the stream, and on until the stalled player was skipped (drops are counted as
+    // messages are pushed).
+    let mut pushed = FRAMES / 2;
+    push(0, pushed);
+    while drops_of(&stalled_addr) == 0 {
+        assert!(
+            pushed < FRAMES - 30,
+            "the stalled player was never skipped ({bounds})"
+        );
+        push(pushed, pushed + 1);
+        pushed += 1;
+    }
 
     // It reads again: from here on it keeps up.
     let resumed = Player::keep_reading("resumed player", stalled);
-    push(FRAMES / 2, FRAMES);
+    push(pushed, FRAMES);
     let total = 2 * FRAMES as u64;
     for r in &readers {
         r.wait_frames(FRAMES as usize, FRAMES as usize);

@@ -43,6 +43,8 @@ struct Settings {
     queue_size: u32,
     policy: Policy,
     merge_window: u32,
+    /// Milliseconds; 0 = off.
+    queue_time: u32,
 }
 
 impl Default for Settings {
@@ -53,6 +55,7 @@ impl Default for Settings {
             queue_size: DEFAULT_QUEUE_SIZE,
             policy: Policy::default(),
             merge_window: 0,
+            queue_time: 0,
         }
     }
 }
@@ -197,6 +200,15 @@ impl ObjectImpl for RtmpServerSink {
                     .build(),
             );
             props.push(
+                glib::ParamSpecUInt::builder("queue-time")
+                    .nick("Queue time")
+                    .blurb("Milliseconds a player's oldest queued message may wait (beyond merge-window) before its queued media is dropped and it skips to the next keyframe, so a slow player lags at most about this much; 0: only queue-size bounds the queue")
+                    .maximum(600_000)
+                    .default_value(0)
+                    .mutable_ready()
+                    .build(),
+            );
+            props.push(
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
                     .blurb("clients, and per client: address, bytes, drops, sends (socket writes), transport, shared-bytes (zero-copy), enhanced-codecs and caps-ex (what its connect announced); tracks: per track kind, id, codec (FourCC), enhanced, frames, keyframes, bytes (of what the sink was given)")
@@ -234,6 +246,7 @@ impl ObjectImpl for RtmpServerSink {
             "queue-size" => settings.queue_size = value.get().expect("type checked"),
             "enhanced-policy" => settings.policy = value.get().expect("type checked"),
             "merge-window" => settings.merge_window = value.get().expect("type checked"),
+            "queue-time" => settings.queue_time = value.get().expect("type checked"),
             other => unimplemented!("property {other}"),
         }
     }
@@ -255,6 +268,7 @@ impl ObjectImpl for RtmpServerSink {
             "queue-size" => settings.queue_size.to_value(),
             "enhanced-policy" => settings.policy.to_value(),
             "merge-window" => settings.merge_window.to_value(),
+            "queue-time" => settings.queue_time.to_value(),
             other => unimplemented!("property {other}"),
         }
     }
@@ -305,6 +319,8 @@ impl BaseSinkImpl for RtmpServerSink {
             strict: settings.policy == Policy::Strict,
             merge_window: (settings.merge_window > 0)
                 .then(|| Duration::from_millis(settings.merge_window.into())),
+            queue_time: (settings.queue_time > 0)
+                .then(|| Duration::from_millis(settings.queue_time.into())),
         }));
         let hooks = Arc::new(ElementHooks {
             element: self.obj().downgrade(),

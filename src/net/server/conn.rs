@@ -446,7 +446,7 @@ impl Conn {
         let alive = queue.take(batch, BATCH);
         for item in batch.drain(..) {
             match item {
-                Item::Frame(f) => {
+                Item::Frame(f, _) => {
                     if shared {
                         // Shared bytes only go between whole messages of the session's own.
                         self.drain_transmit();

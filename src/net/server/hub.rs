@@ -21,10 +21,13 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak, mpsc};
+use std::time::Instant;
 
 use bytes::Bytes;
 
-pub use super::queue::{DirectSocket, Flushed, Frame, Item, Kind, PlayerQueue, PlayerStats};
+pub use super::queue::{
+    DirectSocket, Flushed, Frame, Item, Kind, PlayerQueue, PlayerStats, Queued,
+};
 pub use rsrtmp_engine::flv::HeaderKey;
 use rsrtmp_engine::legacy::{Accept, Needs};
 use rsrtmp_engine::session::EnhancedCaps;
@@ -58,6 +61,10 @@ pub struct HubConfig {
     /// Merged writes: each player's messages go out once per window, in one vectored send
     /// (see `merge`). `None`: every message at once.
     pub merge_window: Option<std::time::Duration>,
+    /// Age bound of each player's queue: a player whose oldest queued message waited longer
+    /// (plus the merge window) loses its queued media and skips to the next sync point.
+    /// `None`: only the byte bound.
+    pub queue_time: Option<std::time::Duration>,
 }
 
 impl Default for HubConfig {
@@ -67,6 +74,7 @@ impl Default for HubConfig {
             queue_limit: DEFAULT_QUEUE_LIMIT,
             strict: false,
             merge_window: None,
+            queue_time: None,
         }
     }
 }
@@ -119,12 +127,14 @@ const PARALLEL_FROM: usize = 128;
 #[derive(Clone)]
 enum Delivery {
     /// A header or metadata: never dropped.
-    Always(Arc<Frame>),
-    /// Media, dropped for a player that is skipping or over its bound.
+    Always(Arc<Frame>, Instant),
+    /// Media, dropped for a player that is skipping or over its bounds.
     Media {
         frame: Arc<Frame>,
         sync: bool,
         limit: usize,
+        now: Instant,
+        max_age: Option<std::time::Duration>,
         /// What the stream's video needs (see `StreamCache::video_needs`).
         video: Needs,
     },
@@ -133,15 +143,17 @@ enum Delivery {
 impl Delivery {
     fn to(&self, p: &PlayerQueue) {
         match self {
-            Delivery::Always(f) => {
+            Delivery::Always(f, now) => {
                 if p.accept.as_ref().is_none_or(|a| a.takes(&f.needs)) {
-                    p.push_always(f)
+                    p.push_always(f, *now)
                 }
             }
             Delivery::Media {
                 frame,
                 sync,
                 limit,
+                now,
+                max_age,
                 video,
             } => {
                 let mut sync = *sync;
@@ -154,7 +166,7 @@ impl Delivery {
                         sync = true;
                     }
                 }
-                p.push_media(frame, sync, *limit)
+                p.push_media(frame, sync, *limit, *now, *max_age)
             }
         }
     }
@@ -297,7 +309,16 @@ impl Hub {
     /// Adds one message to the stream: caches what new players need, queues it for every
     /// current player.
     pub fn push(&self, input: Input) {
+        self.push_at(input, Instant::now());
+    }
+
+    /// [`push`](Self::push) at `now`: when the message arrived, for the players' age bound.
+    pub fn push_at(&self, input: Input, now: Instant) {
         let limit = self.config.queue_limit;
+        let max_age = self
+            .config
+            .queue_time
+            .map(|t| t + self.config.merge_window.unwrap_or_default());
         let mut st = self.lock();
         if st.ended {
             st.ended = false;
@@ -306,7 +327,7 @@ impl Hub {
         match input {
             Input::Metadata(b) => {
                 st.cache.metadata = Some(b.clone());
-                self.deliver(&st.players, Delivery::Always(b));
+                self.deliver(&st.players, Delivery::Always(b, now));
             }
             Input::Header(key, b) => {
                 let cache = &mut st.cache;
@@ -332,7 +353,7 @@ impl Hub {
                     Some(slot) => slot.1 = b.clone(),
                     None => cache.headers.push((key, b.clone())),
                 }
-                self.deliver(&st.players, Delivery::Always(b));
+                self.deliver(&st.players, Delivery::Always(b, now));
             }
             Input::Frame(enc) => {
                 if enc.kind == Kind::Video {
@@ -366,6 +387,8 @@ impl Hub {
                     frame: enc,
                     sync,
                     limit,
+                    now,
+                    max_age,
                     video: st.cache.video_needs,
                 };
                 self.deliver(&st.players, delivery);
@@ -420,6 +443,8 @@ impl Hub {
         let merged = self.merger.is_some();
         let player = Arc::new(PlayerQueue::new(peer, direct, accept.clone(), merged));
         {
+            // The cache counts as queued now: a new player's backlog, not its lag.
+            let now = Instant::now();
             let mut q = player.lock();
             for b in preamble {
                 let len = b.len();
@@ -432,11 +457,29 @@ impl Hub {
                 .chain(cache.headers.iter().map(|(_, b)| b))
                 .filter(|b| takes(b))
             {
-                q.push(Item::Frame(b.clone()), b.len());
+                q.push(
+                    Item::Frame(
+                        b.clone(),
+                        Queued {
+                            at: now,
+                            media: false,
+                        },
+                    ),
+                    b.len(),
+                );
             }
             if self.config.gop_cache && cache.gop_valid && !cache.gop.is_empty() {
                 for b in cache.gop.iter().filter(|b| takes(b)) {
-                    q.push(Item::Frame(b.clone()), b.len());
+                    q.push(
+                        Item::Frame(
+                            b.clone(),
+                            Queued {
+                                at: now,
+                                media: true,
+                            },
+                        ),
+                        b.len(),
+                    );
                 }
             } else {
                 q.skipping = cache.started;

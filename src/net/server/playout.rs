@@ -245,7 +245,7 @@ mod tests {
             // What a player's session would have announced first.
             reader.feed(&[2, 0, 0, 0, 0, 0, 4, 1, 0, 0, 0, 0, 0, 0, 0x10, 0]);
             for item in &items {
-                let Item::Frame(f) = item else {
+                let Item::Frame(f, _) = item else {
                     panic!("unexpected {item:?}")
                 };
                 reader.feed(&f.bytes);

@@ -11,6 +11,7 @@ use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -74,11 +75,19 @@ pub struct PlayerStats {
     pub announced: Option<Arc<EnhancedCaps>>,
 }
 
+/// When and as what a message went into a player's queue.
+#[derive(Debug, Clone, Copy)]
+pub struct Queued {
+    pub at: Instant,
+    /// Media (dropped when the player falls behind), not a header or metadata.
+    pub media: bool,
+}
+
 /// One entry of a player's queue.
 #[derive(Debug, Clone)]
 pub enum Item {
     /// A message to write (its shared bytes, normally).
-    Frame(Arc<Frame>),
+    Frame(Arc<Frame>, Queued),
     /// The player's own session output (direct players only: their task writes through the
     /// queue too, so that nothing lands inside a message the hub is writing).
     Own(Bytes),
@@ -89,7 +98,7 @@ pub enum Item {
 impl Item {
     pub(super) fn bytes(&self) -> &[u8] {
         match self {
-            Item::Frame(f) => &f.bytes,
+            Item::Frame(f, _) => &f.bytes,
             Item::Own(b) => b,
             Item::End => &[],
         }
@@ -153,6 +162,35 @@ impl QueueInner {
         if self.items.is_empty() && self.items.capacity() > SHRINK_ABOVE {
             self.items.shrink_to(SHRINK_ABOVE);
         }
+    }
+
+    /// How long the oldest message still queued has waited (`None`: no message queued).
+    pub(super) fn age(&self, now: Instant) -> Option<Duration> {
+        self.items.iter().find_map(|item| match item {
+            Item::Frame(_, queued) => Some(now.saturating_duration_since(queued.at)),
+            _ => None,
+        })
+    }
+
+    /// Takes the queued media out, keeping headers, metadata, the player's own output, the
+    /// end, and a front item already partly written. Returns how many went.
+    pub(super) fn drop_media(&mut self) -> u64 {
+        let keep_front = self.front_written > 0;
+        let (mut dropped, mut bytes, mut first) = (0, 0, true);
+        self.items.retain(|item| {
+            let keep = match item {
+                Item::Frame(f, queued) if queued.media && !(first && keep_front) => {
+                    bytes += f.len();
+                    false
+                }
+                _ => true,
+            };
+            first = false;
+            dropped += u64::from(!keep);
+            keep
+        });
+        self.bytes -= bytes;
+        dropped
     }
 
     pub(super) fn pop_front(&mut self) -> Option<Item> {
@@ -255,19 +293,31 @@ impl PlayerQueue {
         self.peer
     }
 
-    pub(super) fn push_always(&self, b: &Arc<Frame>) {
+    pub(super) fn push_always(&self, b: &Arc<Frame>, now: Instant) {
         let q = self.lock();
         if q.closed {
             return;
         }
-        self.enqueue(q, b);
+        self.enqueue(
+            q,
+            b,
+            Queued {
+                at: now,
+                media: false,
+            },
+        );
     }
 
     /// Writes `f` through for a direct player with an empty queue, and queues what is left
     /// (or all of it, otherwise), waking the task when the queue was empty. The frame is
     /// referenced (a reference count touched) only when it is queued. With merged writes it
     /// is only queued: the merging thread writes it or wakes the task.
-    pub(super) fn enqueue(&self, mut q: MutexGuard<'_, QueueInner>, f: &Arc<Frame>) {
+    pub(super) fn enqueue(
+        &self,
+        mut q: MutexGuard<'_, QueueInner>,
+        f: &Arc<Frame>,
+        queued: Queued,
+    ) {
         let len = f.len();
         let written = if self.merged {
             0
@@ -279,7 +329,7 @@ impl PlayerQueue {
         }
         // With merged writes only the merging thread wakes the task, once per window.
         let wake = q.items.is_empty() && !self.merged;
-        q.push(Item::Frame(f.clone()), len);
+        q.push(Item::Frame(f.clone(), queued), len);
         if wake {
             q.front_written = written;
         }
@@ -290,14 +340,34 @@ impl PlayerQueue {
         }
     }
 
-    pub(super) fn push_media(&self, b: &Arc<Frame>, sync: bool, limit: usize) {
+    /// Queues media under the player's bounds: `limit` bytes, and when `max_age` is set, the
+    /// age of its oldest queued message. Over the age bound, the queued media is dropped too
+    /// (the player is that far behind: what it still has to read is stale), so the player
+    /// starts again at the next sync point with a lag of one bound, not of its whole queue.
+    pub(super) fn push_media(
+        &self,
+        b: &Arc<Frame>,
+        sync: bool,
+        limit: usize,
+        now: Instant,
+        max_age: Option<Duration>,
+    ) {
         let mut q = self.lock();
         if q.closed {
             return;
         }
+        let late = |q: &QueueInner| max_age.is_some_and(|max| q.age(now).is_some_and(|a| a > max));
+        let mut stale = late(&q);
+        if stale {
+            let dropped = q.drop_media();
+            q.drops += dropped;
+            q.skipping = true;
+            // Still late: a message it is in the middle of, or a header, has waited that long.
+            stale = late(&q);
+        }
         // An empty queue takes any frame, so that one frame larger than the bound cannot
         // make a player skip for ever.
-        let fits = q.bytes == 0 || q.bytes + b.len() <= limit;
+        let fits = !stale && (q.bytes == 0 || q.bytes + b.len() <= limit);
         if q.skipping && !(sync && fits) {
             q.drops += 1;
             return;
@@ -308,7 +378,14 @@ impl PlayerQueue {
             return;
         }
         q.skipping = false;
-        self.enqueue(q, b);
+        self.enqueue(
+            q,
+            b,
+            Queued {
+                at: now,
+                media: true,
+            },
+        );
     }
 
     pub(super) fn push_end(&self) {

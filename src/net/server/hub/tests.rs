@@ -49,7 +49,7 @@ fn drain(p: &PlayerQueue) -> Vec<u8> {
     p.take(&mut out, usize::MAX);
     out.iter()
         .map(|i| match i {
-            Item::Frame(b) => b.bytes[0],
+            Item::Frame(b, _) => b.bytes[0],
             Item::Own(b) => b[0],
             Item::End => 0xEE,
         })
@@ -67,7 +67,7 @@ fn every_player_shares_the_same_bytes() {
     let (mut qa, mut qb) = (Vec::new(), Vec::new());
     a.take(&mut qa, 10);
     b.take(&mut qb, 10);
-    let (Item::Frame(x), Item::Frame(y)) = (&qa[0], &qb[0]) else {
+    let (Item::Frame(x, _), Item::Frame(y, _)) = (&qa[0], &qb[0]) else {
         panic!("expected bytes, got {qa:?} {qb:?}");
     };
     // Same allocation: the payload was not copied per player.
@@ -186,6 +186,7 @@ fn slow_player_skips_to_next_keyframe_and_counts_drops() {
         queue_limit: 10,
         strict: false,
         merge_window: None,
+        queue_time: None,
     });
     let slow = hub.add_player(peer());
     let fast = hub.add_player(peer());
@@ -216,6 +217,7 @@ fn headers_are_never_dropped() {
         queue_limit: 4,
         strict: false,
         merge_window: None,
+        queue_time: None,
     });
     let p = hub.add_player(peer());
     hub.push(frame(Kind::Video, true, 10, 4));
@@ -231,6 +233,7 @@ fn oversized_gop_is_not_cached() {
         queue_limit: 6,
         strict: false,
         merge_window: None,
+        queue_time: None,
     });
     hub.push(frame(Kind::Video, true, 10, 4));
     hub.push(frame(Kind::Video, false, 11, 4));
@@ -500,4 +503,86 @@ fn the_merging_thread_flushes_every_player() {
     // A task-written player's queue waits for its task, woken by the round.
     assert_eq!(drain(&queued), vec![10, 11, 12]);
     drop(hub);
+}
+
+fn aging_hub(queue_time: Option<std::time::Duration>) -> Hub {
+    Hub::new(HubConfig {
+        queue_time,
+        ..HubConfig::default()
+    })
+}
+
+fn ms(n: u64) -> std::time::Duration {
+    std::time::Duration::from_millis(n)
+}
+
+#[test]
+fn a_player_further_behind_than_queue_time_drops_its_queued_media_and_resumes_at_a_keyframe() {
+    let t0 = Instant::now();
+    for bound in [None, Some(ms(1000))] {
+        let hub = aging_hub(bound);
+        hub.push_at(vheader(2), t0);
+        hub.push_at(aheader(3), t0);
+        let slow = hub.add_player(peer());
+        let fast = hub.add_player(peer());
+        // The fast player reads everything at once.
+        let mut fast_got = drain(&fast);
+        let mut at = t0;
+        for (tag, kind, key) in [
+            (10, Kind::Video, true),
+            (11, Kind::Audio, false),
+            (12, Kind::Video, false),
+        ] {
+            at += ms(400);
+            hub.push_at(frame(kind, key, tag, 4), at);
+            fast_got.extend(drain(&fast));
+        }
+        // 1.6 s after the player's first message, still nothing taken.
+        hub.push_at(frame(Kind::Video, false, 13, 4), t0 + ms(1600));
+        fast_got.extend(drain(&fast));
+        assert_eq!(fast_got, vec![2, 3, 10, 11, 12, 13]);
+        match bound {
+            // Only the byte bound: the player reads it all, 1.6 s late.
+            None => {
+                assert_eq!(drain(&slow), vec![2, 3, 10, 11, 12, 13]);
+                assert_eq!(slow.stats().drops, 0);
+            }
+            // Its media went (10, 11, 12, and 13 which is no sync point); the headers stay.
+            Some(_) => {
+                assert_eq!(drain(&slow), vec![2, 3]);
+                assert_eq!(slow.stats().drops, 4);
+                hub.push_at(frame(Kind::Audio, false, 14, 4), t0 + ms(1700));
+                hub.push_at(frame(Kind::Video, true, 20, 4), t0 + ms(1800));
+                hub.push_at(frame(Kind::Audio, false, 21, 4), t0 + ms(1900));
+                assert_eq!(drain(&slow), vec![20, 21]);
+                assert_eq!(slow.stats().drops, 5);
+                assert_eq!(fast.stats().drops, 0);
+            }
+        }
+    }
+}
+
+#[test]
+fn the_age_bound_keeps_a_partly_written_message_and_the_cache_is_not_lag() {
+    let t0 = Instant::now();
+    let hub = aging_hub(Some(ms(1000)));
+    let (p, sock) = direct_player(&hub, 2, b"x");
+    assert_eq!(p.flush_direct().unwrap(), Flushed::Empty);
+    hub.push_at(frame(Kind::Video, true, 10, 3), t0);
+    hub.push_at(frame(Kind::Video, false, 11, 2), t0 + ms(100));
+    // The front message is half out: it stays, and so the player is still late.
+    hub.push_at(frame(Kind::Video, false, 12, 2), t0 + ms(1200));
+    hub.push_at(frame(Kind::Video, true, 20, 2), t0 + ms(1300));
+    assert_eq!(p.stats().drops, 3);
+    *sock.room.lock().unwrap() = 100;
+    assert_eq!(p.flush_direct().unwrap(), Flushed::Empty);
+    hub.push_at(frame(Kind::Video, true, 30, 1), t0 + ms(1400));
+    assert_eq!(&sock.got.lock().unwrap()[..], [b'x', 10, 10, 10, 30]);
+
+    // A player that joins now gets the cached GOP queued at its join, however old the
+    // frames are: a backlog to read, not a lag.
+    let late = hub.add_player(peer());
+    hub.push_at(frame(Kind::Video, false, 31, 1), Instant::now());
+    assert_eq!(drain(&late), vec![30, 31]);
+    assert_eq!(late.stats().drops, 0);
 }
