@@ -24,17 +24,28 @@ use std::time::Duration;
 
 use browser::http::parse_report;
 use common::server_peers::wait_until;
-use common::{ChildGuard, TempDir, free_port, init_gst, wait_for_port};
+use common::{ChildGuard, TempDir, init_gst, wait_for_port};
 use webrtc::{Chromium, Player, http, in_netns, publisher};
 
 struct Demo {
     _child: ChildGuard,
     rtmp_port: u16,
     http_port: u16,
+    log: std::path::PathBuf,
+}
+
+impl Demo {
+    /// What the demo printed so far, for failure messages.
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
 }
 
 fn start_demo(dir: &TempDir, extra: &[&str]) -> Demo {
-    let (rtmp_port, http_port) = (free_port(), free_port());
+    // Both bound at once, so that they cannot be the same port.
+    let pair = [0, 1].map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap());
+    let [rtmp_port, http_port] = pair.each_ref().map(|l| l.local_addr().unwrap().port());
+    drop(pair);
     let log = std::fs::File::create(dir.path().join("demo.log")).unwrap();
     let child = ChildGuard::spawn(
         "demo",
@@ -53,6 +64,7 @@ fn start_demo(dir: &TempDir, extra: &[&str]) -> Demo {
         _child: child,
         rtmp_port,
         http_port,
+        log: dir.path().join("demo.log"),
     }
 }
 
@@ -172,7 +184,7 @@ fn chromium_plays_a_pass_through_stream_beside_19_webrtcbin_players() {
                     status != 409
                 },
             );
-            assert_eq!(status, 201);
+            assert_eq!(status, 201, "demo:\n{}", demo.log());
             p
         })
         .collect();

@@ -63,7 +63,9 @@ pub fn http(
         .next()
         .and_then(|l| l.split(' ').nth(1))
         .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("not an HTTP reply: {raw:?}"));
+        // No reply at all (the server closed the connection): status 0, for the caller to
+        // report with what it knows (the server's log).
+        .unwrap_or(0);
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
