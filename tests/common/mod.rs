@@ -338,14 +338,11 @@ fn start_watchdog() {
         .unwrap_or(1200);
     std::thread::spawn(move || {
         std::thread::sleep(Duration::from_secs(secs));
-        // Straight to descriptor 2: the test harness captures the output of threads
-        // started by a test, and would lose it with the abort.
+        // `io::stderr()`, not `eprintln!`: the harness captures the macros' output of threads
+        // a test started, and would lose it with the abort.
         use std::io::Write;
-        use std::os::fd::FromRawFd;
-        // SAFETY: descriptor 2 is open for the whole process; ManuallyDrop never closes it.
-        let mut fd2 = std::mem::ManuallyDrop::new(unsafe { std::fs::File::from_raw_fd(2) });
         let _ = writeln!(
-            fd2,
+            std::io::stderr(),
             "rsrtmp test watchdog: this test binary is still running after {secs} s; a test hangs: aborting"
         );
         std::process::abort();

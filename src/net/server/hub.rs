@@ -457,29 +457,11 @@ impl Hub {
                 .chain(cache.headers.iter().map(|(_, b)| b))
                 .filter(|b| takes(b))
             {
-                q.push(
-                    Item::Frame(
-                        b.clone(),
-                        Queued {
-                            at: now,
-                            media: false,
-                        },
-                    ),
-                    b.len(),
-                );
+                q.push(Item::Frame(b.clone(), Queued::kept(now)), b.len());
             }
             if self.config.gop_cache && cache.gop_valid && !cache.gop.is_empty() {
                 for b in cache.gop.iter().filter(|b| takes(b)) {
-                    q.push(
-                        Item::Frame(
-                            b.clone(),
-                            Queued {
-                                at: now,
-                                media: true,
-                            },
-                        ),
-                        b.len(),
-                    );
+                    q.push(Item::Frame(b.clone(), Queued::media(now)), b.len());
                 }
             } else {
                 q.skipping = cache.started;

@@ -83,6 +83,17 @@ pub struct Queued {
     pub media: bool,
 }
 
+impl Queued {
+    pub fn media(at: Instant) -> Queued {
+        Queued { at, media: true }
+    }
+
+    /// A header or metadata, never dropped.
+    pub fn kept(at: Instant) -> Queued {
+        Queued { at, media: false }
+    }
+}
+
 /// One entry of a player's queue.
 #[derive(Debug, Clone)]
 pub enum Item {
@@ -298,14 +309,7 @@ impl PlayerQueue {
         if q.closed {
             return;
         }
-        self.enqueue(
-            q,
-            b,
-            Queued {
-                at: now,
-                media: false,
-            },
-        );
+        self.enqueue(q, b, Queued::kept(now));
     }
 
     /// Writes `f` through for a direct player with an empty queue, and queues what is left
@@ -378,14 +382,7 @@ impl PlayerQueue {
             return;
         }
         q.skipping = false;
-        self.enqueue(
-            q,
-            b,
-            Queued {
-                at: now,
-                media: true,
-            },
-        );
+        self.enqueue(q, b, Queued::media(now));
     }
 
     pub(super) fn push_end(&self) {
