@@ -159,16 +159,25 @@ pub fn media_dir() -> PathBuf {
 /// by every test (written to a temporary name and renamed, so parallel test binaries never
 /// see half a file).
 pub fn test_media(seconds: u32) -> PathBuf {
+    test_media_with_gop(seconds, 30)
+}
+
+/// [`test_media`] with a keyframe every `gop` frames.
+pub fn test_media_with_gop(seconds: u32, gop: u32) -> PathBuf {
     require("ffmpeg", "ffmpeg");
     // Tests of one binary run on parallel threads: one makes the file, the others wait.
     static MAKING: Mutex<()> = Mutex::new(());
     let _making = MAKING.lock().unwrap_or_else(|e| e.into_inner());
-    let path = media_dir().join(format!("h264-aac-{seconds}s.flv"));
+    let name = match gop {
+        30 => format!("h264-aac-{seconds}s.flv"),
+        _ => format!("h264-aac-{seconds}s-g{gop}.flv"),
+    };
+    let path = media_dir().join(name);
     if path.exists() {
         return path;
     }
     let tmp = media_dir().join(format!(
-        "h264-aac-{seconds}s.{}.tmp.flv",
+        "h264-aac-{seconds}s-g{gop}.{}.tmp.flv",
         std::process::id()
     ));
     let status = Command::new("ffmpeg")
@@ -180,8 +189,22 @@ pub fn test_media(seconds: u32) -> PathBuf {
             "sine=frequency=440:sample_rate=48000:duration={seconds}"
         ))
         .args([
-            "-c:v", "libx264", "-preset", "veryfast", "-g", "30", "-pix_fmt", "yuv420p", "-b:v",
-            "500k", "-c:a", "aac", "-b:a", "96k", "-f", "flv",
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-g",
+            &gop.to_string(),
+            "-pix_fmt",
+            "yuv420p",
+            "-b:v",
+            "500k",
+            "-c:a",
+            "aac",
+            "-b:a",
+            "96k",
+            "-f",
+            "flv",
         ])
         .arg(&tmp)
         .status()

@@ -136,9 +136,9 @@ impl RtmpServerSink {
     }
 
     fn stats(&self) -> gst::Structure {
-        let players = match &*lock(&self.state) {
-            State::Started { hub, .. } => hub.stats(),
-            State::Stopped => Vec::new(),
+        let (players, late_drops) = match &*lock(&self.state) {
+            State::Started { hub, .. } => (hub.stats(), hub.late_drops()),
+            State::Stopped => (Vec::new(), 0),
         };
         let clients = gst::Array::new(players.iter().map(|p| {
             gst::Structure::builder("client")
@@ -156,6 +156,7 @@ impl RtmpServerSink {
         let stats = gst::Structure::builder("application/x-rtmp-server-stats")
             .field("clients", players.len() as u32)
             .field("client-stats", clients)
+            .field("late-drops", late_drops)
             .build();
         self.tracks.add_to(stats)
     }
@@ -202,7 +203,7 @@ impl ObjectImpl for RtmpServerSink {
             props.push(
                 glib::ParamSpecUInt::builder("queue-time")
                     .nick("Queue time")
-                    .blurb("Milliseconds a player's oldest queued message may wait (beyond merge-window) before its queued media is dropped and it skips to the next keyframe, so a slow player lags at most about this much; 0: only queue-size bounds the queue")
+                    .blurb("Milliseconds a player's oldest queued message may wait (beyond merge-window) before its queued media is dropped and it skips to the next keyframe, so a slow player lags at most about this much; media reaching the sink this much later than the stream's pace (the server or the pipeline cannot keep up) is dropped for every player up to the next keyframe (stats: late-drops); 0: off, only queue-size bounds the queues")
                     .maximum(600_000)
                     .default_value(0)
                     .mutable_ready()
@@ -211,7 +212,7 @@ impl ObjectImpl for RtmpServerSink {
             props.push(
                 glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
                     .nick("Statistics")
-                    .blurb("clients, and per client: address, bytes, drops, sends (socket writes), transport, shared-bytes (zero-copy), enhanced-codecs and caps-ex (what its connect announced); tracks: per track kind, id, codec (FourCC), enhanced, frames, keyframes, bytes (of what the sink was given)")
+                    .blurb("clients, and per client: address, bytes, drops, sends (socket writes), transport, shared-bytes (zero-copy), enhanced-codecs and caps-ex (what its connect announced); late-drops (media dropped for everyone because it came later than queue-time); tracks: per track kind, id, codec (FourCC), enhanced, frames, keyframes, bytes (of what the sink was given)")
                     .read_only()
                     .build(),
             );

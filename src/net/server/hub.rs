@@ -62,8 +62,10 @@ pub struct HubConfig {
     /// (see `merge`). `None`: every message at once.
     pub merge_window: Option<std::time::Duration>,
     /// Age bound of each player's queue: a player whose oldest queued message waited longer
-    /// (plus the merge window) loses its queued media and skips to the next sync point.
-    /// `None`: only the byte bound.
+    /// (plus the merge window) loses its queued media and skips to the next sync point. The
+    /// same bound on the input: media that reaches the hub later than this behind the stream's
+    /// own pace (see `late`) is dropped for everyone up to the next sync point. `None`: only
+    /// the byte bound.
     pub queue_time: Option<std::time::Duration>,
 }
 
@@ -106,6 +108,12 @@ struct HubState {
     ended: bool,
     /// Players told the stream ended, until their connections let their queues go.
     draining: Vec<Weak<PlayerQueue>>,
+    /// How late the input arrives (used with `queue_time`).
+    late: late::Lateness,
+    /// Dropping late input up to the next sync point.
+    late_skip: bool,
+    /// Media messages dropped because the input came too late.
+    late_drops: u64,
 }
 
 impl HubState {
@@ -323,6 +331,8 @@ impl Hub {
         if st.ended {
             st.ended = false;
             st.cache = StreamCache::default();
+            st.late.reset();
+            st.late_skip = false;
         }
         match input {
             Input::Metadata(b) => {
@@ -364,6 +374,22 @@ impl Hub {
                 }
                 st.cache.started = true;
                 let sync = is_sync(&enc, st.cache.has_video);
+                if let Some(bound) = self.config.queue_time
+                    && enc.kind != Kind::Data
+                {
+                    let kind = usize::from(enc.kind == Kind::Video);
+                    let late = st.late.observe(kind, u64::from(enc.time), now);
+                    if st.late_skip || late > bound {
+                        if !sync {
+                            // Behind for everyone: what would cost a send per player goes,
+                            // up to the next sync point (headers and data still go).
+                            st.late_skip = true;
+                            st.late_drops += 1;
+                            return;
+                        }
+                        st.late_skip = false;
+                    }
+                }
                 if self.config.gop_cache {
                     let cache = &mut st.cache;
                     if sync {
@@ -510,6 +536,12 @@ impl Hub {
         self.lock().players.len()
     }
 
+    /// Media messages dropped for every player because the input arrived later than
+    /// `queue_time` behind the stream's pace.
+    pub fn late_drops(&self) -> u64 {
+        self.lock().late_drops
+    }
+
     pub fn stats(&self) -> Vec<PlayerStats> {
         self.lock().players.iter().map(|p| p.stats()).collect()
     }
@@ -526,4 +558,5 @@ fn is_sync(enc: &Frame, has_video: bool) -> bool {
 #[cfg(test)]
 mod tests;
 
+mod late;
 mod merge;

@@ -44,6 +44,7 @@ pub fn shared_frame(message: Message, kind: Kind, keyframe: bool) -> Arc<Frame> 
         BytesMut::with_capacity(message.payload.len() + message.payload.len() / 4096 * 5 + 32);
     encode_message_full(csid, &message, CHUNK_SIZE, &mut out);
     let needs = legacy::needs(message.type_id, &message.payload);
+    let time = message.timestamp;
     // Only the encoded bytes are kept (see `Frame::message`): the original payload goes.
     Arc::new(Frame {
         needs,
@@ -51,6 +52,7 @@ pub fn shared_frame(message: Message, kind: Kind, keyframe: bool) -> Arc<Frame> 
         chunk_size: CHUNK_SIZE,
         kind,
         keyframe,
+        time,
     })
 }
 

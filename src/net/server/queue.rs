@@ -38,6 +38,8 @@ pub struct Frame {
     pub kind: Kind,
     /// A video keyframe. Audio frames are sync points only in streams without video.
     pub keyframe: bool,
+    /// The message's timestamp (ms): how late the stream arrives is measured from it.
+    pub time: u32,
     /// What a player must understand to take it (the strict policy's filter).
     pub needs: Needs,
 }

@@ -15,12 +15,23 @@ fn shared(kind: Kind, key: bool, tag: u8, len: usize) -> Arc<Frame> {
         chunk_size: 4096,
         kind,
         keyframe: key,
+        time: 0,
         needs: Needs::default(),
     })
 }
 
 fn frame(kind: Kind, key: bool, tag: u8, len: usize) -> Input {
     Input::Frame(shared(kind, key, tag, len))
+}
+
+/// A frame stamped `time` ms: what the input lateness is measured from.
+fn timed(kind: Kind, key: bool, tag: u8, len: usize, time: u32) -> Input {
+    let f = shared(kind, key, tag, len);
+    Input::Frame(Arc::new(Frame {
+        bytes: f.bytes.clone(),
+        time,
+        ..*f
+    }))
 }
 
 fn header(tag: u8) -> Arc<Frame> {
@@ -282,6 +293,7 @@ fn enhanced(kind: Kind, key: bool, tag: u8, fourcc: FourCc) -> Arc<Frame> {
         chunk_size: 4096,
         kind,
         keyframe: key,
+        time: 0,
         needs: Needs {
             fourcc: Some(fourcc),
             ..Needs::default()
@@ -527,18 +539,18 @@ fn a_player_further_behind_than_queue_time_drops_its_queued_media_and_resumes_at
         let fast = hub.add_player(peer());
         // The fast player reads everything at once.
         let mut fast_got = drain(&fast);
-        let mut at = t0;
+        let mut at = 0;
         for (tag, kind, key) in [
             (10, Kind::Video, true),
             (11, Kind::Audio, false),
             (12, Kind::Video, false),
         ] {
-            at += ms(400);
-            hub.push_at(frame(kind, key, tag, 4), at);
+            at += 400;
+            hub.push_at(timed(kind, key, tag, 4, at), t0 + ms(at.into()));
             fast_got.extend(drain(&fast));
         }
         // 1.6 s after the player's first message, still nothing taken.
-        hub.push_at(frame(Kind::Video, false, 13, 4), t0 + ms(1600));
+        hub.push_at(timed(Kind::Video, false, 13, 4, 1600), t0 + ms(1600));
         fast_got.extend(drain(&fast));
         assert_eq!(fast_got, vec![2, 3, 10, 11, 12, 13]);
         match bound {
@@ -551,9 +563,9 @@ fn a_player_further_behind_than_queue_time_drops_its_queued_media_and_resumes_at
             Some(_) => {
                 assert_eq!(drain(&slow), vec![2, 3]);
                 assert_eq!(slow.stats().drops, 4);
-                hub.push_at(frame(Kind::Audio, false, 14, 4), t0 + ms(1700));
-                hub.push_at(frame(Kind::Video, true, 20, 4), t0 + ms(1800));
-                hub.push_at(frame(Kind::Audio, false, 21, 4), t0 + ms(1900));
+                hub.push_at(timed(Kind::Audio, false, 14, 4, 1700), t0 + ms(1700));
+                hub.push_at(timed(Kind::Video, true, 20, 4, 1800), t0 + ms(1800));
+                hub.push_at(timed(Kind::Audio, false, 21, 4, 1900), t0 + ms(1900));
                 assert_eq!(drain(&slow), vec![20, 21]);
                 assert_eq!(slow.stats().drops, 5);
                 assert_eq!(fast.stats().drops, 0);
@@ -568,21 +580,76 @@ fn the_age_bound_keeps_a_partly_written_message_and_the_cache_is_not_lag() {
     let hub = aging_hub(Some(ms(1000)));
     let (p, sock) = direct_player(&hub, 2, b"x");
     assert_eq!(p.flush_direct().unwrap(), Flushed::Empty);
-    hub.push_at(frame(Kind::Video, true, 10, 3), t0);
-    hub.push_at(frame(Kind::Video, false, 11, 2), t0 + ms(100));
+    hub.push_at(timed(Kind::Video, true, 10, 3, 0), t0);
+    hub.push_at(timed(Kind::Video, false, 11, 2, 100), t0 + ms(100));
     // The front message is half out: it stays, and so the player is still late.
-    hub.push_at(frame(Kind::Video, false, 12, 2), t0 + ms(1200));
-    hub.push_at(frame(Kind::Video, true, 20, 2), t0 + ms(1300));
+    hub.push_at(timed(Kind::Video, false, 12, 2, 1200), t0 + ms(1200));
+    hub.push_at(timed(Kind::Video, true, 20, 2, 1300), t0 + ms(1300));
     assert_eq!(p.stats().drops, 3);
     *sock.room.lock().unwrap() = 100;
     assert_eq!(p.flush_direct().unwrap(), Flushed::Empty);
-    hub.push_at(frame(Kind::Video, true, 30, 1), t0 + ms(1400));
+    hub.push_at(timed(Kind::Video, true, 30, 1, 1400), t0 + ms(1400));
     assert_eq!(&sock.got.lock().unwrap()[..], [b'x', 10, 10, 10, 30]);
 
     // A player that joins now gets the cached GOP queued at its join, however old the
     // frames are: a backlog to read, not a lag.
     let late = hub.add_player(peer());
-    hub.push_at(frame(Kind::Video, false, 31, 1), Instant::now());
+    hub.push_at(timed(Kind::Video, false, 31, 1, 1500), Instant::now());
     assert_eq!(drain(&late), vec![30, 31]);
     assert_eq!(late.stats().drops, 0);
+}
+
+#[test]
+fn input_later_than_queue_time_is_dropped_for_everyone_up_to_the_next_keyframe() {
+    let t0 = Instant::now();
+    for bound in [None, Some(ms(500))] {
+        let hub = aging_hub(bound);
+        hub.push_at(vheader(2), t0);
+        let p = hub.add_player(peer());
+        let mut got = drain(&p);
+        // The player reads everything at once: it never falls behind itself.
+        let mut push = |input: Input, at: Instant| {
+            hub.push_at(input, at);
+            got.extend(drain(&p));
+        };
+        // On time: a keyframe, audio, an inter frame.
+        push(timed(Kind::Video, true, 10, 4, 0), t0);
+        push(timed(Kind::Audio, false, 11, 4, 20), t0 + ms(20));
+        push(timed(Kind::Video, false, 12, 4, 40), t0 + ms(40));
+        // The server falls behind: each frame 200 ms later than the last.
+        for (i, tag) in (13..18).enumerate() {
+            let time = 80 + 40 * i as u32;
+            let at = t0 + ms(u64::from(time) + 200 * (i as u64 + 1));
+            push(timed(Kind::Video, false, tag, 4, time), at);
+        }
+        // Headers and data still go while media is dropped; then a keyframe, later still.
+        push(vheader(3), t0 + ms(1400));
+        push(timed(Kind::Data, false, 4, 4, 280), t0 + ms(1400));
+        push(timed(Kind::Audio, false, 18, 4, 280), t0 + ms(1400));
+        push(timed(Kind::Video, true, 20, 4, 300), t0 + ms(1500));
+        push(timed(Kind::Video, false, 21, 4, 340), t0 + ms(1540));
+        // Caught up (the backlog went with the dropped media): on time again.
+        push(timed(Kind::Video, true, 30, 4, 2000), t0 + ms(2000));
+        push(timed(Kind::Video, false, 31, 4, 2040), t0 + ms(2040));
+        match bound {
+            None => {
+                assert_eq!(
+                    got,
+                    [2, 10, 11, 12, 13, 14, 15, 16, 17, 3, 4, 18, 20, 21, 30, 31]
+                );
+                assert_eq!(hub.late_drops(), 0);
+            }
+            // 13 and 14 are 200 and 400 ms late, 15 600 ms: from there to the keyframe all
+            // media goes. The keyframe, late too, goes out (nothing to skip to), and the next
+            // frame, still late, starts another skip, which the on-time keyframe ends.
+            Some(_) => {
+                assert_eq!(got, [2, 10, 11, 12, 13, 14, 3, 4, 20, 30, 31]);
+                assert_eq!(hub.late_drops(), 5);
+            }
+        }
+        assert_eq!(p.stats().drops, 0, "the player itself never fell behind");
+        // A late joiner: the header, and the cached GOP from the last keyframe.
+        let joiner = hub.add_player(peer());
+        assert_eq!(drain(&joiner), [3, 30, 31]);
+    }
 }
