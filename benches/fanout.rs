@@ -3,8 +3,8 @@
 //!
 //! Run: `cargo bench --bench fanout -- [--server nginx|rsrtmp|nms|xiu|both|all|LIST]
 //! [--players 100,500,1000] [--seconds 15] [--kbps 3000] [--threads 2] [--no-pin]
-//! [--merge-window MS] [--capacity [--capacity-seconds 8] [--capacity-max 3000]
-//! [--capacity-p99 500]]`; smoke run: `--players 10 --seconds 3` (nginx-rtmp and rsrtmp, the
+//! [--merge-window MS] [--queue-time MS] [--server-cpu-quota PCT] [--capacity
+//! [--capacity-seconds 8] [--capacity-max 3000] [--capacity-p99 500]]`; smoke run: `--players 10 --seconds 3` (nginx-rtmp and rsrtmp, the
 //! default `both`). `all` is the four servers; a comma list picks some (`--server nginx,xiu`). node-media-server (npm) and xiu
 //! (crates.io) are installed on first use into a cache (`fanout/peers.rs`), never under CI.
 //! Under `cargo test` (no `--bench` argument) it does nothing.
@@ -13,7 +13,10 @@
 //! players) to CPU 1, the same for every server (`fanout/pin.rs`); `--no-pin` lets both float.
 //! `--merge-window MS` (MS > 0) sets rtmpserversink's `merge-window` property on our relay;
 //! it does not apply to the other servers (nginx-rtmp has no merged writes; SRS's are its
-//! `mw_latency`). Without it the property is not touched.
+//! `mw_latency`). Without it the property is not touched. `--queue-time MS` sets the sink's
+//! `queue-time` the same way. `--server-cpu-quota PCT` limits the server under test to PCT %
+//! of its core (a cgroup CPU quota, `fanout/quota.rs`): the overloaded case, with the load
+//! tool's core left free.
 //!
 //! Each scenario starts a fresh server process, connects the publisher (its own thread,
 //! real-time paced synthetic H.264/AAC, see `fanout/media.rs`), measures the server at rest,
@@ -64,13 +67,11 @@ use std::time::{Duration, Instant};
 
 use histogram::Histogram;
 use media::Sizes;
-use report::Outcome;
+use report::{GRACE, Outcome};
 use server::{Kind, Launch, Server, pin};
 
 /// Time after the last join before the window opens (join bursts, GOP sends).
 const SETTLE: Duration = Duration::from_secs(2);
-/// Time after the window closes for messages sent inside it to arrive.
-const GRACE: Duration = Duration::from_secs(2);
 
 struct Options {
     servers: Vec<Kind>,
@@ -82,6 +83,10 @@ struct Options {
     pin: bool,
     /// rtmpserversink `merge-window` (ms) for our relay; 0: not set.
     merge_window_ms: u32,
+    /// rtmpserversink `queue-time` (ms) for our relay; 0: not set.
+    queue_time_ms: u32,
+    /// The share (%) of its core the server under test may use.
+    cpu_quota_pct: Option<u32>,
     /// Search each server's capacity instead of measuring `players`.
     capacity: bool,
     capacity_seconds: u64,
@@ -93,8 +98,8 @@ struct Options {
 fn usage() -> &'static str {
     "usage: cargo bench --bench fanout -- [--server nginx|rsrtmp|nms|xiu|both|all|LIST] \
      [--players 100,500,1000] [--seconds 15] [--kbps 3000] [--threads 2] [--no-pin] \
-     [--merge-window MS] [--capacity [--capacity-seconds 8] [--capacity-max 3000] \
-     [--capacity-p99 500]]"
+     [--merge-window MS] [--queue-time MS] [--server-cpu-quota PCT] [--capacity \
+     [--capacity-seconds 8] [--capacity-max 3000] [--capacity-p99 500]]"
 }
 
 /// `--server` values: names, `both` (nginx-rtmp and rsrtmp), `all`, or a comma list of them.
@@ -126,6 +131,8 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
         threads: 2,
         pin: true,
         merge_window_ms: 0,
+        queue_time_ms: 0,
+        cpu_quota_pct: None,
         capacity: false,
         capacity_seconds: 8,
         capacity_max: 3000,
@@ -170,6 +177,18 @@ fn parse_args(args: &[String]) -> Result<Options, String> {
                 o.merge_window_ms =
                     parse_arg("--merge-window", &value()?, |_: &u32| true, "milliseconds")?;
             }
+            "--queue-time" => {
+                o.queue_time_ms =
+                    parse_arg("--queue-time", &value()?, |_: &u32| true, "milliseconds")?;
+            }
+            "--server-cpu-quota" => {
+                o.cpu_quota_pct = Some(parse_arg(
+                    "--server-cpu-quota",
+                    &value()?,
+                    |p| (1..=100).contains(p),
+                    "1..=100 (% of one core)",
+                )?);
+            }
             "--capacity" => o.capacity = true,
             "--capacity-seconds" => {
                 o.capacity_seconds = parse_arg(
@@ -211,6 +230,12 @@ fn run_scenario(
         } else {
             0
         },
+        queue_time_ms: if kind == Kind::Rsrtmp {
+            opts.queue_time_ms
+        } else {
+            0
+        },
+        cpu_quota_pct: opts.cpu_quota_pct,
     };
     let mut srv = Server::start_with(kind, launch)?;
     let names = srv.names();
@@ -234,6 +259,7 @@ fn run_scenario(
     // Steady-state window.
     let server_cpus = pin::allowed(srv.pid());
     let cpu0 = srv.cpu_seconds()?;
+    let throttled0 = srv.throttled_seconds();
     let tool0 = server::cpu_seconds(std::process::id())?;
     let (machine0, softirq0) = server::machine_seconds()?;
     let (v0, a0) = (
@@ -258,6 +284,10 @@ fn run_scenario(
     shared.window.close(v1, a1);
     let window_s = t0.elapsed().as_secs_f64();
     let cpu1 = srv.cpu_seconds()?;
+    let throttled = srv
+        .throttled_seconds()
+        .zip(throttled0)
+        .map(|(t1, t0)| t1 - t0);
     let tool1 = server::cpu_seconds(std::process::id())?;
     let (machine1, softirq1) = server::machine_seconds()?;
     let bytes1 = shared.bytes.load(Relaxed);
@@ -318,6 +348,7 @@ fn run_scenario(
         offered_mbps: (pub1 - pub0) as f64 * 8.0 / window_s / 1e6 * joined as f64,
         latency,
         publisher_max_lag_ms: progress.max_lag_us.load(Relaxed) as f64 / 1000.0,
+        throttled_s: throttled,
         errors,
     })
 }
@@ -386,6 +417,22 @@ fn print_header(opts: &Options) {
     }
 }
 
+fn print_limits(opts: &Options) {
+    if opts.queue_time_ms > 0 {
+        println!(
+            "queue-time: rsrtmp's rtmpserversink queue-time={} ms (the other servers have no \
+             such bound)",
+            opts.queue_time_ms
+        );
+    }
+    if let Some(pct) = opts.cpu_quota_pct {
+        println!(
+            "cpu quota: the server under test may use {pct} % of its core (cgroup CFS quota, \
+             10 ms period)"
+        );
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if pins_itself(&args)
@@ -399,6 +446,7 @@ fn main() {
     };
     let _ = *media::EPOCH;
     print_header(&opts);
+    print_limits(&opts);
     // Installs happen before the first scenario, not in the middle of the run.
     for kind in &opts.servers {
         if let Err(e) = kind.prepare() {

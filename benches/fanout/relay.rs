@@ -1,13 +1,14 @@
 //! The rsrtmp side of the comparison: `rtmpserversrc ! rtmpserversink` on one port, run in a
 //! child process (this bench binary with `--serve-relay PORT`) so that its CPU time and memory
 //! are its own. The publisher publishes `live/in`, players play `live/out`. With
-//! `--merge-window MS` (MS > 0) the sink gets `merge-window=MS`; without it the property is
-//! left alone, so the relay also runs on a build whose sink does not have it.
+//! `--merge-window MS` / `--queue-time MS` (MS > 0) the sink gets `merge-window=MS` /
+//! `queue-time=MS`; without them the properties are left alone, so the relay also runs on a
+//! build whose sink does not have them.
 
 use gst::prelude::*;
 
 /// Runs the relay until the pipeline fails or ends; the parent kills the process when done.
-pub fn serve(port: u16, merge_window_ms: u32) -> Result<(), String> {
+pub fn serve(port: u16, sink_props: &[(&str, u32)]) -> Result<(), String> {
     // For profilers that write their report at exit (heaptrack, see RSRTMP_RELAY_WRAPPER):
     // RSRTMP_RELAY_EXIT_AFTER=SECONDS ends the process normally that long after the start.
     if let Some(secs) = std::env::var("RSRTMP_RELAY_EXIT_AFTER")
@@ -22,20 +23,20 @@ pub fn serve(port: u16, merge_window_ms: u32) -> Result<(), String> {
     gst::init().map_err(|e| format!("gst::init: {e}"))?;
     gstrsrtmp::plugin_register_static().map_err(|e| format!("register rsrtmp: {e}"))?;
     // max-clients=0: the default (1000) would refuse the 1000th player plus the publisher.
-    let merge = if merge_window_ms > 0 {
-        format!(" merge-window={merge_window_ms}")
-    } else {
-        String::new()
-    };
+    let props: String = sink_props
+        .iter()
+        .filter(|(_, ms)| *ms > 0)
+        .map(|(name, ms)| format!(" {name}={ms}"))
+        .collect();
     let description = format!(
         "rtmpserversrc address=127.0.0.1 port={port} application=live stream=in max-clients=0 \
          ! rtmpserversink address=127.0.0.1 port={port} application=live stream=out \
-         max-clients=0{merge}"
+         max-clients=0{props}"
     );
     let pipeline = gst::parse::launch(&description).map_err(|e| {
         format!(
             "pipeline {description:?}: {e} (are the server elements in this build? \
-             merge-window needs an rtmpserversink that has it)"
+             merge-window and queue-time need an rtmpserversink that has them)"
         )
     })?;
     pipeline
@@ -66,7 +67,7 @@ pub fn serve(port: u16, merge_window_ms: u32) -> Result<(), String> {
 }
 
 /// The common start of the benches built on this load generator (`fanout`, `soak`): runs the
-/// relay child when asked (`--serve-relay PORT [--merge-window MS]`, how [`crate::server`]
+/// relay child when asked (`--serve-relay PORT [--merge-window MS] [--queue-time MS]`, how [`crate::server`]
 /// starts it), does nothing without `--bench` (under `cargo test`), and otherwise parses the
 /// options and builds the players' runtime with `threads(&options)` workers. `None`: return from `main`. Exits the
 /// process on bad arguments.
@@ -82,20 +83,21 @@ pub fn bench_entry<O>(
             eprintln!("--serve-relay needs a port, got {:?}", args.get(i + 1));
             std::process::exit(2);
         };
-        let merge_window = match args.iter().position(|a| a == "--merge-window") {
+        let ms = |flag: &str| match args.iter().position(|a| a == flag) {
             None => 0,
             Some(j) => match args.get(j + 1).and_then(|m| m.parse::<u32>().ok()) {
                 Some(ms) => ms,
                 None => {
-                    eprintln!(
-                        "--merge-window needs milliseconds, got {:?}",
-                        args.get(j + 1)
-                    );
+                    eprintln!("{flag} needs milliseconds, got {:?}", args.get(j + 1));
                     std::process::exit(2);
                 }
             },
         };
-        if let Err(e) = serve(port, merge_window) {
+        let props = [
+            ("merge-window", ms("--merge-window")),
+            ("queue-time", ms("--queue-time")),
+        ];
+        if let Err(e) = serve(port, &props) {
             eprintln!("relay: {e}");
             std::process::exit(1);
         }

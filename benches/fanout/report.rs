@@ -29,6 +29,8 @@ pub struct Outcome {
     pub offered_mbps: f64,
     pub latency: Histogram,
     pub publisher_max_lag_ms: f64,
+    /// Seconds of the window the server's CPU quota held it back (with `--server-cpu-quota`).
+    pub throttled_s: Option<f64>,
     pub errors: Vec<String>,
 }
 
@@ -89,11 +91,20 @@ impl Outcome {
             self.latency.count(),
             self.publisher_max_lag_ms,
         );
+        if let Some(t) = self.throttled_s {
+            println!(
+                "  throttled by its CPU quota for {t:.2} s of the {:.1} s window",
+                self.window_s
+            );
+        }
         for e in &self.errors {
             println!("  error: {e}");
         }
     }
 }
+
+/// Time after the window closes for messages sent inside it to arrive.
+pub const GRACE: std::time::Duration = std::time::Duration::from_secs(2);
 
 fn ms(us: u64) -> String {
     format!("{:.2}", us as f64 / 1000.0)
@@ -106,8 +117,23 @@ pub fn print_table(outcomes: &[Outcome]) {
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for o in outcomes {
+        // None of the window's messages reached a player before they stopped: every player
+        // is further behind than the window and its grace (the overloaded case).
+        let latency = if o.latency.count() == 0 && o.expected() > 0 {
+            format!(
+                "none arrived: > {:.0} s behind",
+                o.window_s + GRACE.as_secs_f64()
+            )
+        } else {
+            format!(
+                "{} / {} / {}",
+                ms(o.latency.quantile(0.5)),
+                ms(o.latency.quantile(0.99)),
+                ms(o.latency.max())
+            )
+        };
         println!(
-            "| {} | {} ({}) | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {} | {:.0} ({:.0}) | {} / {} / {} | {:.0} | {:.0} | {:.0} |",
+            "| {} | {} ({}) | {:.1} | {:.1} | {:.1} | {:.1} | {:.2} | {} | {:.0} ({:.0}) | {} | {:.0} | {:.0} | {:.0} |",
             o.server.name(),
             o.players,
             o.joined,
@@ -119,9 +145,7 @@ pub fn print_table(outcomes: &[Outcome]) {
             o.gaps,
             o.read_mbps,
             o.offered_mbps,
-            ms(o.latency.quantile(0.5)),
-            ms(o.latency.quantile(0.99)),
-            ms(o.latency.max()),
+            latency,
             o.tool_cpu_pct(),
             o.softirq_s * 100.0 / o.window_s,
             o.others_cpu_s * 100.0 / o.window_s,

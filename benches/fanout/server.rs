@@ -9,14 +9,16 @@
 //! - node-media-server and xiu: installed on demand into a cache and started as
 //!   [`peers`] describes.
 //!
-//! [`Launch`] says which core the process is pinned to (see [`pin`]) and, for rsrtmp, the
-//! sink's merge window. A [`Server`] kills and reaps its process when dropped, also when the
-//! bench panics.
+//! [`Launch`] says which core the process is pinned to (see [`pin`]), what share of it the
+//! process may use (see [`quota`]) and, for rsrtmp, the sink's merge window and queue time. A
+//! [`Server`] kills and reaps its process when dropped, also when the bench panics.
 
 #[path = "peers.rs"]
 pub mod peers;
 #[path = "pin.rs"]
 pub mod pin;
+#[path = "quota.rs"]
+pub mod quota;
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};
@@ -104,6 +106,10 @@ pub struct Launch {
     pub cpu: Option<usize>,
     /// rsrtmp only: rtmpserversink's `merge-window` in ms; 0 leaves the property unset.
     pub merge_window_ms: u32,
+    /// rsrtmp only: rtmpserversink's `queue-time` in ms; 0 leaves the property unset.
+    pub queue_time_ms: u32,
+    /// The share of its core (%) the process may use; `None`: no limit.
+    pub cpu_quota_pct: Option<u32>,
 }
 
 /// Application and stream names the publisher and players use on each server. Our relay
@@ -120,6 +126,8 @@ pub struct Server {
     pub port: u16,
     child: Child,
     dir: PathBuf,
+    /// Dropped after the process is gone (see `Drop`).
+    quota: Option<quota::Quota>,
 }
 
 impl Server {
@@ -140,12 +148,16 @@ impl Server {
         std::fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         let mut cmd = match kind {
             Kind::Nginx => nginx_command(&dir, port)?,
-            Kind::Rsrtmp => relay_command(port, launch.merge_window_ms)?,
+            Kind::Rsrtmp => relay_command(port, &launch)?,
             Kind::Nms => peers::nms_command(&dir, port)?,
             Kind::Xiu => peers::xiu_command(port)?,
         };
         if let Some(cpu) = launch.cpu {
             pin::pin_command(&mut cmd, cpu);
+        }
+        let quota = launch.cpu_quota_pct.map(quota::Quota::create).transpose()?;
+        if let Some(q) = &quota {
+            q.apply(&mut cmd);
         }
         let log = dir.join(STDIO_LOG);
         let log =
@@ -164,6 +176,7 @@ impl Server {
             port,
             child,
             dir,
+            quota,
         };
         server.wait_listening()?;
         Ok(server)
@@ -191,6 +204,11 @@ impl Server {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Seconds the server's CPU quota held it back so far (`None` without a quota).
+    pub fn throttled_seconds(&self) -> Option<f64> {
+        self.quota.as_ref().and_then(|q| q.throttled_seconds())
     }
 
     fn wait_listening(&mut self) -> Result<(), String> {
@@ -284,7 +302,7 @@ fn nginx_command(dir: &std::path::Path, port: u16) -> Result<Command, String> {
     Ok(cmd)
 }
 
-fn relay_command(port: u16, merge_window_ms: u32) -> Result<Command, String> {
+fn relay_command(port: u16, launch: &Launch) -> Result<Command, String> {
     let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
     // RSRTMP_RELAY_WRAPPER runs the relay under a profiler (`heaptrack`, `perf record -g --`).
     let mut cmd = match std::env::var("RSRTMP_RELAY_WRAPPER") {
@@ -297,8 +315,11 @@ fn relay_command(port: u16, merge_window_ms: u32) -> Result<Command, String> {
         _ => Command::new(exe),
     };
     cmd.args(["--bench", "--serve-relay", &port.to_string()]);
-    if merge_window_ms > 0 {
-        cmd.args(["--merge-window", &merge_window_ms.to_string()]);
+    if launch.merge_window_ms > 0 {
+        cmd.args(["--merge-window", &launch.merge_window_ms.to_string()]);
+    }
+    if launch.queue_time_ms > 0 {
+        cmd.args(["--queue-time", &launch.queue_time_ms.to_string()]);
     }
     Ok(cmd)
 }
