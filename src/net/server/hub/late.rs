@@ -17,7 +17,8 @@
 //! offset also creeps up by [`DRIFT_PER_SECOND`], so that a publisher whose clock runs slower
 //! than ours is not slowly taken for late; a true backlog grows by far more per second than
 //! that. A timestamp that goes back by more than [`BACKWARDS`] starts the measure again (a
-//! new stream on the same timeline), as does the end of a stream.
+//! new stream on the same timeline), as does the end of a stream; one that does not advance
+//! (messages of one instant, a publisher whose timestamps stand still) is never late.
 
 use std::time::{Duration, Instant};
 
@@ -87,7 +88,12 @@ impl Lateness {
             });
             return Duration::ZERO;
         };
-        least.last_ms = least.last_ms.max(time_ms);
+        if time_ms <= least.last_ms {
+            // A timestamp that did not advance (several messages of one instant, or a
+            // publisher whose timestamps stand still) says nothing about pace.
+            return Duration::ZERO;
+        }
+        least.last_ms = time_ms;
         let jump = offset_us - std::mem::replace(&mut least.last_offset_us, offset_us);
         if jump >= GAP.as_micros() as i128 {
             least.offset_us += jump;
@@ -191,6 +197,15 @@ mod tests {
         // A backlog after it still shows.
         let late = l.observe(VIDEO, 200 * 40, t0 + ms(10_000 + 200 * 40 + 600));
         assert!(late >= ms(590), "{late:?}");
+    }
+
+    #[test]
+    fn timestamps_that_stand_still_are_never_late() {
+        let t0 = Instant::now();
+        let mut l = Lateness::new(t0);
+        for i in 0..100u64 {
+            assert_eq!(l.observe(AUDIO, 0, t0 + ms(i * 20)), Duration::ZERO);
+        }
     }
 
     #[test]
