@@ -174,7 +174,7 @@ fn a_key_that_does_not_match_the_certificate_is_refused_naming_both_files() {
 /// listener must, to tell rtmps from rtmpts) and passes it back in with the connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rtmpt_inside_tls_moves_bytes_exactly() {
-    let _ = gst::init();
+    common::init_gst();
     let dir = TempDir::new("tls-rtmpts");
     let (acceptor, cert) = acceptor(dir.path());
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

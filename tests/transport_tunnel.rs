@@ -3,6 +3,8 @@
 //! hostile or broken requests (unknown session, absurd Content-Length, non-POST). Raw
 //! requests are written by hand on a TcpStream so the server is checked against exact bytes.
 
+mod common;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -19,7 +21,7 @@ const DEADLINE: Duration = Duration::from_secs(30);
 async fn start_server(
     config: TunnelServerConfig,
 ) -> (SocketAddr, TunnelServer, mpsc::Receiver<AcceptedTunnel>) {
-    let _ = gst::init();
+    common::init_gst();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (server, accepted) = TunnelServer::new(config);
@@ -547,7 +549,7 @@ async fn broken_server(open_body: &'static str, status: &'static str) -> SocketA
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_reports_a_failing_server_on_read() {
-    let _ = gst::init();
+    common::init_gst();
     let addr = broken_server("abc123\n", "500 Internal Server Error").await;
     let mut stream = client::connect(
         "127.0.0.1",

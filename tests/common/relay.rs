@@ -183,7 +183,7 @@ pub struct Relay {
 }
 
 pub fn start_relay(tls: Option<TlsAcceptor>, tunnel_config: TunnelServerConfig) -> Relay {
-    let _ = gst::init();
+    crate::common::init_gst();
     let hub = Arc::new(Hub::default());
     let (tunnel, mut accepted) = TunnelServer::new(tunnel_config);
     let listener = runtime()
