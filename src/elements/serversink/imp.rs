@@ -30,8 +30,9 @@ use crate::elements::pacing::{self, Input, Pacer};
 use crate::elements::serverprops::{self, ElementHooks, ListenSettings, announced_codecs};
 use crate::elements::tracks::Tracks;
 use crate::net::server::hub::{DEFAULT_QUEUE_LIMIT, Hub, HubConfig};
-use crate::net::server::playout::{FlvPlayout, publish_message};
+use crate::net::server::playout::{FlvPlayout, publish_batch, publish_message};
 use crate::net::server::{self, Endpoint, RouteGuard};
+use crate::rtmp::message::Message;
 
 const DEFAULT_GOP_CACHE: bool = true;
 const DEFAULT_QUEUE_SIZE: u32 = DEFAULT_QUEUE_LIMIT as u32;
@@ -133,6 +134,50 @@ impl RtmpServerSink {
             "reconnect request to {tc_url:?}: sent to {asked} players"
         );
         asked
+    }
+
+    /// The messages of one input buffer, each with the time it is due at when the input is
+    /// paced raw FLV; and the hub they go to.
+    #[allow(clippy::type_complexity)]
+    fn parse(
+        &self,
+        buffer: &gst::Buffer,
+    ) -> Result<(Arc<Hub>, Vec<(Option<gst::ClockTime>, Message)>), gst::FlowError> {
+        // The parser keeps slices of the mapped buffer: tag bodies are not copied.
+        let map = buffer.clone().into_mapped_buffer_readable().map_err(|_| {
+            gst::element_imp_error!(self, gst::CoreError::Failed, ["cannot map buffer"]);
+            gst::FlowError::Error
+        })?;
+        let data = bytes::Bytes::from_owner(map);
+        let now = pacing::pacing_now(self.obj().upcast_ref());
+        let (hub, tags) = {
+            let mut state = lock(&self.state);
+            let State::Started {
+                hub,
+                playout,
+                pacer,
+                ..
+            } = &mut *state
+            else {
+                return Err(gst::FlowError::Flushing);
+            };
+            let input = pacer.input(buffer);
+            let tags = match playout.parse(data, input == Input::Raw) {
+                Ok(tags) => tags,
+                Err(e) => {
+                    drop(state);
+                    gst::element_imp_error!(self, gst::StreamError::Decode, ["{e}"]);
+                    return Err(gst::FlowError::Error);
+                }
+            };
+            let now = now.filter(|_| input == Input::Raw);
+            let tags: Vec<_> = tags
+                .into_iter()
+                .map(|tag| (now.map(|now| pacer.due(tag.time, now)), tag.message))
+                .collect();
+            (hub.clone(), tags)
+        };
+        Ok((hub, tags))
     }
 
     fn stats(&self) -> gst::Structure {
@@ -374,46 +419,40 @@ impl BaseSinkImpl for RtmpServerSink {
     }
 
     fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
-        // The parser keeps slices of the mapped buffer: tag bodies are not copied.
-        let map = buffer.clone().into_mapped_buffer_readable().map_err(|_| {
-            gst::element_imp_error!(self, gst::CoreError::Failed, ["cannot map buffer"]);
-            gst::FlowError::Error
-        })?;
-        let data = bytes::Bytes::from_owner(map);
-        let now = pacing::pacing_now(self.obj().upcast_ref());
-        let (hub, tags) = {
-            let mut state = lock(&self.state);
-            let State::Started {
-                hub,
-                playout,
-                pacer,
-                ..
-            } = &mut *state
-            else {
-                return Err(gst::FlowError::Flushing);
-            };
-            let input = pacer.input(buffer);
-            let tags = match playout.parse(data, input == Input::Raw) {
-                Ok(tags) => tags,
-                Err(e) => {
-                    drop(state);
-                    gst::element_imp_error!(self, gst::StreamError::Decode, ["{e}"]);
-                    return Err(gst::FlowError::Error);
-                }
-            };
-            let now = now.filter(|_| input == Input::Raw);
-            let tags: Vec<_> = tags
-                .into_iter()
-                .map(|tag| (now.map(|now| pacer.due(tag.time, now)), tag.message))
-                .collect();
-            (hub.clone(), tags)
-        };
+        let (hub, tags) = self.parse(buffer)?;
         for (due, message) in tags {
             self.tracks.observe(message.type_id, &message.payload);
             if let Some(due) = due {
                 pacing::wait(self.obj().upcast_ref(), buffer, due)?;
             }
             publish_message(&hub, message);
+        }
+        Ok(gst::FlowSuccess::Ok)
+    }
+
+    /// Buffers that came together (rtmpserversrc hands a publisher's backlog over as one
+    /// list): their messages go to each player in one send. Paced input (raw FLV with
+    /// `sync=true`) still goes message by message, each at its time.
+    fn render_list(&self, list: &gst::BufferList) -> Result<gst::FlowSuccess, gst::FlowError> {
+        let mut batch = Vec::new();
+        let mut hub = None;
+        for buffer in list.iter_owned() {
+            let (h, tags) = self.parse(&buffer)?;
+            for (due, message) in tags {
+                self.tracks.observe(message.type_id, &message.payload);
+                match due {
+                    None => batch.push(message),
+                    Some(due) => {
+                        publish_batch(&h, batch.drain(..));
+                        pacing::wait(self.obj().upcast_ref(), &buffer, due)?;
+                        publish_message(&h, message);
+                    }
+                }
+            }
+            hub = Some(h);
+        }
+        if let Some(hub) = hub {
+            publish_batch(&hub, batch);
         }
         Ok(gst::FlowSuccess::Ok)
     }

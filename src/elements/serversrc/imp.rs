@@ -79,7 +79,13 @@ struct Stream {
     eos: bool,
     /// What of an Enhanced RTMP stream goes downstream (`enhanced`).
     gate: Gate,
+    /// An event taken while gathering a batch that ends it (a publisher starting or
+    /// stopping): handled before the next wait.
+    held: Option<IngestEvent>,
 }
+
+/// Most buffers one `create()` hands downstream as a list.
+const MAX_BATCH: usize = 64;
 
 #[derive(Default)]
 pub struct RtmpServerSrc {
@@ -434,10 +440,10 @@ impl BaseSrcImpl for RtmpServerSrc {
 }
 
 impl PushSrcImpl for RtmpServerSrc {
-    fn create(
-        &self,
-        _buffer: Option<&mut gst::BufferRef>,
-    ) -> Result<CreateSuccess, gst::FlowError> {
+    fn create(&self, buffer: Option<&mut gst::BufferRef>) -> Result<CreateSuccess, gst::FlowError> {
+        // A list only when the base class did not hand us a buffer to fill (it does not in
+        // push mode, but a list would then be refused).
+        let batch = if buffer.is_none() { MAX_BATCH } else { 1 };
         let eos_on_unpublish = lock(&self.settings).eos_on_unpublish;
         let flushing = lock(&self.flushing).clone();
         let mut stream = lock(&self.stream);
@@ -456,13 +462,16 @@ impl PushSrcImpl for RtmpServerSrc {
                 }
             }
             if let Some(out) = stream.output.pop() {
-                self.bytes
-                    .fetch_add(out.data.len() as u64, Ordering::Relaxed);
-                return Ok(CreateSuccess::NewBuffer(self.make_buffer(out)));
+                let first = self.make_buffer(out);
+                return self.with_backlog(&mut stream, first, batch, eos_on_unpublish);
             }
             if stream.eos {
                 gst::info!(CAT, imp = self, "publisher gone: end of stream");
                 return Err(gst::FlowError::Eos);
+            }
+            if let Some(ev) = stream.held.take() {
+                self.handle(&mut stream, ev, eos_on_unpublish)?;
+                continue;
             }
             let Some(rx) = stream.rx.as_mut() else {
                 return Err(gst::FlowError::Flushing);
@@ -473,11 +482,72 @@ impl PushSrcImpl for RtmpServerSrc {
                     _ = flushing.cancelled() => None,
                 }
             });
-            let mut ev = match next {
+            let ev = match next {
                 None => return Err(gst::FlowError::Flushing),
                 Some(None) => return Err(gst::FlowError::Flushing),
                 Some(Some(ev)) => ev,
             };
+            self.handle(&mut stream, ev, eos_on_unpublish)?;
+        }
+    }
+}
+
+impl RtmpServerSrc {
+    /// `first`, and with it the buffers that are already there: queued output, and messages
+    /// the publisher's connection has already passed on (a backlog, or a read that held
+    /// several messages), taken without waiting. Several go down as one list, which
+    /// rtmpserversink writes to each player in one send; a header (caps first), a publisher
+    /// starting or stopping, or `max` buffers end the list.
+    fn with_backlog(
+        &self,
+        stream: &mut Stream,
+        first: gst::Buffer,
+        max: usize,
+        eos_on_unpublish: bool,
+    ) -> Result<CreateSuccess, gst::FlowError> {
+        let mut bytes = first.size();
+        let mut list: Option<gst::BufferList> = None;
+        let mut count = 1;
+        while count < max {
+            if let Some(out) = stream.output.pop_media() {
+                let b = self.make_buffer(out);
+                bytes += b.size();
+                list.get_or_insert_with(|| {
+                    let mut l = gst::BufferList::new_sized(MAX_BATCH);
+                    l.get_mut().expect("new list").add(first.clone());
+                    l
+                })
+                .get_mut()
+                .expect("the list is ours")
+                .add(b);
+                count += 1;
+                continue;
+            }
+            if !stream.output.is_empty() || stream.held.is_some() || stream.eos {
+                break;
+            }
+            let Some(rx) = stream.rx.as_mut() else { break };
+            match rx.try_recv() {
+                Ok(ev @ IngestEvent::Message(_)) => self.handle(stream, ev, eos_on_unpublish)?,
+                Ok(other) => stream.held = Some(other),
+                Err(_) => break,
+            }
+        }
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+        Ok(match list {
+            Some(list) => CreateSuccess::NewBufferList(list),
+            None => CreateSuccess::NewBuffer(first),
+        })
+    }
+
+    /// Takes one event of the publisher's connection into the output.
+    fn handle(
+        &self,
+        stream: &mut Stream,
+        mut ev: IngestEvent,
+        eos_on_unpublish: bool,
+    ) -> Result<(), gst::FlowError> {
+        {
             let element = self.obj();
             let element = element.upcast_ref::<gst::Element>();
             if let IngestEvent::Message(msg) = &ev {
@@ -507,7 +577,7 @@ impl PushSrcImpl for RtmpServerSrc {
                     match pass {
                         Ok(Pass::Keep) => {}
                         Ok(Pass::Replace(body)) => msg.payload = body,
-                        Ok(Pass::Skip) => continue,
+                        Ok(Pass::Skip) => return Ok(()),
                         Err(e) => {
                             self.tell_publisher(stream.gate.nothing_left_text());
                             return Err(e);
@@ -516,7 +586,8 @@ impl PushSrcImpl for RtmpServerSrc {
                 }
                 IngestEvent::Message(_) => {}
             }
-            stream.output.handle(ev);
         }
+        stream.output.handle(ev);
+        Ok(())
     }
 }

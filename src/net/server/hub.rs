@@ -149,11 +149,13 @@ enum Delivery {
 }
 
 impl Delivery {
-    fn to(&self, p: &PlayerQueue) {
+    /// Queues it for `p`; a direct player with nothing queued is written at once unless
+    /// `defer` (a batch: the player's queue is flushed once after its last message).
+    fn to(&self, p: &PlayerQueue, defer: bool) {
         match self {
             Delivery::Always(f, now) => {
                 if p.accept.as_ref().is_none_or(|a| a.takes(&f.needs)) {
-                    p.push_always(f, *now)
+                    p.push_always(f, *now, defer)
                 }
             }
             Delivery::Media {
@@ -174,13 +176,38 @@ impl Delivery {
                         sync = true;
                     }
                 }
-                p.push_media(frame, sync, *limit, *now, *max_age)
+                p.push_media(frame, sync, *limit, *now, *max_age, defer)
             }
         }
     }
 }
 
-type Job = (Arc<[Arc<PlayerQueue>]>, usize, Delivery);
+/// What one delivery hands to each player: one message, or several that arrived together.
+#[derive(Clone)]
+enum Work {
+    One(Delivery),
+    /// Queued for each player in order, then written in one send (see [`Hub::push_batch`]).
+    Batch(Arc<[Delivery]>),
+}
+
+impl Work {
+    fn to(&self, p: &PlayerQueue) {
+        match self {
+            Work::One(d) => d.to(p, false),
+            Work::Batch(ds) => {
+                for d in ds.iter() {
+                    d.to(p, true);
+                }
+                // With merged writes the merging thread writes it, in its window.
+                if !p.is_merged() {
+                    merge::flush(p);
+                }
+            }
+        }
+    }
+}
+
+type Job = (Arc<[Arc<PlayerQueue>]>, usize, Work);
 
 /// A thread that delivers a message to the second half of a large hub's players while the
 /// producer's thread does the first half: with hundreds of direct players the sends of one
@@ -275,7 +302,7 @@ impl Hub {
 
     /// Hands `delivery` to every player in `players`, split between this thread and the
     /// helper when there are many.
-    fn deliver(&self, players: &Arc<[Arc<PlayerQueue>]>, delivery: Delivery) {
+    fn deliver(&self, players: &Arc<[Arc<PlayerQueue>]>, delivery: Work) {
         let n = players.len();
         let helper = if n >= PARALLEL_FROM {
             self.helper.get_or_init(Helper::start).as_ref()
@@ -322,12 +349,39 @@ impl Hub {
 
     /// [`push`](Self::push) at `now`: when the message arrived, for the players' age bound.
     pub fn push_at(&self, input: Input, now: Instant) {
+        let mut st = self.lock();
+        if let Some(d) = self.admit(&mut st, input, now) {
+            self.deliver(&st.players, Work::One(d));
+        }
+    }
+
+    /// Adds messages that arrived together (a backlog handed over at once): each is cached
+    /// and bounded as [`push`](Self::push) would, and each player gets all of them in one
+    /// send instead of one send per message. (Until that send, the batch's messages count
+    /// toward a player's byte bound.)
+    pub fn push_batch(&self, inputs: impl IntoIterator<Item = Input>) {
+        let now = Instant::now();
+        let mut st = self.lock();
+        let deliveries: Vec<Delivery> = inputs
+            .into_iter()
+            .filter_map(|input| self.admit(&mut st, input, now))
+            .collect();
+        let work = match deliveries.len() {
+            0 => return,
+            1 => Work::One(deliveries.into_iter().next().expect("one")),
+            _ => Work::Batch(deliveries.into()),
+        };
+        self.deliver(&st.players, work);
+    }
+
+    /// Takes one message into the stream's cache and bounds; what the players get of it,
+    /// if anything.
+    fn admit(&self, st: &mut HubState, input: Input, now: Instant) -> Option<Delivery> {
         let limit = self.config.queue_limit;
         let max_age = self
             .config
             .queue_time
             .map(|t| t + self.config.merge_window.unwrap_or_default());
-        let mut st = self.lock();
         if st.ended {
             st.ended = false;
             st.cache = StreamCache::default();
@@ -337,7 +391,7 @@ impl Hub {
         match input {
             Input::Metadata(b) => {
                 st.cache.metadata = Some(b.clone());
-                self.deliver(&st.players, Delivery::Always(b, now));
+                Some(Delivery::Always(b, now))
             }
             Input::Header(key, b) => {
                 let cache = &mut st.cache;
@@ -363,7 +417,7 @@ impl Hub {
                     Some(slot) => slot.1 = b.clone(),
                     None => cache.headers.push((key, b.clone())),
                 }
-                self.deliver(&st.players, Delivery::Always(b, now));
+                Some(Delivery::Always(b, now))
             }
             Input::Frame(enc) => {
                 if enc.kind == Kind::Video {
@@ -385,7 +439,7 @@ impl Hub {
                             // up to the next sync point (headers and data still go).
                             st.late_skip = true;
                             st.late_drops += 1;
-                            return;
+                            return None;
                         }
                         st.late_skip = false;
                     }
@@ -409,15 +463,14 @@ impl Hub {
                         }
                     }
                 }
-                let delivery = Delivery::Media {
+                Some(Delivery::Media {
                     frame: enc,
                     sync,
                     limit,
                     now,
                     max_age,
                     video: st.cache.video_needs,
-                };
-                self.deliver(&st.players, delivery);
+                })
             }
         }
     }

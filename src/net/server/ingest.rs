@@ -277,6 +277,20 @@ impl FlvOutput {
         self.pending.pop_front()
     }
 
+    /// No buffer is waiting.
+    pub fn is_empty(&self) -> bool {
+        self.pending.is_empty()
+    }
+
+    /// The next buffer, unless it is a header (whose caps go first) or there is none.
+    pub fn pop_media(&mut self) -> Option<OutBuffer> {
+        if self.pending.front().is_some_and(|b| !b.header) && self.new_streamheader.is_none() {
+            self.pending.pop_front()
+        } else {
+            None
+        }
+    }
+
     /// Set when the caps must change: the new `streamheader` buffers.
     pub fn take_new_streamheader(&mut self) -> Option<Vec<Bytes>> {
         self.new_streamheader.take()

@@ -58,11 +58,24 @@ pub fn shared_frame(message: Message, kind: Kind, keyframe: bool) -> Arc<Frame> 
 
 /// Classifies and encodes one message and hands it to the hub.
 pub fn publish_message(hub: &Hub, message: Message) {
+    if let Some(input) = hub_input(message) {
+        hub.push(input);
+    }
+}
+
+/// [`publish_message`] for messages that arrived together: the hub writes them to each player
+/// in one send.
+pub fn publish_batch(hub: &Hub, messages: impl IntoIterator<Item = Message>) {
+    hub.push_batch(messages.into_iter().filter_map(hub_input));
+}
+
+/// What the hub takes of one message (media and data only), encoded for sharing.
+fn hub_input(message: Message) -> Option<Input> {
     if !matches!(
         message.type_id,
         msg_type::AUDIO | msg_type::VIDEO | msg_type::DATA_AMF0 | msg_type::DATA_AMF3
     ) {
-        return;
+        return None;
     }
     let input = match classify(message.type_id, &message.payload) {
         // Stamped 0 wherever it sits in the stream (flvmux re-sends it with the current time
@@ -89,7 +102,7 @@ pub fn publish_message(hub: &Hub, message: Message) {
         MediaClass::Audio => Input::Frame(shared_frame(message, Kind::Audio, false)),
         MediaClass::Data => Input::Frame(shared_frame(message, Kind::Data, false)),
     };
-    hub.push(input);
+    Some(input)
 }
 
 /// One tag of the input as the message players get, and its place on the 64-bit timeline.

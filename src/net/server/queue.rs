@@ -306,26 +306,34 @@ impl PlayerQueue {
         self.peer
     }
 
-    pub(super) fn push_always(&self, b: &Arc<Frame>, now: Instant) {
+    pub(super) fn push_always(&self, b: &Arc<Frame>, now: Instant, defer: bool) {
         let q = self.lock();
         if q.closed {
             return;
         }
-        self.enqueue(q, b, Queued::kept(now));
+        self.enqueue(q, b, Queued::kept(now), defer);
+    }
+
+    /// Merged writes: the hub's merging thread writes this player.
+    pub(super) fn is_merged(&self) -> bool {
+        self.merged
     }
 
     /// Writes `f` through for a direct player with an empty queue, and queues what is left
     /// (or all of it, otherwise), waking the task when the queue was empty. The frame is
     /// referenced (a reference count touched) only when it is queued. With merged writes it
-    /// is only queued: the merging thread writes it or wakes the task.
+    /// is only queued: the merging thread writes it or wakes the task. With `defer` it is
+    /// only queued too: the hub flushes the queue after the last message of its batch.
     pub(super) fn enqueue(
         &self,
         mut q: MutexGuard<'_, QueueInner>,
         f: &Arc<Frame>,
         queued: Queued,
+        defer: bool,
     ) {
         let len = f.len();
-        let written = if self.merged {
+        let only_queue = self.merged || defer;
+        let written = if only_queue {
             0
         } else {
             q.write_through(&f.bytes, &self.bytes_sent, &self.sends)
@@ -333,8 +341,9 @@ impl PlayerQueue {
         if written == len {
             return;
         }
-        // With merged writes only the merging thread wakes the task, once per window.
-        let wake = q.items.is_empty() && !self.merged;
+        // With merged writes only the merging thread wakes the task, once per window; in a
+        // batch, the flush after it.
+        let wake = q.items.is_empty() && !only_queue;
         q.push(Item::Frame(f.clone(), queued), len);
         if wake {
             q.front_written = written;
@@ -357,6 +366,7 @@ impl PlayerQueue {
         limit: usize,
         now: Instant,
         max_age: Option<Duration>,
+        defer: bool,
     ) {
         let mut q = self.lock();
         if q.closed {
@@ -384,7 +394,7 @@ impl PlayerQueue {
             return;
         }
         q.skipping = false;
-        self.enqueue(q, b, Queued::media(now));
+        self.enqueue(q, b, Queued::media(now), defer);
     }
 
     pub(super) fn push_end(&self) {

@@ -653,3 +653,71 @@ fn input_later_than_queue_time_is_dropped_for_everyone_up_to_the_next_keyframe()
         assert_eq!(drain(&joiner), [3, 30, 31]);
     }
 }
+
+#[test]
+fn a_batch_goes_to_each_direct_player_in_one_send_and_in_order() {
+    let hub = Hub::new(HubConfig::default());
+    hub.push(vheader(2));
+    let (p, sock) = direct_player(&hub, 1 << 20, b"");
+    assert_eq!(p.flush_direct().unwrap(), Flushed::Empty);
+    let queued = hub.add_player(peer());
+    assert_eq!(drain(&queued), vec![2]);
+    let before = sock.writes.load(Ordering::Relaxed);
+    hub.push_batch([
+        frame(Kind::Video, true, 10, 3),
+        frame(Kind::Audio, false, 11, 2),
+        aheader(3),
+        frame(Kind::Video, false, 12, 1),
+    ]);
+    assert_eq!(sock.writes.load(Ordering::Relaxed) - before, 1, "one send");
+    assert_eq!(&sock.got.lock().unwrap()[1..], [10, 10, 10, 11, 11, 3, 12]);
+    assert!(p.is_empty());
+    assert_eq!(p.stats().sends, 2);
+    // A task-written player gets the same, queued in order.
+    assert_eq!(drain(&queued), vec![10, 11, 3, 12]);
+    // A joiner after the batch: headers and the GOP the batch started.
+    let late = hub.add_player(peer());
+    // (The audio header after media took the cached audio out.)
+    assert_eq!(drain(&late), vec![2, 3, 10, 12]);
+}
+
+#[test]
+fn a_batch_keeps_each_players_bounds_message_by_message() {
+    let hub = Hub::new(HubConfig {
+        queue_limit: 8,
+        ..HubConfig::default()
+    });
+    let (p, sock) = direct_player(&hub, 100, b"x");
+    assert_eq!(p.flush_direct().unwrap(), Flushed::Empty);
+    // A batch is written after its last message, so until then its messages count toward
+    // the player's bound: 10 and 11 fit (6 bytes), 12 would pass 8 and starts a skip that
+    // the keyframe 20 cannot end (it does not fit either); 21 goes with the skip.
+    hub.push_batch([
+        frame(Kind::Video, true, 10, 3),
+        frame(Kind::Video, false, 11, 3),
+        frame(Kind::Video, false, 12, 3),
+        frame(Kind::Video, true, 20, 3),
+        frame(Kind::Video, false, 21, 3),
+    ]);
+    assert_eq!(&sock.got.lock().unwrap()[1..], [10, 10, 10, 11, 11, 11]);
+    assert_eq!(p.stats().drops, 3);
+    // The next keyframe finds the queue empty again.
+    hub.push(frame(Kind::Video, true, 30, 3));
+    assert_eq!(&sock.got.lock().unwrap()[7..], [30, 30, 30]);
+}
+
+#[test]
+fn a_batch_waits_for_the_merging_thread_with_merged_writes() {
+    let hub = Hub::new(HubConfig {
+        merge_window: Some(std::time::Duration::from_secs(3600)),
+        ..HubConfig::default()
+    });
+    let (p, sock) = direct_player(&hub, 1 << 20, b"x");
+    hub.push_batch([
+        frame(Kind::Video, true, 10, 1),
+        frame(Kind::Audio, false, 11, 1),
+    ]);
+    // Nothing written before the window (an hour) ends: only queued.
+    assert_eq!(&sock.got.lock().unwrap()[..], b"");
+    assert_eq!(p.queued_bytes(), 3);
+}
