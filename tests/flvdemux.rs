@@ -65,7 +65,12 @@ fn attach(p: &gst::Pipeline, name: &str) -> Arc<Mutex<Pads>> {
     let got = pads.clone();
     p.by_name(name).unwrap().connect_pad_added(move |_, pad| {
         let name = pad.name().to_string();
-        let sink = gst_app::AppSink::builder().sync(false).build();
+        // Not async: an async sink added to a PLAYING pipeline can race GstBin's state
+        // bookkeeping so that it never posts EOS (GStreamer 1.22; see tests/flv_roundtrip.rs).
+        let sink = gst_app::AppSink::builder()
+            .sync(false)
+            .async_(false)
+            .build();
         // A queue per pad: sinks preroll on their own threads (after a seek, one streaming
         // thread blocked in one sink's preroll would never feed the other).
         let queue = gst::ElementFactory::make("queue").build().unwrap();

@@ -397,7 +397,12 @@ pub fn record_pads(p: &Pipeline, name: &str) -> PadFrames {
     p.by_name(name).connect_pad_added(move |_, pad| {
         let name = pad.name().to_string();
         let queue = gst::ElementFactory::make("queue").build().unwrap();
-        let sink = gst_app::AppSink::builder().sync(false).build();
+        // Not async: an async sink added to a PLAYING pipeline can race GstBin's state
+        // bookkeeping so that it never posts EOS (GStreamer 1.22; see tests/flv_roundtrip.rs).
+        let sink = gst_app::AppSink::builder()
+            .sync(false)
+            .async_(false)
+            .build();
         bin.add_many([&queue, sink.upcast_ref()]).unwrap();
         queue.link(&sink).unwrap();
         sink.sync_state_with_parent().unwrap();
