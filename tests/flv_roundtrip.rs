@@ -681,7 +681,17 @@ fn run_pipeline(case: &Case) -> Result<BTreeMap<String, PadLog>, String> {
     demux.connect_pad_added(move |_, pad| {
         let name = pad.name().to_string();
         let queue = gst::ElementFactory::make("queue").build().unwrap();
-        let sink = gst_app::AppSink::builder().sync(false).build();
+        // Not async: an async sink added to the PLAYING pipeline makes it lose its state until
+        // the sink prerolls, and GstBin gets PLAYING back on its state-continue thread while
+        // the next pad's sink goes through the same. GstBin can then post a stale "PAUSED,
+        // pending PLAYING" state-changed message of its own after the one for PLAYING, and
+        // that message clears the flag it checks before posting EOS: every sink posts EOS,
+        // the pipeline stays PLAYING and never posts its EOS (GStreamer 1.22, about one case
+        // in 10,000). A sink that does not preroll leaves the pipeline PLAYING throughout.
+        let sink = gst_app::AppSink::builder()
+            .sync(false)
+            .async_(false)
+            .build();
         bin.add_many([&queue, sink.upcast_ref()]).unwrap();
         queue.link(&sink).unwrap();
         sink.sync_state_with_parent().unwrap();
