@@ -428,7 +428,7 @@ fn print_limits(opts: &Options) {
     if let Some(pct) = opts.cpu_quota_pct {
         println!(
             "cpu quota: the server under test may use {pct} % of its core (cgroup CFS quota, \
-             10 ms period)"
+             10 ms period, longer below 10 %)"
         );
     }
 }

@@ -5,7 +5,8 @@
 //! overloads it while the load tool's core stays free, so what the run shows is how the server
 //! degrades, not how the load tool does. The quota is a CFS bandwidth limit on a cgroup of its
 //! own (cgroup v1 `cpu` controller, or v2 where the `cpu` controller is enabled at the root):
-//! `PCT` % of one core per 10 ms period, so a throttled server waits at most ~10 ms at a time.
+//! `PCT` % of one core per 10 ms period (longer below 10 %, the kernel's least quota being
+//! 1 ms), so a throttled server waits at most ~10–20 ms at a time.
 //! The server enters the cgroup between fork and exec (it writes `0`, itself, into
 //! `cgroup.procs`), so every thread it starts is limited too. Needs root (the bench says so
 //! otherwise); the cgroup is removed when the server is gone.
@@ -16,7 +17,7 @@ use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::Command;
 
-/// CFS period of the quota, µs.
+/// CFS period of the quota, µs (longer for shares under 10 %: the quota is 1 ms at least).
 const PERIOD_US: u32 = 10_000;
 
 /// A cgroup limited to a share of one core.
@@ -54,15 +55,17 @@ impl Quota {
             std::fs::create_dir(&dir)
                 .map_err(|e| format!("create cgroup {} (root needed): {e}", dir.display()))?;
         }
-        let quota_us = PERIOD_US * percent / 100;
+        // The kernel takes no quota under 1 ms: small shares get a longer period.
+        let period_us = (1000 * 100 / percent).max(PERIOD_US);
+        let quota_us = period_us * percent / 100;
         let write = |file: &str, value: String| {
             std::fs::write(dir.join(file), &value)
                 .map_err(|e| format!("write {value:?} to {}: {e}", dir.join(file).display()))
         };
         if v2 {
-            write("cpu.max", format!("{quota_us} {PERIOD_US}"))?;
+            write("cpu.max", format!("{quota_us} {period_us}"))?;
         } else {
-            write("cpu.cfs_period_us", PERIOD_US.to_string())?;
+            write("cpu.cfs_period_us", period_us.to_string())?;
             write("cpu.cfs_quota_us", quota_us.to_string())?;
         }
         let path = dir.join("cgroup.procs");
