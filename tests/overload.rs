@@ -11,14 +11,12 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
-use common::server_peers::{Pipeline, wait_until};
-use common::{ChildGuard, TempDir, free_port, require, test_media_with_gop, wait_for_port};
+use common::server_peers::{RelayRun, ffmpeg_through_relay};
+use common::{require, test_media_with_gop};
 use gst::prelude::*;
 
-const DEADLINE: Duration = Duration::from_secs(90);
 /// The media: 6 s at 30 fps, a keyframe every 10 frames.
 const SECONDS: u32 = 6;
 const GOP: u32 = 10;
@@ -82,8 +80,7 @@ struct Outcome {
     sent: Vec<Packet>,
     got: Vec<Packet>,
     late_drops: u64,
-    recording: std::path::PathBuf,
-    _dir: TempDir,
+    run: RelayRun,
 }
 
 /// FFmpeg publishes the media at half speed into `rtmpserversrc ! rtmpserversink {sink}`
@@ -91,73 +88,14 @@ struct Outcome {
 fn relay_at_half_speed(tag: &str, sink: &str) -> Outcome {
     require("ffmpeg", "ffmpeg");
     let media = test_media_with_gop(SECONDS, GOP);
-    let port = free_port();
-    let p = Pipeline::parse(&format!(
-        "rtmpserversrc name=src address=127.0.0.1 port={port} stream=in eos-on-unpublish=true ! \
-         rtmpserversink name=sink address=127.0.0.1 port={port} stream=out {sink}"
-    ));
-    p.play();
-    wait_for_port(port, DEADLINE);
-    let dir = TempDir::new(tag);
-    let recording = dir.path().join("player.flv");
-    // The player waits for the stream (up to 20 s without data) and ends with it.
-    let mut player = ChildGuard::spawn(
-        "ffmpeg player",
-        Command::new("ffmpeg")
-            .args([
-                "-nostdin",
-                "-loglevel",
-                "error",
-                "-y",
-                "-rw_timeout",
-                "20000000",
-            ])
-            .arg("-i")
-            .arg(format!("rtmp://127.0.0.1:{port}/live/out"))
-            .args(["-c", "copy", "-f", "flv"])
-            .arg(&recording)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped()),
-    );
-    let sink_element = p.by_name("sink");
-    wait_until("the player to join", DEADLINE, || {
-        let stats: gst::Structure = sink_element.property("stats");
-        stats.get::<u32>("clients").unwrap_or(0) == 1
-    });
-    let mut publisher = ChildGuard::spawn(
-        "ffmpeg publisher",
-        Command::new("ffmpeg")
-            .args(["-nostdin", "-loglevel", "error", "-readrate", "0.5", "-i"])
-            .arg(&media)
-            .args(["-c", "copy", "-f", "flv"])
-            .arg(format!("rtmp://127.0.0.1:{port}/live/in"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped()),
-    );
-    let published = publisher.wait_timeout(DEADLINE);
-    assert!(
-        published.success(),
-        "the publisher failed: {}",
-        publisher.stderr_text()
-    );
-    p.wait_eos(DEADLINE);
-    let stats: gst::Structure = sink_element.property("stats");
+    let run = ffmpeg_through_relay(tag, sink, &["-readrate", "0.5"], &media, |_| {});
+    let stats: gst::Structure = run.pipeline.by_name("sink").property("stats");
     let late_drops = stats.get::<u64>("late-drops").expect("late-drops in stats");
-    let played = player.wait_timeout(DEADLINE);
-    assert!(
-        played.success(),
-        "the player failed: {}",
-        player.stderr_text()
-    );
-    drop(p);
     Outcome {
         sent: packets(&media),
-        got: packets(&recording),
+        got: packets(&run.recording),
         late_drops,
-        recording,
-        _dir: dir,
+        run,
     }
 }
 
@@ -171,7 +109,7 @@ fn without_queue_time_every_frame_goes_out_however_late() {
     assert_eq!(o.late_drops, 0);
     assert_eq!(count(&o.got, true), count(&o.sent, true), "video frames");
     assert_eq!(count(&o.got, false), count(&o.sent, false), "audio frames");
-    decodes_cleanly(&o.recording).unwrap_or_else(|e| panic!("the recording: {e}"));
+    decodes_cleanly(&o.run.recording).unwrap_or_else(|e| panic!("the recording: {e}"));
 }
 
 #[test]
@@ -213,5 +151,5 @@ fn with_queue_time_late_input_is_dropped_to_keyframes_for_every_player() {
     // Every keyframe of the stream reached the player: the skips end at each one.
     let got_keys = video.iter().filter(|p| p.key).count();
     assert_eq!(got_keys, keyframes, "keyframes delivered");
-    decodes_cleanly(&o.recording).unwrap_or_else(|e| panic!("the recording: {e}"));
+    decodes_cleanly(&o.run.recording).unwrap_or_else(|e| panic!("the recording: {e}"));
 }

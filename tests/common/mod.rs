@@ -544,12 +544,20 @@ pub fn interrupt(guard: &mut ChildGuard) {
 /// play to the first data (it gives up with no data at all), so a test starts it only when
 /// the publisher is connected and nothing but releasing its data is left to do.
 pub fn ffmpeg_reader(url: &str, out: &Path) -> ChildGuard {
+    ffmpeg_reader_waiting(url, out, Duration::from_secs(2))
+}
+
+/// [`ffmpeg_reader`] that waits up to `wait` without data (before the first and between
+/// any two).
+pub fn ffmpeg_reader_waiting(url: &str, out: &Path, wait: Duration) -> ChildGuard {
     require("ffmpeg", "ffmpeg");
     ChildGuard::spawn(
         "ffmpeg reader",
         Command::new("ffmpeg")
             .args(["-nostdin", "-loglevel", "warning", "-y"])
-            .args(["-rw_timeout", "2000000", "-i", url])
+            .arg("-rw_timeout")
+            .arg(wait.as_micros().to_string())
+            .args(["-i", url])
             .args(["-c", "copy", "-f", "flv"])
             .arg(out)
             .stdin(Stdio::null())

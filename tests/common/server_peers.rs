@@ -744,3 +744,77 @@ pub fn assert_late_join(name: &str, late: &FrameCrc, want: &FrameCrc) {
         "{name}: the late player's video starts without a keyframe"
     );
 }
+
+/// A finished run of [`ffmpeg_through_relay`]: the relay (at EOS, its stats still readable)
+/// and what the FFmpeg player recorded.
+pub struct RelayRun {
+    pub pipeline: Pipeline,
+    pub recording: std::path::PathBuf,
+    pub _dir: crate::common::TempDir,
+}
+
+/// FFmpeg publishes `media` (with `publish_args` before its `-i`) into `rtmpserversrc !
+/// rtmpserversink {sink_props}` on one port while an FFmpeg player, joined before, records
+/// the relay's output; returns once the stream ended and the player finished. `setup` sees
+/// the pipeline before it plays.
+pub fn ffmpeg_through_relay(
+    tag: &str,
+    sink_props: &str,
+    publish_args: &[&str],
+    media: &std::path::Path,
+    setup: impl FnOnce(&Pipeline),
+) -> RelayRun {
+    const DEADLINE: Duration = Duration::from_secs(90);
+    let port = crate::common::free_port();
+    let p = Pipeline::parse(&format!(
+        "rtmpserversrc name=src address=127.0.0.1 port={port} stream=in eos-on-unpublish=true ! \
+         rtmpserversink name=sink address=127.0.0.1 port={port} stream=out {sink_props}"
+    ));
+    setup(&p);
+    p.play();
+    crate::common::wait_for_port(port, DEADLINE);
+    let dir = crate::common::TempDir::new(tag);
+    let recording = dir.path().join("player.flv");
+    // The player waits for the stream and ends with it.
+    let mut player = crate::common::ffmpeg_reader_waiting(
+        &format!("rtmp://127.0.0.1:{port}/live/out"),
+        &recording,
+        Duration::from_secs(20),
+    );
+    let sink = p.by_name("sink");
+    wait_until("the player to join", DEADLINE, || {
+        let stats: gst::Structure = sink.property("stats");
+        stats.get::<u32>("clients").unwrap_or(0) == 1
+    });
+    let mut publisher = ChildGuard::spawn(
+        "ffmpeg publisher",
+        Command::new("ffmpeg")
+            .args(["-nostdin", "-loglevel", "error"])
+            .args(publish_args)
+            .arg("-i")
+            .arg(media)
+            .args(["-c", "copy", "-f", "flv"])
+            .arg(format!("rtmp://127.0.0.1:{port}/live/in"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
+    let published = publisher.wait_timeout(DEADLINE);
+    assert!(
+        published.success(),
+        "the publisher failed: {}",
+        publisher.stderr_text()
+    );
+    p.wait_eos(DEADLINE);
+    let played = player.wait_timeout(DEADLINE);
+    assert!(
+        played.success(),
+        "the player failed: {}",
+        player.stderr_text()
+    );
+    RelayRun {
+        pipeline: p,
+        recording,
+        _dir: dir,
+    }
+}

@@ -74,12 +74,9 @@ impl Lateness {
         let arrival_us = now.saturating_duration_since(self.epoch).as_micros() as i128;
         let offset_us = arrival_us - i128::from(time_ms) * 1000;
         let slot = &mut self.kinds[kind];
-        let least = match slot {
-            Some(l) if time_ms + (BACKWARDS.as_millis() as u64) < l.last_ms => None,
-            Some(l) => Some(l),
-            None => None,
-        };
-        let Some(least) = least else {
+        let back = BACKWARDS.as_millis() as u64;
+        // A timestamp far behind the last one starts the measure again.
+        let Some(least) = slot.as_mut().filter(|l| time_ms + back >= l.last_ms) else {
             *slot = Some(Least {
                 offset_us,
                 at: now,
