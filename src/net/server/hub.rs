@@ -220,7 +220,13 @@ struct Helper {
 }
 
 impl Helper {
+    /// None when this process may run on one core only (its affinity mask or its cgroup's CPU
+    /// quota, as `available_parallelism` reads them): two threads taking turns on one core
+    /// finish the last player no sooner and add two thread switches per message.
     fn start() -> Option<Helper> {
+        if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+            return None;
+        }
         let (jobs, rx) = mpsc::sync_channel::<Job>(1);
         let (done_tx, done) = mpsc::sync_channel(1);
         std::thread::Builder::new()
