@@ -96,9 +96,13 @@ fn check_page(port: u16, chromium: &Chromium, dir: &TempDir) -> HashMap<String, 
     let r = parse_report(&raw);
     let get = |k: &str| r.get(k).copied().unwrap_or(0.0);
     let (decoded, received) = (get("webrtc.framesDecoded"), get("webrtc.framesReceived"));
+    let dropped = get("webrtc.framesDropped");
+    // Every frame that arrived is decoded, or dropped by Chromium for being late (a debug
+    // build on loaded cores drops some: 37 of 355 once under stress-ng); a frame it cannot
+    // decode is neither, and most must be decoded.
     assert!(
-        decoded >= 0.9 * received,
-        "WebRTC: {decoded} frames decoded of {received} received\n{raw}\n{}",
+        decoded + dropped >= 0.95 * received && decoded >= 0.5 * received,
+        "WebRTC: {decoded} frames decoded and {dropped} dropped of {received} received\n{raw}\n{}",
         log()
     );
     let (samples, concealed) = (get("webrtc.audioSamples"), get("webrtc.audioConcealed"));
