@@ -568,11 +568,19 @@ pub fn ffmpeg_reader_waiting(url: &str, out: &Path, wait: Duration) -> ChildGuar
 
 /// ffmpeg publishing `media` to `url` in real time.
 pub fn ffmpeg_publisher(media: &Path, url: &str) -> ChildGuard {
+    ffmpeg_publisher_paced(&["-re"], media, url)
+}
+
+/// ffmpeg publishing `media` to `url` with `input_args` (its pace: `-re`, `-readrate 0.5`,
+/// or none for as fast as it can) before the `-i`.
+pub fn ffmpeg_publisher_paced(input_args: &[&str], media: &Path, url: &str) -> ChildGuard {
     require("ffmpeg", "ffmpeg");
     ChildGuard::spawn(
         "ffmpeg publisher",
         Command::new("ffmpeg")
-            .args(["-nostdin", "-loglevel", "warning", "-re", "-i"])
+            .args(["-nostdin", "-loglevel", "warning"])
+            .args(input_args)
+            .arg("-i")
             .arg(media)
             .args(["-c", "copy", "-f", "flv", url])
             .stdin(Stdio::null())

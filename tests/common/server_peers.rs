@@ -786,18 +786,10 @@ pub fn ffmpeg_through_relay(
         let stats: gst::Structure = sink.property("stats");
         stats.get::<u32>("clients").unwrap_or(0) == 1
     });
-    let mut publisher = ChildGuard::spawn(
-        "ffmpeg publisher",
-        Command::new("ffmpeg")
-            .args(["-nostdin", "-loglevel", "error"])
-            .args(publish_args)
-            .arg("-i")
-            .arg(media)
-            .args(["-c", "copy", "-f", "flv"])
-            .arg(format!("rtmp://127.0.0.1:{port}/live/in"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped()),
+    let mut publisher = crate::common::ffmpeg_publisher_paced(
+        publish_args,
+        media,
+        &format!("rtmp://127.0.0.1:{port}/live/in"),
     );
     let published = publisher.wait_timeout(DEADLINE);
     assert!(
