@@ -1,12 +1,14 @@
 //! Fan-out load test: one publisher, many players, against nginx-rtmp, our own relay,
 //! node-media-server and xiu.
 //!
-//! Run: `cargo bench --bench fanout -- [--server nginx|rsrtmp|nms|xiu|both|all|LIST]
+//! Run: `cargo bench --bench fanout -- [--server nginx|rsrtmp|nms|xiu|floor|both|all|LIST]
 //! [--players 100,500,1000] [--seconds 15] [--kbps 3000] [--threads 2] [--no-pin]
 //! [--merge-window MS] [--queue-time MS] [--server-cpu-quota PCT] [--capacity
 //! [--capacity-seconds 8] [--capacity-max 3000] [--capacity-p99 500]]`; smoke run: `--players 10 --seconds 3` (nginx-rtmp and rsrtmp, the
 //! default `both`). `all` is the four servers; a comma list picks some (`--server nginx,xiu`). node-media-server (npm) and xiu
 //! (crates.io) are installed on first use into a cache (`fanout/peers.rs`), never under CI.
+//! `floor` is not a server but the measuring stick, named only on its own (not in `all`): one
+//! send per message per player and nothing else (`fanout/floor.rs`).
 //! Under `cargo test` (no `--bench` argument) it does nothing.
 //!
 //! The server under test runs pinned to CPU 0 and the load tool (this process: publisher and
@@ -96,7 +98,7 @@ struct Options {
 }
 
 fn usage() -> &'static str {
-    "usage: cargo bench --bench fanout -- [--server nginx|rsrtmp|nms|xiu|both|all|LIST] \
+    "usage: cargo bench --bench fanout -- [--server nginx|rsrtmp|nms|xiu|floor|both|all|LIST] \
      [--players 100,500,1000] [--seconds 15] [--kbps 3000] [--threads 2] [--no-pin] \
      [--merge-window MS] [--queue-time MS] [--server-cpu-quota PCT] [--capacity \
      [--capacity-seconds 8] [--capacity-max 3000] [--capacity-p99 500]]"
@@ -110,7 +112,9 @@ fn parse_servers(v: &str) -> Result<Vec<Kind>, String> {
             "both" => vec![Kind::Nginx, Kind::Rsrtmp],
             "all" => Kind::ALL.to_vec(),
             w => vec![Kind::parse(w).ok_or_else(|| {
-                format!("--server {v:?}: {w:?} is none of nginx, rsrtmp, nms, xiu, both, all")
+                format!(
+                    "--server {v:?}: {w:?} is none of nginx, rsrtmp, nms, xiu, floor, both, all"
+                )
             })?],
         };
         for k in more {
@@ -358,7 +362,7 @@ fn run_scenario(
 /// `bench_entry` builds the player runtime: threads started later inherit the mask.
 fn pins_itself(args: &[String]) -> bool {
     let has = |flag: &str| args.iter().any(|a| a == flag);
-    has("--bench") && !has("--serve-relay") && !has("--no-pin")
+    has("--bench") && !has("--serve-relay") && !has("--serve-floor") && !has("--no-pin")
 }
 
 fn print_header(opts: &Options) {

@@ -8,11 +8,15 @@
 //!   [`crate::relay`]).
 //! - node-media-server and xiu: installed on demand into a cache and started as
 //!   [`peers`] describes.
+//! - the floor: this bench binary with `--serve-floor PORT`, one send per message per player
+//!   and nothing else (see [`floor`]); not a server users could pick, the measuring stick.
 //!
 //! [`Launch`] says which core the process is pinned to (see [`pin`]), what share of it the
 //! process may use (see [`quota`]) and, for rsrtmp, the sink's merge window and queue time. A
 //! [`Server`] kills and reaps its process when dropped, also when the bench panics.
 
+#[path = "floor.rs"]
+pub mod floor;
 #[path = "peers.rs"]
 pub mod peers;
 #[path = "pin.rs"]
@@ -33,6 +37,8 @@ pub enum Kind {
     Rsrtmp,
     Nms,
     Xiu,
+    /// No server: the fan-out floor ([`floor`]).
+    Floor,
 }
 
 impl Kind {
@@ -44,6 +50,7 @@ impl Kind {
             Kind::Rsrtmp => "rsrtmp",
             Kind::Nms => "node-media-server",
             Kind::Xiu => "xiu",
+            Kind::Floor => "floor",
         }
     }
 
@@ -54,6 +61,7 @@ impl Kind {
             "rsrtmp" => Some(Kind::Rsrtmp),
             "nms" | "node-media-server" => Some(Kind::Nms),
             "xiu" => Some(Kind::Xiu),
+            "floor" => Some(Kind::Floor),
             _ => None,
         }
     }
@@ -61,7 +69,7 @@ impl Kind {
     /// Installs the server when it is one the bench installs and it is missing.
     pub fn prepare(self) -> Result<(), String> {
         match self {
-            Kind::Nginx | Kind::Rsrtmp => Ok(()),
+            Kind::Nginx | Kind::Rsrtmp | Kind::Floor => Ok(()),
             Kind::Nms => peers::nms_module().map(drop),
             Kind::Xiu => peers::xiu_binary().map(drop),
         }
@@ -84,6 +92,9 @@ impl Kind {
                 peers::XIU_VERSION,
                 peers::cache_dir().display()
             ),
+            Kind::Floor => "floor (this build, --serve-floor: engine handshake and commands, \
+                            then one blocking write per message per player, nothing else)"
+                .into(),
         }
     }
 
@@ -151,6 +162,7 @@ impl Server {
             Kind::Rsrtmp => relay_command(port, &launch)?,
             Kind::Nms => peers::nms_command(&dir, port)?,
             Kind::Xiu => peers::xiu_command(port)?,
+            Kind::Floor => floor_command(port)?,
         };
         if let Some(cpu) = launch.cpu {
             pin::pin_command(&mut cmd, cpu);
@@ -194,7 +206,7 @@ impl Server {
                 publish: "in",
                 play: "out",
             },
-            Kind::Nms | Kind::Xiu => Names {
+            Kind::Nms | Kind::Xiu | Kind::Floor => Names {
                 app: "live",
                 publish: "s",
                 play: "s",
@@ -321,6 +333,13 @@ fn relay_command(port: u16, launch: &Launch) -> Result<Command, String> {
     if launch.queue_time_ms > 0 {
         cmd.args(["--queue-time", &launch.queue_time_ms.to_string()]);
     }
+    Ok(cmd)
+}
+
+fn floor_command(port: u16) -> Result<Command, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let mut cmd = Command::new(exe);
+    cmd.args(["--bench", "--serve-floor", &port.to_string()]);
     Ok(cmd)
 }
 
