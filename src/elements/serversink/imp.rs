@@ -248,7 +248,7 @@ impl ObjectImpl for RtmpServerSink {
             props.push(
                 glib::ParamSpecUInt::builder("queue-time")
                     .nick("Queue time")
-                    .blurb("Milliseconds a player's oldest queued message may wait (beyond merge-window) before its queued media is dropped and it skips to the next keyframe, so a slow player lags at most about this much; media reaching the sink this much later than the stream's pace (the server or the pipeline cannot keep up) is dropped for every player up to the next keyframe (stats: late-drops); 0: off, only queue-size bounds the queues")
+                    .blurb("Milliseconds a player's oldest queued message may wait (beyond merge-window) before its queued media is dropped and it skips to the next keyframe, so a slow player lags at most about this much; media reaching the sink this much later than the stream's pace (the server or the pipeline cannot keep up) is dropped for every player up to the next keyframe (stats: late-drops), and a player reached so late into a delivery that the message is past this bound skips to the next keyframe; 0: off, only queue-size bounds the queues")
                     .maximum(600_000)
                     .default_value(0)
                     .mutable_ready()

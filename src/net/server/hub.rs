@@ -64,8 +64,9 @@ pub struct HubConfig {
     /// Age bound of each player's queue: a player whose oldest queued message waited longer
     /// (plus the merge window) loses its queued media and skips to the next sync point. The
     /// same bound on the input: media that reaches the hub later than this behind the stream's
-    /// own pace (see `late`) is dropped for everyone up to the next sync point. `None`: only
-    /// the byte bound.
+    /// own pace (see `late`) is dropped for everyone up to the next sync point. And at the
+    /// send: a player whose turn in a delivery comes after the message is past the bound
+    /// skips to the next sync point. `None`: only the byte bound.
     pub queue_time: Option<std::time::Duration>,
 }
 
@@ -143,6 +144,8 @@ enum Delivery {
         limit: usize,
         now: Instant,
         max_age: Option<std::time::Duration>,
+        /// How late the input brought it (with `queue_time`; see `late`).
+        late: std::time::Duration,
         /// What the stream's video needs (see `StreamCache::video_needs`).
         video: Needs,
     },
@@ -151,7 +154,8 @@ enum Delivery {
 impl Delivery {
     /// Queues it for `p`; a direct player with nothing queued is written at once unless
     /// `defer` (a batch: the player's queue is flushed once after its last message).
-    fn to(&self, p: &PlayerQueue, defer: bool) {
+    /// `waited`: how long this delivery has been going on before it reached `p`.
+    fn to(&self, p: &PlayerQueue, defer: bool, waited: std::time::Duration) {
         match self {
             Delivery::Always(f, now) => {
                 if p.accept.as_ref().is_none_or(|a| a.takes(&f.needs)) {
@@ -164,6 +168,7 @@ impl Delivery {
                 limit,
                 now,
                 max_age,
+                late,
                 video,
             } => {
                 let mut sync = *sync;
@@ -176,7 +181,10 @@ impl Delivery {
                         sync = true;
                     }
                 }
-                p.push_media(frame, sync, *limit, *now, *max_age, defer)
+                // Later than the bound by the time it would reach this player (the input's
+                // lateness and the sends to the players before it): stale for this player.
+                let stale = max_age.is_some_and(|max| *late + waited > max);
+                p.push_media(frame, sync, *limit, *now, *max_age, stale, defer)
             }
         }
     }
@@ -191,12 +199,12 @@ enum Work {
 }
 
 impl Work {
-    fn to(&self, p: &PlayerQueue) {
+    fn to(&self, p: &PlayerQueue, waited: std::time::Duration) {
         match self {
-            Work::One(d) => d.to(p, false),
+            Work::One(d) => d.to(p, false, waited),
             Work::Batch(ds) => {
                 for d in ds.iter() {
-                    d.to(p, true);
+                    d.to(p, true, waited);
                 }
                 // With merged writes the merging thread writes it, in its window.
                 if !p.is_merged() {
@@ -207,7 +215,20 @@ impl Work {
     }
 }
 
-type Job = (Arc<[Arc<PlayerQueue>]>, usize, Work);
+/// Players, the index to start from, the work, and the delivery's start (see [`deliver_to`]).
+type Job = (Arc<[Arc<PlayerQueue>]>, usize, Work, Option<Instant>);
+
+/// Hands `work` to each of `players`. With `started` (a hub with `queue_time`), each player
+/// is told how long the delivery has taken before its turn (a clock read per player, a few
+/// tens of ns beside its send).
+fn deliver_to(players: &[Arc<PlayerQueue>], work: &Work, started: Option<Instant>) {
+    for p in players {
+        work.to(
+            p,
+            started.map_or(std::time::Duration::ZERO, |t| t.elapsed()),
+        );
+    }
+}
 
 /// A thread that delivers a message to the second half of a large hub's players while the
 /// producer's thread does the first half: with hundreds of direct players the sends of one
@@ -233,10 +254,8 @@ impl Helper {
             .name("rsrtmp-fanout".into())
             .spawn(move || {
                 // Ends when the hub (and with it `jobs`) is gone.
-                while let Ok((players, from, delivery)) = rx.recv() {
-                    for p in &players[from..] {
-                        delivery.to(p);
-                    }
+                while let Ok((players, from, delivery, started)) = rx.recv() {
+                    deliver_to(&players[from..], &delivery, started);
                     if done_tx.send(()).is_err() {
                         break;
                     }
@@ -307,8 +326,8 @@ impl Hub {
     }
 
     /// Hands `delivery` to every player in `players`, split between this thread and the
-    /// helper when there are many.
-    fn deliver(&self, players: &Arc<[Arc<PlayerQueue>]>, delivery: Work) {
+    /// helper when there are many. `started`: see [`deliver_to`].
+    fn deliver(&self, players: &Arc<[Arc<PlayerQueue>]>, delivery: Work, started: Option<Instant>) {
         let n = players.len();
         let helper = if n >= PARALLEL_FROM {
             self.helper.get_or_init(Helper::start).as_ref()
@@ -316,26 +335,20 @@ impl Hub {
             None
         };
         let Some(helper) = helper else {
-            for p in players.iter() {
-                delivery.to(p);
-            }
+            deliver_to(players, &delivery, started);
             return;
         };
         let mid = n / 2;
         if helper
             .jobs
-            .send((players.clone(), mid, delivery.clone()))
+            .send((players.clone(), mid, delivery.clone(), started))
             .is_err()
         {
             // The helper is gone (it cannot panic, but be safe): do it all here.
-            for p in players.iter() {
-                delivery.to(p);
-            }
+            deliver_to(players, &delivery, started);
             return;
         }
-        for p in &players[..mid] {
-            delivery.to(p);
-        }
+        deliver_to(&players[..mid], &delivery, started);
         let _ = helper.done.lock().unwrap_or_else(|e| e.into_inner()).recv();
     }
 
@@ -357,8 +370,21 @@ impl Hub {
     pub fn push_at(&self, input: Input, now: Instant) {
         let mut st = self.lock();
         if let Some(d) = self.admit(&mut st, input, now) {
-            self.deliver(&st.players, Work::One(d));
+            self.deliver_timed(&mut st, Work::One(d));
         }
+    }
+
+    /// [`deliver`](Self::deliver) to the current players. With `queue_time` it is timed: each
+    /// player is told how long the delivery took before it got there, and the whole time goes
+    /// into the input lateness (see `late`).
+    fn deliver_timed(&self, st: &mut HubState, work: Work) {
+        if self.config.queue_time.is_none() {
+            self.deliver(&st.players, work, None);
+            return;
+        }
+        let start = Instant::now();
+        self.deliver(&st.players, work, Some(start));
+        st.late.busy(start.elapsed());
     }
 
     /// Adds messages that arrived together (a backlog handed over at once): each is cached
@@ -377,7 +403,7 @@ impl Hub {
             1 => Work::One(deliveries.into_iter().next().expect("one")),
             _ => Work::Batch(deliveries.into()),
         };
-        self.deliver(&st.players, work);
+        self.deliver_timed(&mut st, work);
     }
 
     /// Takes one message into the stream's cache and bounds; what the players get of it,
@@ -434,11 +460,13 @@ impl Hub {
                 }
                 st.cache.started = true;
                 let sync = is_sync(&enc, st.cache.has_video);
+                let mut input_late = std::time::Duration::ZERO;
                 if let Some(bound) = self.config.queue_time
                     && enc.kind != Kind::Data
                 {
                     let kind = usize::from(enc.kind == Kind::Video);
                     let late = st.late.observe(kind, u64::from(enc.time), now);
+                    input_late = late;
                     if st.late_skip || late > bound {
                         if !sync {
                             // Behind for everyone: what would cost a send per player goes,
@@ -475,6 +503,7 @@ impl Hub {
                     limit,
                     now,
                     max_age,
+                    late: input_late,
                     video: st.cache.video_needs,
                 })
             }

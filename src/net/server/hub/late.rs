@@ -12,8 +12,11 @@
 //!
 //! A backlog grows message by message, each arriving a little later than the one before (by
 //! the time the one before took). An offset [`GAP`] or more above the previous message's is
-//! not that: nothing came for a while (a publisher that paused, a new publisher continuing the
-//! timeline) and what comes now is fresh, so the least offset moves up by the jump. The least
+//! not that when the hub was idle for it: nothing came for a while (a publisher that paused, a
+//! new publisher continuing the timeline) and what comes now is fresh, so the least offset
+//! moves up by the jump. The part of a jump the hub spent delivering (see [`Lateness::busy`])
+//! is no pause: on an overloaded core one delivery to a thousand players can take seconds, and
+//! the message after it is that much later, not fresh. The least
 //! offset also creeps up by [`DRIFT_PER_SECOND`], so that a publisher whose clock runs slower
 //! than ours is not slowly taken for late; a true backlog grows by far more per second than
 //! that. A timestamp that goes back by more than [`BACKWARDS`] starts the measure again (a
@@ -47,6 +50,8 @@ struct Least {
 pub(super) struct Lateness {
     epoch: Instant,
     kinds: [Option<Least>; 2],
+    /// Time the hub spent delivering since the last advancing message of each kind, µs.
+    busy_us: [i128; 2],
 }
 
 impl Default for Lateness {
@@ -60,12 +65,22 @@ impl Lateness {
         Lateness {
             epoch,
             kinds: [None, None],
+            busy_us: [0, 0],
         }
     }
 
     /// Forgets the stream: the next message is on time by definition.
     pub(super) fn reset(&mut self) {
         self.kinds = [None, None];
+        self.busy_us = [0, 0];
+    }
+
+    /// Notes that the hub spent `d` delivering: a jump in the offsets that the next messages
+    /// show is lateness for that long, not a pause.
+    pub(super) fn busy(&mut self, d: Duration) {
+        for b in &mut self.busy_us {
+            *b += d.as_micros() as i128;
+        }
     }
 
     /// Notes a message of `kind` (0 audio, 1 video) with stream time `time_ms` arriving at
@@ -77,6 +92,7 @@ impl Lateness {
         let back = BACKWARDS.as_millis() as u64;
         // A timestamp far behind the last one starts the measure again.
         let Some(least) = slot.as_mut().filter(|l| time_ms + back >= l.last_ms) else {
+            self.busy_us[kind] = 0;
             *slot = Some(Least {
                 offset_us,
                 at: now,
@@ -91,9 +107,11 @@ impl Lateness {
             return Duration::ZERO;
         }
         least.last_ms = time_ms;
+        // What of the jump the hub did not spend delivering: the input's own pause.
         let jump = offset_us - std::mem::replace(&mut least.last_offset_us, offset_us);
-        if jump >= GAP.as_micros() as i128 {
-            least.offset_us += jump;
+        let idle = jump - std::mem::take(&mut self.busy_us[kind]);
+        if idle >= GAP.as_micros() as i128 {
+            least.offset_us += idle;
         }
         let elapsed = now.saturating_duration_since(least.at);
         // DRIFT_PER_SECOND per second of wall time, in µs: elapsed_µs * 2 / 1000.
@@ -194,6 +212,41 @@ mod tests {
         // A backlog after it still shows.
         let late = l.observe(VIDEO, 200 * 40, t0 + ms(10_000 + 200 * 40 + 600));
         assert!(late >= ms(590), "{late:?}");
+    }
+
+    #[test]
+    fn a_jump_the_hub_spent_delivering_is_lateness_not_a_pause() {
+        let t0 = Instant::now();
+        let mut l = Lateness::new(t0);
+        for i in 0..50u64 {
+            l.observe(VIDEO, i * 40, t0 + ms(i * 40));
+            l.observe(AUDIO, i * 40 + 10, t0 + ms(i * 40 + 10));
+        }
+        // Frame 49 took 1.5 s to deliver: the next of each kind comes that much later. (The
+        // least offset creeps up by 2 ms per second meanwhile, hence the ranges.)
+        let about = |late: Duration, expected: u64| {
+            assert!(
+                late <= ms(expected) && late + ms(30) >= ms(expected),
+                "{late:?}, expected about {expected} ms"
+            )
+        };
+        l.busy(ms(1500));
+        about(l.observe(VIDEO, 50 * 40, t0 + ms(50 * 40 + 1500)), 1500);
+        about(
+            l.observe(AUDIO, 50 * 40 + 10, t0 + ms(50 * 40 + 10 + 1500)),
+            1500,
+        );
+        // Part busy, part idle: only the idle part (here 3 s, over GAP) is a pause.
+        l.busy(ms(400));
+        about(
+            l.observe(VIDEO, 51 * 40, t0 + ms(51 * 40 + 1900 + 3000)),
+            1900,
+        );
+        // A pause with the hub idle is still a pause: the 5 s move the least offset.
+        about(
+            l.observe(VIDEO, 52 * 40, t0 + ms(52 * 40 + 1900 + 8000)),
+            1900,
+        );
     }
 
     #[test]

@@ -339,6 +339,8 @@ struct Sock {
     broken: std::sync::atomic::AtomicBool,
     /// Calls that wrote something.
     writes: std::sync::atomic::AtomicUsize,
+    /// How long each write takes (an overloaded core).
+    stall: Mutex<std::time::Duration>,
 }
 
 impl DirectSocket for Sock {
@@ -346,6 +348,7 @@ impl DirectSocket for Sock {
         if self.broken.load(Ordering::Relaxed) {
             return Err(io::ErrorKind::BrokenPipe.into());
         }
+        std::thread::sleep(*self.stall.lock().unwrap());
         let mut room = self.room.lock().unwrap();
         if *room == 0 {
             return Err(io::ErrorKind::WouldBlock.into());
@@ -652,6 +655,56 @@ fn input_later_than_queue_time_is_dropped_for_everyone_up_to_the_next_keyframe()
         let joiner = hub.add_player(peer());
         assert_eq!(drain(&joiner), [3, 30, 31]);
     }
+}
+
+#[test]
+fn a_delivery_slower_than_queue_time_makes_what_comes_after_it_late() {
+    let t0 = Instant::now();
+    let hub = aging_hub(Some(ms(500)));
+    hub.push_at(vheader(2), t0);
+    let (p, sock) = direct_player(&hub, 1 << 20, b"x");
+    assert_eq!(p.flush_direct().unwrap(), Flushed::Empty);
+    hub.push_at(timed(Kind::Video, true, 10, 1, 0), t0);
+    // Sending frame 11 takes 1.2 s (a thousand players on a starved core)...
+    *sock.stall.lock().unwrap() = ms(1200);
+    hub.push_at(timed(Kind::Video, false, 11, 1, 40), t0 + ms(40));
+    *sock.stall.lock().unwrap() = ms(0);
+    // ... so the frames after it arrive 1.2 s late. That jump is no pause in the input (the
+    // hub was busy all along): they go, up to the next keyframe, which comes on time.
+    hub.push_at(timed(Kind::Video, false, 12, 1, 80), t0 + ms(1280));
+    hub.push_at(timed(Kind::Video, false, 13, 1, 120), t0 + ms(1290));
+    hub.push_at(timed(Kind::Video, true, 20, 1, 1300), t0 + ms(1300));
+    hub.push_at(timed(Kind::Video, false, 21, 1, 1340), t0 + ms(1340));
+    assert_eq!(&sock.got.lock().unwrap()[..], b"x\x02\x0a\x0b\x14\x15");
+    assert_eq!(hub.late_drops(), 2);
+    assert_eq!(p.stats().drops, 0, "the player itself never fell behind");
+}
+
+#[test]
+fn a_player_reached_later_than_queue_time_into_a_delivery_skips_to_the_next_keyframe() {
+    let hub = aging_hub(Some(ms(500)));
+    hub.push(vheader(2));
+    let (first, slow) = direct_player(&hub, 1 << 20, b"x");
+    let (second, sock) = direct_player(&hub, 1 << 20, b"y");
+    for p in [&first, &second] {
+        assert_eq!(p.flush_direct().unwrap(), Flushed::Empty);
+    }
+    let t0 = Instant::now();
+    hub.push_at(timed(Kind::Video, true, 10, 1, 0), t0);
+    // The first player's send of frame 11 takes 700 ms: the second one's turn comes later
+    // than the bound, so frame 11 is stale for it, and so is what follows up to a keyframe.
+    *slow.stall.lock().unwrap() = ms(700);
+    hub.push_at(timed(Kind::Video, false, 11, 1, 40), t0 + ms(40));
+    *slow.stall.lock().unwrap() = ms(0);
+    // The stream goes on from a keyframe, on time.
+    let t1 = Instant::now();
+    let time = t1.duration_since(t0).as_millis() as u32;
+    hub.push_at(timed(Kind::Video, true, 20, 1, time), t1);
+    hub.push_at(timed(Kind::Video, false, 21, 1, time + 40), t1 + ms(40));
+    assert_eq!(&slow.got.lock().unwrap()[..], b"x\x02\x0a\x0b\x14\x15");
+    assert_eq!(&sock.got.lock().unwrap()[..], b"y\x02\x0a\x14\x15");
+    assert_eq!((first.stats().drops, second.stats().drops), (0, 1));
+    assert_eq!(hub.late_drops(), 0, "the input itself was on time");
 }
 
 #[test]
