@@ -203,7 +203,8 @@ enum Stream {
 /// A client connection. See the module docs for the flow.
 pub struct ClientSession {
     config: ClientConfig,
-    handshake: Option<ClientHandshake>,
+    /// Boxed: freed once the handshake is done (see the server's).
+    handshake: Option<Box<ClientHandshake>>,
     conn: Conn,
     phase: Phase,
     want: Option<Want>,
@@ -235,7 +236,7 @@ impl ClientSession {
         Self {
             handshake_deadline: config.handshake_timeout_ms.map(|t| now.saturating_add(t)),
             config,
-            handshake: Some(hs),
+            handshake: Some(Box::new(hs)),
             conn,
             phase: Phase::Handshake,
             want: None,

@@ -33,7 +33,8 @@ pub(crate) struct Conn {
     reader: ChunkReader,
     writer: ChunkWriter,
     ack: Option<AckTracker>,
-    cipher: Option<Rc4Pair>,
+    /// Boxed: the two RC4 states (~0.5 KiB) only exist on RTMPE connections.
+    cipher: Option<Box<Rc4Pair>>,
     pending: BytesMut,
     ready: VecDeque<Bytes>,
     inbound: VecDeque<Inbound>,
@@ -61,7 +62,7 @@ impl Conn {
     }
 
     pub(crate) fn set_cipher(&mut self, cipher: Option<Rc4Pair>) {
-        self.cipher = cipher;
+        self.cipher = cipher.map(Box::new);
     }
 
     pub(crate) fn is_encrypted(&self) -> bool {

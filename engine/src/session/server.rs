@@ -171,7 +171,9 @@ enum Phase {
 /// A server connection. See the module docs.
 pub struct ServerSession {
     config: ServerConfig,
-    handshake: Option<ServerHandshake>,
+    /// Boxed: ~1 KiB that is freed once the handshake is done, not kept in every
+    /// connection for its lifetime.
+    handshake: Option<Box<ServerHandshake>>,
     conn: Conn,
     phase: Phase,
     streams: Vec<(u32, StreamState)>,
@@ -207,7 +209,7 @@ impl ServerSession {
             next_ping: config.ping_interval_ms.map(|p| now.saturating_add(p)),
             conn: Conn::new(config.chunk_limits.clone()),
             config,
-            handshake: Some(hs),
+            handshake: Some(Box::new(hs)),
             phase: Phase::Handshake,
             streams: Vec::new(),
             next_stream: 1,
