@@ -41,6 +41,30 @@ impl Demo {
     }
 }
 
+/// The one GLib critical the demo may print. It comes from GStreamer 1.22's rtpsession: its
+/// table of sources changes while its RTCP thread iterates over it. A core dump put the
+/// failed assertion in libgstrtpmanager's RTCP thread, with four WebRTC viewers joining
+/// under stress-ng. Without fatal warnings, GLib ends that one iteration early, and the
+/// remaining sources wait for the next RTCP round.
+const RTPSESSION_RACE: &str =
+    "g_hash_table_foreach: assertion 'version == hash_table->version' failed";
+
+/// The demo runs without `G_DEBUG=fatal_warnings`, so that the rtpsession race cannot abort
+/// it ([`RTPSESSION_RACE`]). Every other warning or critical it logs still fails the test.
+fn check_demo_log(dir: &TempDir) {
+    let log = std::fs::read_to_string(dir.path().join("demo.log")).unwrap_or_default();
+    let bad: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("CRITICAL **") || l.contains("WARNING **"))
+        .filter(|l| !l.contains(RTPSESSION_RACE))
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "the demo logged warnings:\n{}\n\ndemo:\n{log}",
+        bad.join("\n")
+    );
+}
+
 fn start_demo(dir: &TempDir, extra: &[&str]) -> Demo {
     // Both bound at once, so that they cannot be the same port.
     let pair = [0, 1].map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap());
@@ -55,6 +79,7 @@ fn start_demo(dir: &TempDir, extra: &[&str]) -> Demo {
             .arg("--hls-dir")
             .arg(dir.path().join("hls"))
             .args(extra)
+            .env_remove("G_DEBUG")
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log),
@@ -91,18 +116,35 @@ fn check_page(port: u16, chromium: &Chromium, dir: &TempDir) -> HashMap<String, 
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-    let raw = http(port, "GET", "/report", &[], "").body;
+    // Every frame that had arrived by now gets decoded, or dropped by Chromium for being late
+    // (a debug build on loaded cores drops some: 37 of 355 once under stress-ng); a frame it
+    // cannot decode is neither, and most must be decoded. Judged a little later: frames
+    // still in the jitter buffer and the decoder when the page reports (16 of 272 once,
+    // with a 2 s jitter buffer under stress-ng) are neither yet.
+    let arrived = report(port)
+        .get("webrtc.framesReceived")
+        .copied()
+        .unwrap_or(0.0);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let raw = loop {
+        let raw = http(port, "GET", "/report", &[], "").body;
+        let r = parse_report(&raw);
+        let get = |k: &str| r.get(k).copied().unwrap_or(0.0);
+        let handled = get("webrtc.framesDecoded") + get("webrtc.framesDropped");
+        if handled >= 0.95 * arrived || std::time::Instant::now() > deadline {
+            break raw;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
     println!("the page reports:\n{raw}");
     let r = parse_report(&raw);
     let get = |k: &str| r.get(k).copied().unwrap_or(0.0);
     let (decoded, received) = (get("webrtc.framesDecoded"), get("webrtc.framesReceived"));
     let dropped = get("webrtc.framesDropped");
-    // Every frame that arrived is decoded, or dropped by Chromium for being late (a debug
-    // build on loaded cores drops some: 37 of 355 once under stress-ng); a frame it cannot
-    // decode is neither, and most must be decoded.
     assert!(
-        decoded + dropped >= 0.95 * received && decoded >= 0.5 * received,
-        "WebRTC: {decoded} frames decoded and {dropped} dropped of {received} received\n{raw}\n{}",
+        decoded + dropped >= 0.95 * arrived && decoded >= 0.5 * received,
+        "WebRTC: {decoded} frames decoded and {dropped} dropped of {received} received \
+         (of the {arrived} received when it had played enough, after waiting up to 60 s for them)\n{raw}\n{}",
         log()
     );
     let (samples, concealed) = (get("webrtc.audioSamples"), get("webrtc.audioConcealed"));
@@ -120,6 +162,7 @@ fn check_page(port: u16, chromium: &Chromium, dir: &TempDir) -> HashMap<String, 
     );
     assert!(get("hls.audioBytes") > 0.0, "HLS audio decodes\n{raw}");
     check_http_surface(port);
+    check_demo_log(dir);
     r
 }
 
