@@ -67,21 +67,28 @@ pub fn serve(port: u16, sink_props: &[(&str, u32)]) -> Result<(), String> {
 }
 
 /// The common start of the benches built on this load generator (`fanout`, `soak`): runs the
-/// relay child when asked (`--serve-relay PORT [--merge-window MS] [--queue-time MS]`, how [`crate::server`]
-/// starts it) or the floor (`--serve-floor PORT`), does nothing without `--bench` (under `cargo test`), and otherwise parses the
-/// options and builds the players' runtime with `threads(&options)` workers. `None`: return from `main`. Exits the
-/// process on bad arguments.
+/// relay child when asked (`--serve-relay PORT [--merge-window MS] [--queue-time MS]`, how
+/// [`crate::server`] starts it) or the floor (`--serve-floor PORT`), does nothing without
+/// `--bench` (under `cargo test`), and otherwise parses the options and builds the players'
+/// runtime with `threads(&options)` workers. `None`: return from `main`. Exits the process on
+/// bad arguments.
 pub fn bench_entry<O>(
     name: &str,
     args: &[String],
     parse: impl FnOnce(&[String]) -> Result<O, String>,
     threads: impl FnOnce(&O) -> usize,
 ) -> Option<(O, tokio::runtime::Runtime)> {
-    if let Some(i) = args.iter().position(|a| a == "--serve-floor") {
-        let Some(port) = args.get(i + 1).and_then(|p| p.parse::<u16>().ok()) else {
-            eprintln!("--serve-floor needs a port, got {:?}", args.get(i + 1));
-            std::process::exit(2);
+    // The port after `flag`; exits when it is not one.
+    let port_after =
+        |flag: &str, i: usize| match args.get(i + 1).and_then(|p| p.parse::<u16>().ok()) {
+            Some(port) => port,
+            None => {
+                eprintln!("{flag} needs a port, got {:?}", args.get(i + 1));
+                std::process::exit(2);
+            }
         };
+    if let Some(i) = args.iter().position(|a| a == "--serve-floor") {
+        let port = port_after("--serve-floor", i);
         if let Err(e) = crate::server::floor::serve(port) {
             eprintln!("{e}");
             std::process::exit(1);
@@ -89,11 +96,7 @@ pub fn bench_entry<O>(
         return None;
     }
     if let Some(i) = args.iter().position(|a| a == "--serve-relay") {
-        let port = args.get(i + 1).and_then(|p| p.parse::<u16>().ok());
-        let Some(port) = port else {
-            eprintln!("--serve-relay needs a port, got {:?}", args.get(i + 1));
-            std::process::exit(2);
-        };
+        let port = port_after("--serve-relay", i);
         let ms = |flag: &str| match args.iter().position(|a| a == flag) {
             None => 0,
             Some(j) => match args.get(j + 1).and_then(|m| m.parse::<u32>().ok()) {

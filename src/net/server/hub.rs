@@ -181,10 +181,9 @@ impl Delivery {
                         sync = true;
                     }
                 }
-                // Later than the bound by the time it would reach this player (the input's
-                // lateness and the sends to the players before it): stale for this player.
-                let stale = max_age.is_some_and(|max| *late + waited > max);
-                p.push_media(frame, sync, *limit, *now, *max_age, stale, defer)
+                // How late it reaches this player: the input's lateness and the sends to the
+                // players before it.
+                p.push_media(frame, sync, *limit, *now, *max_age, *late + waited, defer)
             }
         }
     }

@@ -359,8 +359,9 @@ impl PlayerQueue {
     /// age of its oldest queued message. Over the age bound, the queued media is dropped too
     /// (the player is that far behind: what it still has to read is stale), so the player
     /// starts again at the next sync point with a lag of one bound, not of its whole queue.
-    /// `stale`: the message itself is past the age bound by the time it reaches this player
-    /// (see `Delivery::to`); unless it is a sync point, the player skips to the next one.
+    /// `lateness`: how late the message itself reaches this player (its input lateness and
+    /// the sends to the players before it, see `Delivery::to`); past the age bound, unless it
+    /// is a sync point, the player skips to the next one.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn push_media(
         &self,
@@ -369,14 +370,14 @@ impl PlayerQueue {
         limit: usize,
         now: Instant,
         max_age: Option<Duration>,
-        stale: bool,
+        lateness: Duration,
         defer: bool,
     ) {
         let mut q = self.lock();
         if q.closed {
             return;
         }
-        if stale && !sync {
+        if !sync && max_age.is_some_and(|max| lateness > max) {
             // A sync point still goes: it is what the player starts again from, and without it
             // the players late in the list would never get one.
             q.skipping = true;

@@ -670,7 +670,7 @@ fn a_delivery_slower_than_queue_time_makes_what_comes_after_it_late() {
     hub.push_at(timed(Kind::Video, false, 11, 1, 40), t0 + ms(40));
     *sock.stall.lock().unwrap() = ms(0);
     // ... so the frames after it arrive 1.2 s late. That jump is no pause in the input (the
-    // hub was busy all along): they go, up to the next keyframe, which comes on time.
+    // hub was busy all along): they are dropped up to the next keyframe, which comes on time.
     hub.push_at(timed(Kind::Video, false, 12, 1, 80), t0 + ms(1280));
     hub.push_at(timed(Kind::Video, false, 13, 1, 120), t0 + ms(1290));
     hub.push_at(timed(Kind::Video, true, 20, 1, 1300), t0 + ms(1300));
